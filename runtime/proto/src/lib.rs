@@ -1,0 +1,27 @@
+//! Shoal's wire contract: the Rust code generated from `proto/shoal/v1`, the version
+//! constants every handshake compares, and the metadata key of the auth token.
+//!
+//! It does not hold domain logic: conversions into scheduler types live with their users.
+
+/// Generated messages and services of package `shoal.v1`.
+#[allow(clippy::all, clippy::pedantic, missing_docs)]
+pub mod v1 {
+    tonic::include_proto!("shoal.v1");
+}
+
+/// The protocol version this build speaks (`ProtocolVersion::Current` in the proto).
+pub const PROTOCOL_VERSION: u32 = v1::ProtocolVersion::Current as u32;
+
+/// The runtime version of this build: the workspace version shared by every crate.
+pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Metadata key carrying `Bearer <token>` on every authenticated call.
+pub const AUTHORIZATION: &str = "authorization";
+
+/// The version pair this build sends in handshakes.
+pub fn version_info() -> v1::VersionInfo {
+    v1::VersionInfo {
+        protocol_version: PROTOCOL_VERSION,
+        runtime_version: RUNTIME_VERSION.to_string(),
+    }
+}
