@@ -1,1 +1,25 @@
-//! core
+//! Shoal's scheduling core: the pure state machine that decides which task runs where.
+//!
+//! Tasks and workers live in arenas indexed by dense ids; event handlers (`on_graph`,
+//! `on_task_finished`, `on_worker_lost`, ...) mutate the state and send messages through
+//! the [`Comm`] output port. No async, no I/O, no clock: time and messages are arguments,
+//! so tests drive it step by step and call [`Core::sanity_check`] after each.
+//!
+//! Not here: networking, wire formats, executing tasks.
+
+pub mod comm;
+pub mod core;
+pub mod graph;
+pub mod ids;
+mod placement;
+mod reactor;
+pub mod task;
+pub mod worker;
+
+pub use crate::comm::{Assignment, Comm, InputLocation, Sent, TestComm};
+pub use crate::core::{Core, CoreConfig, StateCounts};
+pub use crate::graph::{GraphError, KeyList, NewTask};
+pub use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
+pub use crate::reactor::{GraphSummary, LossReport, Report, WorkerEventError};
+pub use crate::task::{BuiltinOp, Payload, Task, TaskError, TaskState};
+pub use crate::worker::{Worker, WorkerState};

@@ -1,0 +1,52 @@
+//! The scheduler's view of a worker: capacity, load and what it holds in aggregate.
+//! Which tasks a worker holds is in the task records, not here.
+
+/// Whether a worker takes new tasks.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum WorkerState {
+    Active,
+    /// Asked to retire: takes no new tasks; its data is being moved away.
+    Retiring,
+}
+
+#[derive(Clone, Debug)]
+pub struct Worker {
+    pub name: String,
+    pub cores: u32,
+    pub memory_limit: u64,
+    pub data_address: String,
+    pub state: WorkerState,
+    /// Tasks assigned and not yet finished.
+    pub assigned: u32,
+    /// Tasks whose result it holds (primary copies and replicas).
+    pub stored_tasks: u64,
+    pub stored_bytes: u64,
+    /// From the last heartbeat.
+    pub memory_used: u64,
+    pub spilled_bytes: u64,
+    /// Replications asked of this worker and not yet confirmed.
+    pub pending_replicas: u32,
+}
+
+impl Worker {
+    pub fn new(name: String, cores: u32, memory_limit: u64, data_address: String) -> Self {
+        Worker {
+            name,
+            cores: cores.max(1),
+            memory_limit,
+            data_address,
+            state: WorkerState::Active,
+            assigned: 0,
+            stored_tasks: 0,
+            stored_bytes: 0,
+            memory_used: 0,
+            spilled_bytes: 0,
+            pending_replicas: 0,
+        }
+    }
+
+    #[inline]
+    pub fn is_active(&self) -> bool {
+        self.state == WorkerState::Active
+    }
+}
