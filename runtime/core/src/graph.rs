@@ -33,7 +33,7 @@ pub struct KeyList {
 }
 
 impl KeyList {
-    pub(crate) fn collect<'a>(mut keys: impl Iterator<Item = &'a str>) -> Self {
+    pub fn collect<'a>(mut keys: impl Iterator<Item = &'a str>) -> Self {
         let named: Vec<String> = keys.by_ref().take(NAMED_KEYS).map(str::to_string).collect();
         let total = named.len() + keys.count();
         KeyList { keys: named, total }

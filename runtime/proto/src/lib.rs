@@ -3,6 +3,10 @@
 //!
 //! It does not hold domain logic: conversions into scheduler types live with their users.
 
+pub mod auth;
+pub mod convert;
+pub mod version;
+
 /// Generated messages and services of package `shoal.v1`.
 #[allow(clippy::all, clippy::pedantic, missing_docs)]
 pub mod v1 {

@@ -1,0 +1,455 @@
+//! The one task that owns the core. Services send it [`Event`]s; it applies a batch of
+//! them, runs placement once, flushes the buffered messages, and updates the metrics.
+//! Not here: decoding requests (services) or fetching data (gather).
+
+use std::time::Instant;
+
+use shoal_core::{ClientId, Core, GraphError, GraphSummary, NewTask, TaskRef, TaskState, WorkerId};
+use shoal_proto::convert::error_from_wire;
+use shoal_proto::v1;
+use shoal_proto::v1::scheduler_message::Msg;
+use shoal_proto::v1::worker_message::Msg as WorkerMsg;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::comm::{ClientSender, GrpcComm, WorkerSender};
+use crate::config::SchedulerConfig;
+use crate::metrics::Metrics;
+
+/// Most events applied before placement runs and messages are flushed.
+const BATCH: usize = 4096;
+
+/// Where a gathered key can be fetched from, or why it cannot.
+pub type Located = Result<(u64, Vec<String>), String>;
+
+pub enum Event {
+    ClientConnected {
+        name: String,
+        reply: oneshot::Sender<ClientId>,
+    },
+    ClientSubscribed {
+        client: ClientId,
+        sender: ClientSender,
+    },
+    ClientGone {
+        client: ClientId,
+    },
+    Graph {
+        client: ClientId,
+        tasks: Vec<NewTask>,
+        reply: oneshot::Sender<Result<GraphSummary, GraphError>>,
+    },
+    Release {
+        client: ClientId,
+        keys: Vec<String>,
+        cancel: bool,
+    },
+    Locate {
+        keys: Vec<String>,
+        reply: oneshot::Sender<Vec<Located>>,
+    },
+    WorkerRegistered {
+        register: v1::Register,
+        sender: WorkerSender,
+        reply: oneshot::Sender<Result<WorkerId, String>>,
+    },
+    WorkerMessage {
+        worker: WorkerId,
+        msg: WorkerMsg,
+    },
+    WorkerGone {
+        worker: WorkerId,
+        cause: String,
+    },
+    Status {
+        reply: oneshot::Sender<v1::ClusterStatus>,
+    },
+    Retire {
+        names: Vec<String>,
+        reply: oneshot::Sender<v1::RetireWorkersResult>,
+    },
+    LostReason {
+        name: String,
+        reason: String,
+    },
+}
+
+/// A cheap handle to send events to the actor.
+#[derive(Clone)]
+pub struct Actor {
+    tx: mpsc::UnboundedSender<Event>,
+}
+
+impl Actor {
+    pub fn send(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+
+    /// Sends an event carrying a reply channel and waits for the reply.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Event) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx));
+        rx.await.ok()
+    }
+}
+
+pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let state = State {
+        core: Core::new(config.core.clone()),
+        comm: GrpcComm::default(),
+        config,
+        metrics,
+        idle_since: Some(Instant::now()),
+        lost_reasons: Default::default(),
+    };
+    tokio::spawn(run(state, rx));
+    Actor { tx }
+}
+
+struct State {
+    core: Core,
+    comm: GrpcComm,
+    config: SchedulerConfig,
+    metrics: Metrics,
+    idle_since: Option<Instant>,
+    /// Causes reported by the operator for workers that vanished (by name).
+    lost_reasons: std::collections::HashMap<String, String>,
+}
+
+async fn run(mut state: State, mut rx: mpsc::UnboundedReceiver<Event>) {
+    while let Some(event) = rx.recv().await {
+        state.handle(event);
+        for _ in 1..BATCH {
+            match rx.try_recv() {
+                Ok(event) => state.handle(event),
+                Err(_) => break,
+            }
+        }
+        state.core.schedule(&mut state.comm);
+        state.comm.flush();
+        for worker in std::mem::take(&mut state.comm.shut_down) {
+            state.comm.remove_worker(worker);
+        }
+        state.after_batch();
+    }
+}
+
+impl State {
+    fn handle(&mut self, event: Event) {
+        match event {
+            Event::ClientConnected { name, reply } => {
+                let client = self.core.on_client_connected(&name);
+                self.comm.add_client(client);
+                tracing::info!(client = %client, name, "client connected");
+                let _ = reply.send(client);
+            }
+            Event::ClientSubscribed { client, sender } => {
+                self.comm.subscribe_client(client, sender);
+            }
+            Event::ClientGone { client } => {
+                self.core.on_client_disconnected(client, &mut self.comm);
+                self.comm.remove_client(client);
+                tracing::info!(client = %client, "client disconnected; its keys were released");
+            }
+            Event::Graph {
+                client,
+                tasks,
+                reply,
+            } => {
+                let count = tasks.len();
+                let result = self.core.on_graph(client, tasks, &mut self.comm);
+                match &result {
+                    Ok(summary) => tracing::debug!(client = %client, tasks = count, graph = summary.graph_id, "graph accepted"),
+                    Err(e) => tracing::warn!(client = %client, error = %e, "graph refused"),
+                }
+                let _ = reply.send(result);
+            }
+            Event::Release {
+                client,
+                keys,
+                cancel,
+            } => {
+                if cancel {
+                    self.core.on_cancel(client, &keys, &mut self.comm);
+                } else {
+                    self.core.on_release(client, &keys, &mut self.comm);
+                }
+            }
+            Event::Locate { keys, reply } => {
+                let located = keys.iter().map(|k| self.locate(k)).collect();
+                let _ = reply.send(located);
+            }
+            Event::WorkerRegistered {
+                register,
+                sender,
+                reply,
+            } => self.register_worker(register, sender, reply),
+            Event::WorkerMessage { worker, msg } => self.worker_message(worker, msg),
+            Event::WorkerGone { worker, cause } => self.worker_gone(worker, cause),
+            Event::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Event::Retire { names, reply } => self.retire(names, reply),
+            Event::LostReason { name, reason } => {
+                tracing::warn!(worker = name, reason, "worker loss reported by the operator");
+                self.lost_reasons.insert(name, reason);
+            }
+        }
+    }
+
+    fn locate(&self, key: &str) -> Located {
+        let id = self
+            .core
+            .find_key(key)
+            .ok_or_else(|| format!("unknown key {key:?} (never submitted, or released)"))?;
+        let task = self.core.task(id);
+        match task.state {
+            TaskState::Memory(_) => {
+                let addresses = self
+                    .core
+                    .holders(id)
+                    .iter()
+                    .map(|w| self.core.worker(*w).data_address.clone())
+                    .collect();
+                Ok((self.core.task_ref(id).to_wire(), addresses))
+            }
+            TaskState::Erred => Err(format!(
+                "key {key:?} failed: {}",
+                self.core
+                    .error_of(id)
+                    .map(|e| e.message.as_str())
+                    .unwrap_or("unknown error")
+            )),
+            state => Err(format!("key {key:?} is not finished (it is {})", state.name())),
+        }
+    }
+
+    fn register_worker(
+        &mut self,
+        register: v1::Register,
+        sender: WorkerSender,
+        reply: oneshot::Sender<Result<WorkerId, String>>,
+    ) {
+        let added = self.core.on_worker_added(
+            &register.name,
+            register.cores,
+            register.memory_limit,
+            &register.data_address,
+        );
+        let worker = match added {
+            Ok(w) => w,
+            Err(e) => {
+                let _ = reply.send(Err(e.to_string()));
+                return;
+            }
+        };
+        self.comm.add_worker(worker, sender);
+        self.comm.send_worker(
+            worker,
+            Msg::Registered(v1::Registered {
+                worker_id: worker.0,
+                version: Some(shoal_proto::version_info()),
+                heartbeat_interval_ms: self.config.heartbeat_interval.as_millis() as u32,
+            }),
+        );
+        let peer = |id: WorkerId, w: &shoal_core::Worker| v1::Peer {
+            worker_id: id.0,
+            name: w.name.clone(),
+            data_address: w.data_address.clone(),
+        };
+        let all: Vec<v1::Peer> = self.core.workers_iter().map(|(id, w)| peer(id, w)).collect();
+        let me = peer(worker, self.core.worker(worker));
+        for (id, _) in self.core.workers_iter() {
+            let added = if id == worker {
+                all.clone()
+            } else {
+                vec![me.clone()]
+            };
+            self.comm.send_worker(
+                id,
+                Msg::Peers(v1::PeersChanged {
+                    added,
+                    removed: vec![],
+                }),
+            );
+        }
+        tracing::info!(
+            worker = register.name,
+            id = %worker,
+            cores = register.cores,
+            memory_limit = register.memory_limit,
+            address = register.data_address,
+            "worker registered"
+        );
+        let _ = reply.send(Ok(worker));
+    }
+
+    fn worker_message(&mut self, worker: WorkerId, msg: WorkerMsg) {
+        if self.core.find_worker(worker).is_none() {
+            return;
+        }
+        match msg {
+            WorkerMsg::Register(_) => {}
+            WorkerMsg::Heartbeat(h) => {
+                self.core
+                    .on_worker_heartbeat(worker, h.memory_used, h.spilled_bytes);
+            }
+            WorkerMsg::Finished(batch) => {
+                for t in batch.tasks {
+                    self.core.on_task_finished(
+                        worker,
+                        TaskRef::from_wire(t.task),
+                        t.size,
+                        t.duration_us,
+                        &mut self.comm,
+                    );
+                }
+            }
+            WorkerMsg::Failed(batch) => {
+                for t in batch.tasks {
+                    let task = TaskRef::from_wire(t.task);
+                    if t.missing_input {
+                        self.core.on_input_missing(
+                            worker,
+                            task,
+                            TaskRef::from_wire(t.missing_task),
+                            &mut self.comm,
+                        );
+                        continue;
+                    }
+                    let error = error_from_wire(t.error.unwrap_or_default());
+                    if let Some(key) = self.core.resolve(task).map(|t| t.key.to_string()) {
+                        tracing::warn!(
+                            task = key,
+                            worker = self.core.worker(worker).name,
+                            kind = error.kind,
+                            error = error.message,
+                            "task failed"
+                        );
+                    }
+                    self.core.on_task_failed(worker, task, error, &mut self.comm);
+                }
+            }
+            WorkerMsg::DataAdded(added) => {
+                let refs: Vec<TaskRef> = added.tasks.into_iter().map(TaskRef::from_wire).collect();
+                self.core.on_data_added(worker, &refs, &mut self.comm);
+            }
+        }
+    }
+
+    fn worker_gone(&mut self, worker: WorkerId, cause: String) {
+        let Some(name) = self.core.find_worker(worker).map(|w| w.name.clone()) else {
+            return;
+        };
+        let cause = match self.lost_reasons.remove(&name) {
+            Some(reason) => format!("{reason} ({cause})"),
+            None => cause,
+        };
+        self.comm.remove_worker(worker);
+        match self.core.on_worker_lost(worker, &cause, &mut self.comm) {
+            Ok(report) => tracing::warn!(
+                worker = name,
+                cause,
+                rerun = report.rerun,
+                recomputed = report.recomputed,
+                failed = report.failed.len(),
+                "worker lost: its running tasks will run elsewhere, its results are recomputed"
+            ),
+            Err(e) => tracing::debug!(error = %e, "loss of an unknown worker"),
+        }
+        self.metrics.workers_lost.inc();
+        for id in self.comm.worker_ids() {
+            self.comm.send_worker(
+                id,
+                Msg::Peers(v1::PeersChanged {
+                    added: vec![],
+                    removed: vec![worker.0],
+                }),
+            );
+        }
+    }
+
+    fn retire(&mut self, names: Vec<String>, reply: oneshot::Sender<v1::RetireWorkersResult>) {
+        let mut result = v1::RetireWorkersResult::default();
+        let mut waiting = Vec::new();
+        for name in names {
+            let Some(id) = self.core.find_worker_by_name(&name) else {
+                result
+                    .refused
+                    .insert(name.clone(), format!("no worker named {name:?} is connected"));
+                continue;
+            };
+            let (tx, rx) = oneshot::channel();
+            self.comm.retire_waiters.insert(name.clone(), tx);
+            if let Err(e) = self.core.on_retire(id, &mut self.comm) {
+                self.comm.retire_waiters.remove(&name);
+                result.refused.insert(name, e.to_string());
+                continue;
+            }
+            waiting.push((name, rx));
+        }
+        tokio::spawn(async move {
+            for (name, rx) in waiting {
+                match rx.await {
+                    Ok(Ok(())) => result.retired.push(name),
+                    Ok(Err(reason)) => {
+                        result.refused.insert(name, reason);
+                    }
+                    Err(_) => {
+                        result.refused.insert(name, "scheduler stopped".into());
+                    }
+                }
+            }
+            let _ = reply.send(result);
+        });
+    }
+
+    fn status(&self) -> v1::ClusterStatus {
+        let counts = self.core.counts();
+        v1::ClusterStatus {
+            version: Some(shoal_proto::version_info()),
+            cluster_name: self.config.cluster_name.clone(),
+            workers: self
+                .core
+                .workers_iter()
+                .map(|(_, w)| v1::WorkerStatus {
+                    name: w.name.clone(),
+                    cores: w.cores,
+                    memory_limit: w.memory_limit,
+                    memory_used: w.memory_used,
+                    stored_bytes: w.stored_bytes,
+                    spilled_bytes: w.spilled_bytes,
+                    assigned_tasks: w.assigned,
+                    state: format!("{:?}", w.state).to_lowercase(),
+                    data_address: w.data_address.clone(),
+                })
+                .collect(),
+            tasks: Some(v1::TaskCounts {
+                waiting: counts.waiting,
+                ready: counts.ready,
+                assigned: counts.assigned,
+                memory: counts.memory,
+                released: counts.released,
+                erred: counts.erred,
+                finished_total: self.core.finished_total(),
+            }),
+            desired_workers: self.core.desired_workers(),
+            idle_seconds: self
+                .idle_since
+                .map(|t| t.elapsed().as_secs_f64())
+                .unwrap_or(0.0),
+            clients: self.core.client_count() as u32,
+        }
+    }
+
+    fn after_batch(&mut self) {
+        let counts = self.core.counts();
+        let busy = counts.unfinished() > 0;
+        match (busy, self.idle_since) {
+            (true, Some(_)) => self.idle_since = None,
+            (false, None) => self.idle_since = Some(Instant::now()),
+            _ => {}
+        }
+        self.metrics.observe(&self.core, self.comm.assigned);
+    }
+}

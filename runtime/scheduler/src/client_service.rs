@@ -1,0 +1,221 @@
+//! The `Scheduler` gRPC service for clients: handshake, graph submission in chunks, events,
+//! gather (proxied from the workers), release, cancel, cluster info. Requests are decoded
+//! and checked here; the core sees only domain types.
+
+use prost::Message;
+use shoal_client::data::DataClients;
+use shoal_core::{ClientId, GraphError, KeyList, NewTask};
+use shoal_proto::auth::Token;
+use shoal_proto::convert::payload_from_wire;
+use shoal_proto::v1;
+use shoal_proto::v1::scheduler_server::Scheduler;
+use shoal_proto::version::{Peer, check_peer_version};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::{ReceiverStream, UnboundedReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::actor::{Actor, Event};
+use crate::gather;
+
+pub struct ClientService {
+    actor: Actor,
+    data: DataClients,
+    max_chunk_bytes: usize,
+}
+
+impl ClientService {
+    pub fn new(actor: Actor, token: Token, max_chunk_bytes: usize) -> Self {
+        ClientService {
+            actor,
+            data: DataClients::new(token),
+            max_chunk_bytes,
+        }
+    }
+}
+
+fn session(id: u64) -> Result<ClientId, Status> {
+    u32::try_from(id)
+        .map(ClientId)
+        .map_err(|_| Status::invalid_argument(format!("session id {id} was not given by Handshake")))
+}
+
+fn stopped() -> Status {
+    Status::unavailable("the scheduler is shutting down")
+}
+
+/// Turns one wire task into a staged task; `None` when its payload is empty.
+fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
+    let v1::TaskSpec {
+        key,
+        deps,
+        existing_deps,
+        payload,
+        priority,
+        wanted,
+        max_retries,
+    } = spec;
+    let Some(payload) = payload.and_then(payload_from_wire) else {
+        return Err(key);
+    };
+    Ok(NewTask {
+        key: key.into_boxed_str(),
+        deps: deps.into_boxed_slice(),
+        existing_deps: existing_deps.into_iter().map(String::into_boxed_str).collect(),
+        payload,
+        priority,
+        wanted,
+        max_retries,
+    })
+}
+
+#[tonic::async_trait]
+impl Scheduler for ClientService {
+    async fn handshake(
+        &self,
+        request: Request<v1::HandshakeParams>,
+    ) -> Result<Response<v1::HandshakeResult>, Status> {
+        let params = request.into_inner();
+        check_peer_version(Peer::Client, params.version.as_ref())
+            .map_err(|e| Status::failed_precondition(e.to_string()))?;
+        let name = params.client_name;
+        let client = self
+            .actor
+            .ask(|reply| Event::ClientConnected { name, reply })
+            .await
+            .ok_or_else(stopped)?;
+        let status = self
+            .actor
+            .ask(|reply| Event::Status { reply })
+            .await
+            .ok_or_else(stopped)?;
+        Ok(Response::new(v1::HandshakeResult {
+            version: Some(shoal_proto::version_info()),
+            session_id: u64::from(client.0),
+            cluster_name: status.cluster_name,
+            workers: status.workers.len() as u32,
+        }))
+    }
+
+    async fn submit_graph(
+        &self,
+        request: Request<Streaming<v1::GraphChunk>>,
+    ) -> Result<Response<v1::SubmitGraphResult>, Status> {
+        let mut stream = request.into_inner();
+        let mut tasks: Vec<NewTask> = Vec::new();
+        let mut client = None;
+        let mut empty: Vec<String> = Vec::new();
+        let mut index = 0usize;
+        while let Some(chunk) = stream.message().await? {
+            let size = chunk.encoded_len();
+            if size > self.max_chunk_bytes {
+                let first = chunk.tasks.first().map(|t| t.key.as_str()).unwrap_or("");
+                let last = chunk.tasks.last().map(|t| t.key.as_str()).unwrap_or("");
+                let error = GraphError::ChunkTooLarge {
+                    size,
+                    limit: self.max_chunk_bytes,
+                };
+                return Err(Status::invalid_argument(format!(
+                    "{error} (chunk {index}, keys {first:?} to {last:?})"
+                )));
+            }
+            index += 1;
+            if client.is_none() {
+                client = Some(session(chunk.session_id)?);
+            }
+            tasks.reserve(chunk.tasks.len());
+            for spec in chunk.tasks {
+                match stage(spec) {
+                    Ok(task) => tasks.push(task),
+                    Err(key) => empty.push(key),
+                }
+            }
+        }
+        if !empty.is_empty() {
+            let keys = KeyList::collect(empty.iter().map(String::as_str));
+            return Err(Status::invalid_argument(
+                GraphError::EmptyPayload { keys }.to_string(),
+            ));
+        }
+        let client = client.ok_or_else(|| {
+            Status::invalid_argument(GraphError::Empty.to_string())
+        })?;
+        let result = self
+            .actor
+            .ask(|reply| Event::Graph {
+                client,
+                tasks,
+                reply,
+            })
+            .await
+            .ok_or_else(stopped)?;
+        match result {
+            Ok(summary) => Ok(Response::new(v1::SubmitGraphResult {
+                graph_id: summary.graph_id,
+                tasks: summary.new_tasks + summary.reused,
+            })),
+            Err(e) => Err(Status::invalid_argument(e.to_string())),
+        }
+    }
+
+    type SubscribeStream = UnboundedReceiverStream<Result<v1::ClientEvents, Status>>;
+
+    async fn subscribe(
+        &self,
+        request: Request<v1::SubscribeParams>,
+    ) -> Result<Response<Self::SubscribeStream>, Status> {
+        let client = session(request.into_inner().session_id)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.actor.send(Event::ClientSubscribed {
+            client,
+            sender: tx.clone(),
+        });
+        let actor = self.actor.clone();
+        tokio::spawn(async move {
+            tx.closed().await;
+            actor.send(Event::ClientGone { client });
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(rx)))
+    }
+
+    type GatherStream = ReceiverStream<Result<v1::GatherChunk, Status>>;
+
+    async fn gather(
+        &self,
+        request: Request<v1::GatherParams>,
+    ) -> Result<Response<Self::GatherStream>, Status> {
+        let keys = request.into_inner().keys;
+        let stream = gather::gather(&self.actor, &self.data, keys).await?;
+        Ok(Response::new(stream))
+    }
+
+    async fn release(&self, request: Request<v1::KeysParams>) -> Result<Response<v1::Empty>, Status> {
+        let params = request.into_inner();
+        self.actor.send(Event::Release {
+            client: session(params.session_id)?,
+            keys: params.keys,
+            cancel: false,
+        });
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn cancel(&self, request: Request<v1::KeysParams>) -> Result<Response<v1::Empty>, Status> {
+        let params = request.into_inner();
+        self.actor.send(Event::Release {
+            client: session(params.session_id)?,
+            keys: params.keys,
+            cancel: true,
+        });
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn get_cluster_info(
+        &self,
+        _request: Request<v1::Empty>,
+    ) -> Result<Response<v1::ClusterStatus>, Status> {
+        self.actor
+            .ask(|reply| Event::Status { reply })
+            .await
+            .map(Response::new)
+            .ok_or_else(stopped)
+    }
+}

@@ -1,0 +1,57 @@
+//! The `Control` gRPC service for the operator: status (desired workers, idle time),
+//! retiring named workers, and the reason a worker vanished.
+
+use shoal_proto::v1;
+use shoal_proto::v1::control_server::Control;
+use tonic::{Request, Response, Status};
+
+use crate::actor::{Actor, Event};
+
+pub struct ControlService {
+    actor: Actor,
+}
+
+impl ControlService {
+    pub fn new(actor: Actor) -> Self {
+        ControlService { actor }
+    }
+}
+
+fn stopped() -> Status {
+    Status::unavailable("the scheduler is shutting down")
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn get_status(&self, _: Request<v1::Empty>) -> Result<Response<v1::ClusterStatus>, Status> {
+        self.actor
+            .ask(|reply| Event::Status { reply })
+            .await
+            .map(Response::new)
+            .ok_or_else(stopped)
+    }
+
+    async fn retire_workers(
+        &self,
+        request: Request<v1::RetireWorkersParams>,
+    ) -> Result<Response<v1::RetireWorkersResult>, Status> {
+        let names = request.into_inner().names;
+        self.actor
+            .ask(|reply| Event::Retire { names, reply })
+            .await
+            .map(Response::new)
+            .ok_or_else(stopped)
+    }
+
+    async fn report_worker_lost(
+        &self,
+        request: Request<v1::WorkerLostParams>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let p = request.into_inner();
+        self.actor.send(Event::LostReason {
+            name: p.name,
+            reason: p.reason,
+        });
+        Ok(Response::new(v1::Empty {}))
+    }
+}
