@@ -1,1 +1,146 @@
-fn main() {}
+//! The `shoal` binary: `scheduler`, `worker`, `local` (a whole cluster on this machine),
+//! `bench` (a builtin-task benchmark through the real gRPC path) and `version`.
+
+mod bench;
+mod cluster;
+mod graphs;
+mod token;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "shoal", version, about = "Elastic task-graph clusters: scheduler, workers, local cluster, benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a scheduler.
+    Scheduler(SchedulerArgs),
+    /// Runs a worker that joins a scheduler.
+    Worker(WorkerArgs),
+    /// Runs a scheduler and N workers on this machine and prints how to connect.
+    Local(LocalArgs),
+    /// Benchmarks the runtime with builtin tasks on a fresh local cluster.
+    Bench(bench::BenchArgs),
+    /// Prints the runtime and protocol versions.
+    Version,
+}
+
+#[derive(Args, Clone)]
+pub struct TokenArgs {
+    /// The cluster's auth token.
+    #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// A file holding the cluster's auth token.
+    #[arg(long, env = "SHOAL_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct SchedulerArgs {
+    /// gRPC listen address (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8786")]
+    listen: String,
+    /// Metrics and health listen address.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    http_listen: String,
+    #[arg(long, default_value = "local")]
+    cluster_name: String,
+    /// Seconds without a message after which a worker is declared lost.
+    #[arg(long, default_value_t = 30)]
+    heartbeat_timeout: u64,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+#[derive(Args)]
+struct WorkerArgs {
+    /// The scheduler's address.
+    #[arg(long, env = "SHOAL_SCHEDULER", default_value = "127.0.0.1:8786")]
+    scheduler: String,
+    /// Unique worker name (defaults to host name and process id).
+    #[arg(long, env = "SHOAL_WORKER_NAME")]
+    name: Option<String>,
+    /// Tasks run at once (defaults to the number of CPUs).
+    #[arg(long)]
+    cores: Option<u32>,
+    /// Memory limit in bytes (defaults to the cgroup limit or physical memory).
+    #[arg(long)]
+    memory_limit: Option<u64>,
+    /// Data-plane listen address.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+    /// Host peers use to reach this worker's data plane.
+    #[arg(long, env = "SHOAL_ADVERTISE_HOST")]
+    advertise_host: Option<String>,
+    /// Where results spill when memory runs short.
+    #[arg(long)]
+    spill_dir: Option<PathBuf>,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    #[arg(long, default_value_t = 2)]
+    workers: u32,
+    /// Cores per worker.
+    #[arg(long, default_value_t = 1)]
+    cores: u32,
+    #[arg(long, default_value = "127.0.0.1:8786")]
+    listen: String,
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    http_listen: String,
+    #[command(flatten)]
+    token: TokenArgs,
+}
+
+fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SHOAL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Scheduler(args) => cluster::run_scheduler(args).await,
+            Command::Worker(args) => cluster::run_worker(args).await,
+            Command::Local(args) => cluster::run_local(args).await,
+            Command::Bench(args) => bench::run(args).await,
+            Command::Version => {
+                println!(
+                    "shoal {} (protocol {})",
+                    shoal_proto::RUNTIME_VERSION,
+                    shoal_proto::PROTOCOL_VERSION
+                );
+                Ok(())
+            }
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -257,8 +257,7 @@ impl Core {
             };
             let mut resolved: Vec<TaskId> = deps.iter().map(|&d| ids[d as usize]).collect();
             resolved.extend(existing.iter().filter_map(|k| self.find_key(k)));
-            resolved.sort_unstable();
-            resolved.dedup();
+            dedup_keep_order(&mut resolved);
             let me = self.task_ref(ids[i]);
             for &d in &resolved {
                 let dep = self.task_mut(d);
@@ -808,5 +807,23 @@ impl Core {
                 }
             }
         }
+    }
+}
+
+/// Removes repeated dependencies, keeping the first of each in place (inputs reach the
+/// task in dependency order).
+fn dedup_keep_order(deps: &mut Vec<TaskId>) {
+    if deps.len() <= 32 {
+        let mut i = 0;
+        while i < deps.len() {
+            if deps[..i].contains(&deps[i]) {
+                deps.remove(i);
+            } else {
+                i += 1;
+            }
+        }
+    } else {
+        let mut seen = std::collections::HashSet::with_capacity(deps.len());
+        deps.retain(|d| seen.insert(*d));
     }
 }

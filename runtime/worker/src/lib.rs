@@ -1,1 +1,18 @@
-//! worker
+//! The Shoal worker: one session with the scheduler (register, heartbeats, batched
+//! assignments and completions), an object store with spill to disk, the data plane that
+//! serves results to peers and the scheduler, and executors that run task payloads.
+//!
+//! Not here: scheduling decisions (the scheduler), the Python executor process (python/).
+
+mod config;
+mod data_plane;
+mod executor;
+pub mod memory;
+mod session;
+mod store;
+
+pub use config::WorkerConfig;
+pub use executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
+pub use session::{WorkerError, run};
+pub use store::Store;
+pub use memory::default_limit;

@@ -1,0 +1,190 @@
+//! Running the parts: `shoal scheduler`, `shoal worker`, and a whole local cluster (a
+//! scheduler plus worker processes on this machine) for `shoal local` and `shoal bench`.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use shoal_client::Client;
+use shoal_proto::auth::Token;
+use shoal_scheduler::SchedulerConfig;
+use shoal_worker::WorkerConfig;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::{LocalArgs, SchedulerArgs, WorkerArgs, token};
+
+/// The line a scheduler process prints once it listens (read by `LocalCluster`).
+const ADDRESS_LINE: &str = "SHOAL_SCHEDULER_ADDRESS=";
+
+pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
+    let token = token::required(&args.token)?;
+    let mut config = SchedulerConfig::new(&args.listen, &args.http_listen, token);
+    config.cluster_name = args.cluster_name;
+    config.heartbeat_timeout = Duration::from_secs(args.heartbeat_timeout.max(1));
+    let mut handle = shoal_scheduler::start(config).await.map_err(|e| e.to_string())?;
+    println!("{ADDRESS_LINE}{}", handle.address);
+    tokio::select! {
+        r = handle.wait() => r,
+        _ = tokio::signal::ctrl_c() => {
+            handle.stop().await;
+            Ok(())
+        }
+    }
+}
+
+pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
+    let token = token::required(&args.token)?;
+    let name = args
+        .name
+        .unwrap_or_else(|| format!("worker-{}", std::process::id()));
+    let cores = args.cores.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+    });
+    let spill_dir = args
+        .spill_dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("shoal-spill-{name}")));
+    let config = WorkerConfig {
+        scheduler: args.scheduler,
+        token,
+        name,
+        cores,
+        memory_limit: args.memory_limit.unwrap_or_else(shoal_worker::default_limit),
+        spill_fraction: 0.6,
+        spill_dir: spill_dir.clone(),
+        listen: args.listen,
+        advertise_host: args.advertise_host,
+    };
+    let result = shoal_worker::run(config).await.map_err(|e| e.to_string());
+    let _ = std::fs::remove_dir_all(spill_dir);
+    result
+}
+
+/// A scheduler and worker processes on this machine, stopped (by PID) when dropped.
+pub struct LocalCluster {
+    pub address: String,
+    pub token: Token,
+    pub scheduler_pid: Option<u32>,
+    scheduler: Option<Child>,
+    in_process: Option<shoal_scheduler::SchedulerHandle>,
+    workers: Vec<Child>,
+}
+
+impl LocalCluster {
+    /// Starts the scheduler (as a child process, or inside this process) and `workers`
+    /// worker processes, and waits until they all registered.
+    pub async fn start(
+        workers: u32,
+        cores: u32,
+        token: Token,
+        scheduler_in_process: Option<(String, String)>,
+    ) -> Result<Self, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal binary: {e}"))?;
+        let mut cluster = LocalCluster {
+            address: String::new(),
+            token: token.clone(),
+            scheduler_pid: None,
+            scheduler: None,
+            in_process: None,
+            workers: Vec::new(),
+        };
+        if let Some((listen, http)) = scheduler_in_process {
+            let handle = shoal_scheduler::start(SchedulerConfig::new(&listen, &http, token.clone()))
+                .await
+                .map_err(|e| e.to_string())?;
+            cluster.address = handle.address.to_string();
+            cluster.in_process = Some(handle);
+        } else {
+            let mut child = Command::new(&exe)
+                .args(["scheduler", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+                .env("SHOAL_TOKEN", token.secret())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start the scheduler process: {e}"))?;
+            cluster.scheduler_pid = child.id();
+            let stdout = child.stdout.take().ok_or("scheduler stdout is not captured")?;
+            cluster.scheduler = Some(child);
+            let mut lines = BufReader::new(stdout).lines();
+            let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+                .await
+                .map_err(|_| "the scheduler did not start within 30s".to_string())?
+                .map_err(|e| format!("reading the scheduler's output: {e}"))?
+                .ok_or("the scheduler exited before listening (see its log above)")?;
+            cluster.address = line
+                .strip_prefix(ADDRESS_LINE)
+                .ok_or_else(|| format!("unexpected scheduler output: {line}"))?
+                .to_string();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        }
+        for i in 0..workers {
+            let child = Command::new(&exe)
+                .args([
+                    "worker",
+                    "--scheduler",
+                    &cluster.address,
+                    "--name",
+                    &format!("local-worker-{i}"),
+                    "--cores",
+                    &cores.to_string(),
+                ])
+                .env("SHOAL_TOKEN", token.secret())
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|e| format!("cannot start worker {i}: {e}"))?;
+            cluster.workers.push(child);
+        }
+        cluster.wait_for_workers(workers as usize).await?;
+        Ok(cluster)
+    }
+
+    async fn wait_for_workers(&self, n: usize) -> Result<(), String> {
+        let client = Client::connect(&self.address, &self.token, "shoal-local")
+            .await
+            .map_err(|e| e.to_string())?;
+        for _ in 0..600 {
+            let info = client.cluster_info().await.map_err(|e| e.to_string())?;
+            if info.workers.len() >= n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(format!("{n} workers did not register within 30s"))
+    }
+
+    /// Process ids of the workers.
+    pub fn worker_pids(&self) -> Vec<u32> {
+        self.workers.iter().filter_map(Child::id).collect()
+    }
+
+    /// Stops every process this cluster started, by PID, and waits for them.
+    pub async fn stop(mut self) {
+        for child in self.workers.iter_mut().chain(self.scheduler.iter_mut()) {
+            let _ = child.kill().await;
+        }
+        if let Some(handle) = self.in_process.take() {
+            handle.stop().await;
+        }
+    }
+}
+
+pub async fn run_local(args: LocalArgs) -> Result<(), String> {
+    let token = match token::from_args(&args.token)? {
+        Some(t) => t,
+        None => token::generate(),
+    };
+    let cluster = LocalCluster::start(
+        args.workers,
+        args.cores,
+        token.clone(),
+        Some((args.listen, args.http_listen.clone())),
+    )
+    .await?;
+    println!("Shoal local cluster: {} workers", args.workers);
+    println!("  scheduler: {}", cluster.address);
+    println!("  metrics:   http://{}/metrics", args.http_listen);
+    println!("  token:     {}", token.secret());
+    println!("Connect with SHOAL_TOKEN={} and the address above. Ctrl-C stops the cluster.", token.secret());
+    let _ = tokio::signal::ctrl_c().await;
+    cluster.stop().await;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! Worker settings (from the CLI or a test).
+
+use std::path::PathBuf;
+
+use shoal_proto::auth::Token;
+
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// The scheduler's gRPC address, "host:port".
+    pub scheduler: String,
+    pub token: Token,
+    /// Unique in the cluster (the pod name on Kubernetes).
+    pub name: String,
+    /// Tasks run at once.
+    pub cores: u32,
+    /// Memory this worker may use; results spill to disk above `spill_fraction` of it.
+    pub memory_limit: u64,
+    pub spill_fraction: f64,
+    pub spill_dir: PathBuf,
+    /// Data-plane listen address ("127.0.0.1:0" picks a port).
+    pub listen: String,
+    /// Host peers use to reach the data plane (defaults to the listen host).
+    pub advertise_host: Option<String>,
+}

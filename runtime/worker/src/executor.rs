@@ -1,0 +1,121 @@
+//! Executors run task payloads. The worker owns one per payload kind; an executor starts a
+//! task and reports its outcome on a channel, so slow executors (a Python process pool,
+//! sleeps) never block the worker's loop. `BuiltinExecutor` runs the native ops.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use shoal_proto::v1;
+use shoal_proto::v1::builtin_task::Op;
+use tokio::sync::mpsc;
+
+/// A task ready to run: its payload and its inputs, in dependency order.
+pub struct ExecTask {
+    pub task: u64,
+    pub key: String,
+    pub payload: v1::TaskPayload,
+    pub inputs: Vec<Bytes>,
+}
+
+/// The outcome of a task: its result or why it failed, and how long it ran.
+pub struct ExecOutcome {
+    pub task: u64,
+    pub result: Result<Bytes, v1::TaskError>,
+    pub duration: Duration,
+}
+
+pub trait Executor: Send + Sync {
+    /// Starts a task; its outcome must be sent on `done` exactly once.
+    fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>);
+}
+
+/// Runs builtin ops: cheap ones inline, sleeps on the runtime's timer.
+pub struct BuiltinExecutor {
+    pub worker_name: String,
+}
+
+impl BuiltinExecutor {
+    fn fail(&self, key: &str, kind: &str, message: String) -> v1::TaskError {
+        v1::TaskError {
+            kind: kind.to_string(),
+            message: format!("task {key:?} on worker {:?}: {message}", self.worker_name),
+            detail: String::new(),
+            worker: self.worker_name.clone(),
+        }
+    }
+
+    fn sum(&self, key: &str, add: i64, inputs: &[Bytes]) -> Result<Bytes, v1::TaskError> {
+        let mut total = add;
+        for (i, input) in inputs.iter().enumerate() {
+            let value = match input.len() {
+                0 => 0,
+                8 => i64::from_le_bytes(input[..8].try_into().unwrap_or([0; 8])),
+                n => {
+                    return Err(self.fail(
+                        key,
+                        "TypeError",
+                        format!("sum: input {i} has {n} bytes, expected an 8-byte i64 or nothing"),
+                    ));
+                }
+            };
+            total = total.wrapping_add(value);
+        }
+        Ok(Bytes::copy_from_slice(&total.to_le_bytes()))
+    }
+}
+
+impl Executor for BuiltinExecutor {
+    fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>) {
+        let started = Instant::now();
+        let ExecTask {
+            task: id,
+            key,
+            payload,
+            inputs,
+        } = task;
+        let op = match payload.kind {
+            Some(v1::task_payload::Kind::Builtin(b)) => b.op,
+            Some(v1::task_payload::Kind::Python(_)) => {
+                let error = self.fail(
+                    &key,
+                    "Unsupported",
+                    "this worker has no Python executor; install the shoal Python package \
+                     where the worker runs"
+                        .into(),
+                );
+                let _ = done.send(ExecOutcome {
+                    task: id,
+                    result: Err(error),
+                    duration: started.elapsed(),
+                });
+                return;
+            }
+            None => None,
+        };
+        let result = match op {
+            None => Err(self.fail(&key, "Unsupported", "empty payload".into())),
+            Some(Op::SleepMs(ms)) => {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    let _ = done.send(ExecOutcome {
+                        task: id,
+                        result: Ok(Bytes::new()),
+                        duration: started.elapsed(),
+                    });
+                });
+                return;
+            }
+            Some(Op::Noop(_)) => Ok(Bytes::new()),
+            Some(Op::Concat(_)) => Ok(Bytes::from(inputs.concat())),
+            Some(Op::Sum(add)) => self.sum(&key, add, &inputs),
+            Some(Op::AllocateBytes(n)) => Ok(Bytes::from(vec![0u8; n as usize])),
+            Some(Op::Fail(message)) => Err(self.fail(&key, "TaskFailed", message)),
+            Some(Op::Constant(data)) => Ok(Bytes::from(data)),
+        };
+        let _ = done.send(ExecOutcome {
+            task: id,
+            result,
+            duration: started.elapsed(),
+        });
+    }
+}
