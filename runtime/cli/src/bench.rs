@@ -31,9 +31,11 @@ fn proc_status_bytes(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()))
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<u64>().ok())
+            })
         })
         .map(|kib| kib * 1024)
         .unwrap_or(0)
@@ -50,7 +52,9 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
 }
 
 async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String> {
-    let pid = cluster.scheduler_pid.ok_or("the scheduler process has no pid")?;
+    let pid = cluster
+        .scheduler_pid
+        .ok_or("the scheduler process has no pid")?;
     let client = Client::connect(&cluster.address, &cluster.token, "shoal-bench")
         .await
         .map_err(|e| e.to_string())?;
@@ -68,7 +72,10 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
     let mut events = client.subscribe().await.map_err(|e| e.to_string())?;
     let wanted: Vec<String> = graph.expected.iter().map(|(k, _)| k.clone()).collect();
     let start = Instant::now();
-    let submitted = client.submit(graph.tasks).await.map_err(|e| e.to_string())?;
+    let submitted = client
+        .submit(graph.tasks)
+        .await
+        .map_err(|e| e.to_string())?;
     let submit_s = start.elapsed().as_secs_f64();
     let mut pending: HashSet<&str> = wanted.iter().map(String::as_str).collect();
     while !pending.is_empty() {
@@ -89,7 +96,10 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
         }
     }
     let computed_s = start.elapsed().as_secs_f64();
-    let values = client.gather(wanted.clone()).await.map_err(|e| e.to_string())?;
+    let values = client
+        .gather(wanted.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let seconds = start.elapsed().as_secs_f64();
     for (key, want) in &graph.expected {
         let got = values
@@ -97,7 +107,9 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
             .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
             .map(i64::from_le_bytes);
         if got != Some(*want) {
-            return Err(format!("wrong result for {key:?}: expected {want}, got {got:?}"));
+            return Err(format!(
+                "wrong result for {key:?}: expected {want}, got {got:?}"
+            ));
         }
     }
     let peak = proc_status_bytes(pid, "VmHWM:");

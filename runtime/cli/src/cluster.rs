@@ -21,8 +21,12 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
     let mut config = SchedulerConfig::new(&args.listen, &args.http_listen, token);
     config.cluster_name = args.cluster_name;
     config.heartbeat_timeout = Duration::from_secs(args.heartbeat_timeout.max(1));
-    let mut handle = shoal_scheduler::start(config).await.map_err(|e| e.to_string())?;
+    config.max_chunk_bytes = args.max_chunk_bytes;
+    let mut handle = shoal_scheduler::start(config)
+        .await
+        .map_err(|e| e.to_string())?;
     println!("{ADDRESS_LINE}{}", handle.address);
+    println!("SHOAL_SCHEDULER_HTTP={}", handle.http_address);
     tokio::select! {
         r = handle.wait() => r,
         _ = tokio::signal::ctrl_c() => {
@@ -37,9 +41,9 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
     let name = args
         .name
         .unwrap_or_else(|| format!("worker-{}", std::process::id()));
-    let cores = args.cores.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
-    });
+    let cores = args
+        .cores
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let spill_dir = args
         .spill_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("shoal-spill-{name}")));
@@ -48,7 +52,9 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         token,
         name,
         cores,
-        memory_limit: args.memory_limit.unwrap_or_else(shoal_worker::default_limit),
+        memory_limit: args
+            .memory_limit
+            .unwrap_or_else(shoal_worker::default_limit),
         spill_fraction: 0.6,
         spill_dir: spill_dir.clone(),
         listen: args.listen,
@@ -78,7 +84,8 @@ impl LocalCluster {
         token: Token,
         scheduler_in_process: Option<(String, String)>,
     ) -> Result<Self, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find the shoal binary: {e}"))?;
+        let exe =
+            std::env::current_exe().map_err(|e| format!("cannot find the shoal binary: {e}"))?;
         let mut cluster = LocalCluster {
             address: String::new(),
             token: token.clone(),
@@ -88,21 +95,31 @@ impl LocalCluster {
             workers: Vec::new(),
         };
         if let Some((listen, http)) = scheduler_in_process {
-            let handle = shoal_scheduler::start(SchedulerConfig::new(&listen, &http, token.clone()))
-                .await
-                .map_err(|e| e.to_string())?;
+            let handle =
+                shoal_scheduler::start(SchedulerConfig::new(&listen, &http, token.clone()))
+                    .await
+                    .map_err(|e| e.to_string())?;
             cluster.address = handle.address.to_string();
             cluster.in_process = Some(handle);
         } else {
             let mut child = Command::new(&exe)
-                .args(["scheduler", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"])
+                .args([
+                    "scheduler",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--http-listen",
+                    "127.0.0.1:0",
+                ])
                 .env("SHOAL_TOKEN", token.secret())
                 .stdout(Stdio::piped())
                 .kill_on_drop(true)
                 .spawn()
                 .map_err(|e| format!("cannot start the scheduler process: {e}"))?;
             cluster.scheduler_pid = child.id();
-            let stdout = child.stdout.take().ok_or("scheduler stdout is not captured")?;
+            let stdout = child
+                .stdout
+                .take()
+                .ok_or("scheduler stdout is not captured")?;
             cluster.scheduler = Some(child);
             let mut lines = BufReader::new(stdout).lines();
             let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -151,11 +168,6 @@ impl LocalCluster {
         Err(format!("{n} workers did not register within 30s"))
     }
 
-    /// Process ids of the workers.
-    pub fn worker_pids(&self) -> Vec<u32> {
-        self.workers.iter().filter_map(Child::id).collect()
-    }
-
     /// Stops every process this cluster started, by PID, and waits for them.
     pub async fn stop(mut self) {
         for child in self.workers.iter_mut().chain(self.scheduler.iter_mut()) {
@@ -183,7 +195,10 @@ pub async fn run_local(args: LocalArgs) -> Result<(), String> {
     println!("  scheduler: {}", cluster.address);
     println!("  metrics:   http://{}/metrics", args.http_listen);
     println!("  token:     {}", token.secret());
-    println!("Connect with SHOAL_TOKEN={} and the address above. Ctrl-C stops the cluster.", token.secret());
+    println!(
+        "Connect with SHOAL_TOKEN={} and the address above. Ctrl-C stops the cluster.",
+        token.secret()
+    );
     let _ = tokio::signal::ctrl_c().await;
     cluster.stop().await;
     Ok(())

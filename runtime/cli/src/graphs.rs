@@ -58,12 +58,22 @@ fn tree(n: u64, prefix: &str) -> BenchGraph {
     let mut tasks = Vec::with_capacity((2 * leaves) as usize);
     fn node(lo: u64, hi: u64, prefix: &str, tasks: &mut Vec<v1::TaskSpec>) -> u32 {
         if hi - lo == 1 {
-            tasks.push(sum(format!("{prefix}{}", tasks.len()), lo as i64, vec![], false));
+            tasks.push(sum(
+                format!("{prefix}{}", tasks.len()),
+                lo as i64,
+                vec![],
+                false,
+            ));
         } else {
             let mid = lo + (hi - lo) / 2;
             let left = node(lo, mid, prefix, tasks);
             let right = node(mid, hi, prefix, tasks);
-            tasks.push(sum(format!("{prefix}{}", tasks.len()), 0, vec![left, right], false));
+            tasks.push(sum(
+                format!("{prefix}{}", tasks.len()),
+                0,
+                vec![left, right],
+                false,
+            ));
         }
         (tasks.len() - 1) as u32
     }
@@ -88,7 +98,12 @@ fn shuffle(n: u64, prefix: &str) -> BenchGraph {
     }
     for i in 0..p {
         for j in 0..p {
-            tasks.push(sum(format!("{prefix}split{i}-{j}"), j as i64, vec![i as u32], false));
+            tasks.push(sum(
+                format!("{prefix}split{i}-{j}"),
+                j as i64,
+                vec![i as u32],
+                false,
+            ));
         }
     }
     let mut expected = Vec::new();

@@ -12,7 +12,11 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "shoal", version, about = "Elastic task-graph clusters: scheduler, workers, local cluster, benchmarks")]
+#[command(
+    name = "shoal",
+    version,
+    about = "Elastic task-graph clusters: scheduler, workers, local cluster, benchmarks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -55,6 +59,9 @@ struct SchedulerArgs {
     /// Seconds without a message after which a worker is declared lost.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// Largest graph chunk accepted, in encoded bytes.
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    max_chunk_bytes: usize,
     #[command(flatten)]
     token: TokenArgs,
 }
@@ -113,7 +120,10 @@ fn init_logs() {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logs();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

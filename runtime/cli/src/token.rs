@@ -33,6 +33,8 @@ pub fn required(args: &TokenArgs) -> Result<Token, String> {
 /// A fresh random token (32 hex digits).
 pub fn generate() -> Token {
     let mut rng = rand::rng();
-    let value: String = (0..16).map(|_| format!("{:02x}", rng.random::<u8>())).collect();
+    let value: String = (0..16)
+        .map(|_| format!("{:02x}", rng.random::<u8>()))
+        .collect();
     Token::new(&value).expect("hex digits form a valid token")
 }

@@ -61,10 +61,7 @@ impl DataClients {
     pub async fn fetch(&self, address: &str, tasks: Vec<u64>) -> Result<Fetched, ClientError> {
         let mut client = self.client(address).await?;
         let result = async {
-            let mut stream = client
-                .fetch(v1::FetchParams { tasks })
-                .await?
-                .into_inner();
+            let mut stream = client.fetch(v1::FetchParams { tasks }).await?.into_inner();
             let mut out = Fetched::default();
             let mut partial: HashMap<u64, BytesMut> = HashMap::new();
             while let Some(chunk) = stream.message().await? {
@@ -78,10 +75,10 @@ impl DataClients {
                             .entry(piece.task)
                             .or_insert_with(|| BytesMut::with_capacity(piece.total_size as usize));
                         buf.extend_from_slice(&piece.data);
-                        if buf.len() as u64 == piece.total_size {
-                            if let Some(done) = partial.remove(&piece.task) {
-                                out.objects.insert(piece.task, done.freeze());
-                            }
+                        if buf.len() as u64 == piece.total_size
+                            && let Some(done) = partial.remove(&piece.task)
+                        {
+                            out.objects.insert(piece.task, done.freeze());
                         }
                     }
                 }

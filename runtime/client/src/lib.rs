@@ -111,7 +111,10 @@ impl Client {
     }
 
     /// Streams a graph in chunks of about [`CHUNK_BYTES`].
-    pub async fn submit(&self, tasks: Vec<v1::TaskSpec>) -> Result<v1::SubmitGraphResult, ClientError> {
+    pub async fn submit(
+        &self,
+        tasks: Vec<v1::TaskSpec>,
+    ) -> Result<v1::SubmitGraphResult, ClientError> {
         let session_id = self.session_id;
         let mut chunks = Vec::new();
         let mut current = Vec::new();

@@ -136,7 +136,9 @@ mod tests {
             .expect("attach");
         assert!(check.call(ok).is_ok());
         let wrong = Token::new("wrong-token").expect("valid");
-        let req = AttachToken::new(&wrong).call(Request::new(())).expect("attach");
+        let req = AttachToken::new(&wrong)
+            .call(Request::new(()))
+            .expect("attach");
         let err = check.call(req).expect_err("refused");
         assert_eq!(err.code(), tonic::Code::Unauthenticated);
         assert!(err.message().contains(&expected.fingerprint()));

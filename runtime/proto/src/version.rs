@@ -73,8 +73,14 @@ mod tests {
         };
         let err = check_peer_version(Peer::Client, Some(&other)).expect_err("mismatch");
         let text = err.to_string();
-        assert!(text.contains("9.9.9") && text.contains(RUNTIME_VERSION), "{text}");
-        assert!(text.contains(&format!("protocol {}", PROTOCOL_VERSION + 1)), "{text}");
+        assert!(
+            text.contains("9.9.9") && text.contains(RUNTIME_VERSION),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("protocol {}", PROTOCOL_VERSION + 1)),
+            "{text}"
+        );
         assert!(text.contains("pip install shoal=="), "{text}");
         let err = check_peer_version(Peer::Worker, None).expect_err("missing");
         assert!(err.to_string().contains("image"), "{err}");

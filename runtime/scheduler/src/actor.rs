@@ -159,7 +159,9 @@ impl State {
                 let count = tasks.len();
                 let result = self.core.on_graph(client, tasks, &mut self.comm);
                 match &result {
-                    Ok(summary) => tracing::debug!(client = %client, tasks = count, graph = summary.graph_id, "graph accepted"),
+                    Ok(summary) => {
+                        tracing::debug!(client = %client, tasks = count, graph = summary.graph_id, "graph accepted")
+                    }
                     Err(e) => tracing::warn!(client = %client, error = %e, "graph refused"),
                 }
                 let _ = reply.send(result);
@@ -191,7 +193,11 @@ impl State {
             }
             Event::Retire { names, reply } => self.retire(names, reply),
             Event::LostReason { name, reason } => {
-                tracing::warn!(worker = name, reason, "worker loss reported by the operator");
+                tracing::warn!(
+                    worker = name,
+                    reason,
+                    "worker loss reported by the operator"
+                );
                 self.lost_reasons.insert(name, reason);
             }
         }
@@ -220,7 +226,10 @@ impl State {
                     .map(|e| e.message.as_str())
                     .unwrap_or("unknown error")
             )),
-            state => Err(format!("key {key:?} is not finished (it is {})", state.name())),
+            state => Err(format!(
+                "key {key:?} is not finished (it is {})",
+                state.name()
+            )),
         }
     }
 
@@ -257,7 +266,11 @@ impl State {
             name: w.name.clone(),
             data_address: w.data_address.clone(),
         };
-        let all: Vec<v1::Peer> = self.core.workers_iter().map(|(id, w)| peer(id, w)).collect();
+        let all: Vec<v1::Peer> = self
+            .core
+            .workers_iter()
+            .map(|(id, w)| peer(id, w))
+            .collect();
         let me = peer(worker, self.core.worker(worker));
         for (id, _) in self.core.workers_iter() {
             let added = if id == worker {
@@ -327,7 +340,8 @@ impl State {
                             "task failed"
                         );
                     }
-                    self.core.on_task_failed(worker, task, error, &mut self.comm);
+                    self.core
+                        .on_task_failed(worker, task, error, &mut self.comm);
                 }
             }
             WorkerMsg::DataAdded(added) => {
@@ -374,9 +388,10 @@ impl State {
         let mut waiting = Vec::new();
         for name in names {
             let Some(id) = self.core.find_worker_by_name(&name) else {
-                result
-                    .refused
-                    .insert(name.clone(), format!("no worker named {name:?} is connected"));
+                result.refused.insert(
+                    name.clone(),
+                    format!("no worker named {name:?} is connected"),
+                );
                 continue;
             };
             let (tx, rx) = oneshot::channel();

@@ -34,9 +34,9 @@ impl ClientService {
 }
 
 fn session(id: u64) -> Result<ClientId, Status> {
-    u32::try_from(id)
-        .map(ClientId)
-        .map_err(|_| Status::invalid_argument(format!("session id {id} was not given by Handshake")))
+    u32::try_from(id).map(ClientId).map_err(|_| {
+        Status::invalid_argument(format!("session id {id} was not given by Handshake"))
+    })
 }
 
 fn stopped() -> Status {
@@ -60,7 +60,10 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
     Ok(NewTask {
         key: key.into_boxed_str(),
         deps: deps.into_boxed_slice(),
-        existing_deps: existing_deps.into_iter().map(String::into_boxed_str).collect(),
+        existing_deps: existing_deps
+            .into_iter()
+            .map(String::into_boxed_str)
+            .collect(),
         payload,
         priority,
         wanted,
@@ -136,9 +139,8 @@ impl Scheduler for ClientService {
                 GraphError::EmptyPayload { keys }.to_string(),
             ));
         }
-        let client = client.ok_or_else(|| {
-            Status::invalid_argument(GraphError::Empty.to_string())
-        })?;
+        let client =
+            client.ok_or_else(|| Status::invalid_argument(GraphError::Empty.to_string()))?;
         let result = self
             .actor
             .ask(|reply| Event::Graph {
@@ -188,7 +190,10 @@ impl Scheduler for ClientService {
         Ok(Response::new(stream))
     }
 
-    async fn release(&self, request: Request<v1::KeysParams>) -> Result<Response<v1::Empty>, Status> {
+    async fn release(
+        &self,
+        request: Request<v1::KeysParams>,
+    ) -> Result<Response<v1::Empty>, Status> {
         let params = request.into_inner();
         self.actor.send(Event::Release {
             client: session(params.session_id)?,
@@ -198,7 +203,10 @@ impl Scheduler for ClientService {
         Ok(Response::new(v1::Empty {}))
     }
 
-    async fn cancel(&self, request: Request<v1::KeysParams>) -> Result<Response<v1::Empty>, Status> {
+    async fn cancel(
+        &self,
+        request: Request<v1::KeysParams>,
+    ) -> Result<Response<v1::Empty>, Status> {
         let params = request.into_inner();
         self.actor.send(Event::Release {
             client: session(params.session_id)?,

@@ -23,7 +23,10 @@ fn stopped() -> Status {
 
 #[tonic::async_trait]
 impl Control for ControlService {
-    async fn get_status(&self, _: Request<v1::Empty>) -> Result<Response<v1::ClusterStatus>, Status> {
+    async fn get_status(
+        &self,
+        _: Request<v1::Empty>,
+    ) -> Result<Response<v1::ClusterStatus>, Status> {
         self.actor
             .ask(|reply| Event::Status { reply })
             .await

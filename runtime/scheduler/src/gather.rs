@@ -53,16 +53,29 @@ pub async fn gather(
     tokio::spawn(async move {
         for (address, items) in by_worker {
             for batch in items.chunks(KEYS_PER_FETCH) {
-                let keys: HashMap<u64, &str> = batch.iter().map(|(id, k)| (*id, k.as_str())).collect();
-                let fetched = match data.fetch(&address, batch.iter().map(|(id, _)| *id).collect()).await {
+                let keys: HashMap<u64, &str> =
+                    batch.iter().map(|(id, k)| (*id, k.as_str())).collect();
+                let fetched = match data
+                    .fetch(&address, batch.iter().map(|(id, _)| *id).collect())
+                    .await
+                {
                     Ok(f) => f,
                     Err(e) => {
-                        let _ = tx.send(Err(Status::unavailable(format!("cannot gather from worker at {address}: {e}")))).await;
+                        let _ = tx
+                            .send(Err(Status::unavailable(format!(
+                                "cannot gather from worker at {address}: {e}"
+                            ))))
+                            .await;
                         return;
                     }
                 };
                 if !fetched.missing.is_empty() {
-                    let names: Vec<&str> = fetched.missing.iter().filter_map(|id| keys.get(id).copied()).take(5).collect();
+                    let names: Vec<&str> = fetched
+                        .missing
+                        .iter()
+                        .filter_map(|id| keys.get(id).copied())
+                        .take(5)
+                        .collect();
                     let _ = tx.send(Err(Status::not_found(format!("worker at {address} no longer holds {names:?}; they were lost or released")))).await;
                     return;
                 }

@@ -43,6 +43,9 @@ async fn ready(State(shared): State<Shared>) -> (StatusCode, &'static str) {
     .await;
     match status {
         Ok(Some(_)) => (StatusCode::OK, "ok"),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "scheduler core not answering"),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "scheduler core not answering",
+        ),
     }
 }

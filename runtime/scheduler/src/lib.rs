@@ -81,13 +81,12 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, StartErro
         addr: config.listen.clone(),
         source,
     })?;
-    let http_listener =
-        TcpListener::bind(&config.http_listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: config.http_listen.clone(),
-                source,
-            })?;
+    let http_listener = TcpListener::bind(&config.http_listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.http_listen.clone(),
+            source,
+        })?;
     let http_address = http_listener
         .local_addr()
         .map_err(|source| StartError::Bind {

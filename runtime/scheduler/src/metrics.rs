@@ -46,14 +46,38 @@ impl Metrics {
         };
         registry.register("tasks", "Tasks by state", metrics.tasks.clone());
         registry.register("tasks_finished", "Tasks finished", metrics.finished.clone());
-        registry.register("tasks_assigned", "Task assignments sent to workers", metrics.assigned.clone());
+        registry.register(
+            "tasks_assigned",
+            "Task assignments sent to workers",
+            metrics.assigned.clone(),
+        );
         registry.register("workers", "Connected workers", metrics.workers.clone());
-        registry.register("worker_cores", "Cores of connected workers", metrics.worker_cores.clone());
-        registry.register("stored_bytes", "Bytes of results held by workers", metrics.stored_bytes.clone());
-        registry.register("spilled_bytes", "Bytes workers spilled to disk", metrics.spilled_bytes.clone());
-        registry.register("worker_memory_bytes", "Memory used by workers (last heartbeats)", metrics.worker_memory.clone());
+        registry.register(
+            "worker_cores",
+            "Cores of connected workers",
+            metrics.worker_cores.clone(),
+        );
+        registry.register(
+            "stored_bytes",
+            "Bytes of results held by workers",
+            metrics.stored_bytes.clone(),
+        );
+        registry.register(
+            "spilled_bytes",
+            "Bytes workers spilled to disk",
+            metrics.spilled_bytes.clone(),
+        );
+        registry.register(
+            "worker_memory_bytes",
+            "Memory used by workers (last heartbeats)",
+            metrics.worker_memory.clone(),
+        );
         registry.register("clients", "Connected clients", metrics.clients.clone());
-        registry.register("workers_lost", "Workers lost (not retired)", metrics.workers_lost.clone());
+        registry.register(
+            "workers_lost",
+            "Workers lost (not retired)",
+            metrics.workers_lost.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
             ..metrics
@@ -76,7 +100,8 @@ impl Metrics {
                 .set(value as i64);
         }
         let finished = core.finished_total();
-        self.finished.inc_by(finished.saturating_sub(self.finished.get()));
+        self.finished
+            .inc_by(finished.saturating_sub(self.finished.get()));
         self.assigned
             .inc_by(assigned_total.saturating_sub(self.assigned.get()));
         let (mut n, mut cores, mut stored, mut spilled, mut memory) = (0, 0, 0, 0, 0);

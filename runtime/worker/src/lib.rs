@@ -13,6 +13,6 @@ mod store;
 
 pub use config::WorkerConfig;
 pub use executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
+pub use memory::default_limit;
 pub use session::{WorkerError, run};
 pub use store::Store;
-pub use memory::default_limit;

@@ -43,23 +43,29 @@ pub enum WorkerError {
 
 /// Runs a worker until the scheduler tells it to shut down (Ok) or is lost (Err).
 pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
-    let listener = TcpListener::bind(&config.listen)
-        .await
+    let listener =
+        TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| WorkerError::Listen {
+                addr: config.listen.clone(),
+                source,
+            })?;
+    let local = listener
+        .local_addr()
         .map_err(|source| WorkerError::Listen {
             addr: config.listen.clone(),
             source,
         })?;
-    let local = listener.local_addr().map_err(|source| WorkerError::Listen {
-        addr: config.listen.clone(),
-        source,
-    })?;
     let host = config
         .advertise_host
         .clone()
         .unwrap_or_else(|| local.ip().to_string());
     let data_address = format!("{host}:{}", local.port());
     let spill_above = (config.memory_limit as f64 * config.spill_fraction) as u64;
-    let store = Arc::new(Mutex::new(Store::new(config.spill_dir.clone(), spill_above)));
+    let store = Arc::new(Mutex::new(Store::new(
+        config.spill_dir.clone(),
+        spill_above,
+    )));
 
     let data_plane = DataPlaneServer::new(DataPlaneService {
         store: Arc::clone(&store),
@@ -79,9 +85,10 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     );
 
     let channel = shoal_client::channel(&config.scheduler).await?;
-    let mut client = WorkerSessionClient::with_interceptor(channel, AttachToken::new(&config.token))
-        .max_decoding_message_size(256 * 1024 * 1024)
-        .max_encoding_message_size(256 * 1024 * 1024);
+    let mut client =
+        WorkerSessionClient::with_interceptor(channel, AttachToken::new(&config.token))
+            .max_decoding_message_size(256 * 1024 * 1024)
+            .max_encoding_message_size(256 * 1024 * 1024);
     let (out_tx, out_rx) = mpsc::channel::<v1::WorkerMessage>(1024);
     let register = v1::Register {
         version: Some(shoal_proto::version_info()),
@@ -103,7 +110,12 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             message: s.message().to_string(),
         })?
         .into_inner();
-    tracing::info!(worker = config.name, data_address, scheduler = config.scheduler, "worker connected");
+    tracing::info!(
+        worker = config.name,
+        data_address,
+        scheduler = config.scheduler,
+        "worker connected"
+    );
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
@@ -244,7 +256,6 @@ impl Loop {
         }
     }
 
-
     fn assign(&mut self, tasks: Vec<v1::TaskAssignment>) {
         let mut to_fetch: HashMap<u32, Vec<u64>> = HashMap::new();
         for assignment in tasks {
@@ -271,7 +282,13 @@ impl Loop {
             if missing == 0 {
                 self.ready.push_back(assignment);
             } else {
-                self.waiting.insert(assignment.task, Waiting { assignment, missing });
+                self.waiting.insert(
+                    assignment.task,
+                    Waiting {
+                        assignment,
+                        missing,
+                    },
+                );
             }
         }
         for (holder, ids) in to_fetch {
@@ -324,7 +341,11 @@ impl Loop {
                 }
                 drop(store);
                 if !missing.is_empty() {
-                    tracing::warn!(worker = self.name, count = missing.len(), "results to replicate were gone from their holder");
+                    tracing::warn!(
+                        worker = self.name,
+                        count = missing.len(),
+                        "results to replicate were gone from their holder"
+                    );
                 }
             }
             Fetch::Failed {
@@ -333,7 +354,13 @@ impl Loop {
                 error,
                 replicate: true,
             } => {
-                tracing::warn!(worker = self.name, peer, error, count = tasks.len(), "replication failed");
+                tracing::warn!(
+                    worker = self.name,
+                    peer,
+                    error,
+                    count = tasks.len(),
+                    "replication failed"
+                );
             }
             Fetch::Done {
                 objects, missing, ..
@@ -344,10 +371,10 @@ impl Loop {
                     for task in waiters {
                         if let Some(w) = self.waiting.get_mut(&task) {
                             w.missing -= 1;
-                            if w.missing == 0 {
-                                if let Some(w) = self.waiting.remove(&task) {
-                                    self.ready.push_back(w.assignment);
-                                }
+                            if w.missing == 0
+                                && let Some(w) = self.waiting.remove(&task)
+                            {
+                                self.ready.push_back(w.assignment);
                             }
                         }
                     }
@@ -370,7 +397,9 @@ impl Loop {
     /// An input could not be fetched: every task waiting for it goes back to the scheduler.
     fn input_lost(&mut self, input: u64, cause: String) {
         for task in self.needed_by.remove(&input).unwrap_or_default() {
-            let Some(w) = self.waiting.remove(&task) else { continue };
+            let Some(w) = self.waiting.remove(&task) else {
+                continue;
+            };
             self.drop_fetched_inputs(&w.assignment);
             self.failed.push(v1::TaskFailed {
                 task,
@@ -403,7 +432,9 @@ impl Loop {
 
     fn pump(&mut self) {
         while self.running.len() < self.cores {
-            let Some(assignment) = self.ready.pop_front() else { break };
+            let Some(assignment) = self.ready.pop_front() else {
+                break;
+            };
             let mut inputs = Vec::with_capacity(assignment.inputs.len());
             let mut lost = None;
             {
@@ -425,7 +456,10 @@ impl Loop {
                     task: assignment.task,
                     error: Some(v1::TaskError {
                         kind: "InputLost".into(),
-                        message: format!("input of task {:?} was released before it ran", assignment.key),
+                        message: format!(
+                            "input of task {:?} was released before it ran",
+                            assignment.key
+                        ),
                         detail: String::new(),
                         worker: self.name.clone(),
                     }),
@@ -561,5 +595,3 @@ impl Loop {
         }
     }
 }
-
-

@@ -59,11 +59,15 @@ impl Store {
 
     fn spill(&mut self) -> Result<(), StoreError> {
         while self.memory_bytes > self.spill_above {
-            let Some(id) = self.order.pop_front() else { break };
-            let Some(data) = self.memory.remove(&id) else { continue };
+            let Some(id) = self.order.pop_front() else {
+                break;
+            };
+            let Some(data) = self.memory.remove(&id) else {
+                continue;
+            };
             let path = self.path(id);
-            if let Err(source) = std::fs::create_dir_all(&self.spill_dir)
-                .and_then(|()| std::fs::write(&path, &data))
+            if let Err(source) =
+                std::fs::create_dir_all(&self.spill_dir).and_then(|()| std::fs::write(&path, &data))
             {
                 self.memory.insert(id, data);
                 self.order.push_front(id);
