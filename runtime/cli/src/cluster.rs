@@ -170,7 +170,8 @@ impl LocalCluster {
 
     /// Stops every process this cluster started, by PID, and waits for them.
     pub async fn stop(mut self) {
-        for child in self.workers.iter_mut().chain(self.scheduler.iter_mut()) {
+        // The scheduler first, so it does not report the workers' ends as losses.
+        for child in self.scheduler.iter_mut().chain(self.workers.iter_mut()) {
             let _ = child.kill().await;
         }
         if let Some(handle) = self.in_process.take() {

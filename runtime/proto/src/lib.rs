@@ -29,3 +29,9 @@ pub fn version_info() -> v1::VersionInfo {
         runtime_version: RUNTIME_VERSION.to_string(),
     }
 }
+
+/// Accepted connections of a gRPC server with TCP_NODELAY set: without it, small messages
+/// (batched completions, assignments) wait for delayed ACKs and a session crawls.
+pub fn incoming(listener: tokio::net::TcpListener) -> tonic::transport::server::TcpIncoming {
+    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true))
+}

@@ -19,13 +19,13 @@ pub use config::SchedulerConfig;
 
 use std::net::SocketAddr;
 
+use shoal_proto::incoming;
 use shoal_proto::auth::CheckToken;
 use shoal_proto::v1::control_server::ControlServer;
 use shoal_proto::v1::scheduler_server::SchedulerServer;
 use shoal_proto::v1::worker_session_server::WorkerSessionServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 
 /// Largest gRPC message the scheduler decodes (graph chunks are checked against a smaller
@@ -121,7 +121,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, StartErro
         .add_service(InterceptedService::new(scheduler, check.clone()))
         .add_service(InterceptedService::new(workers, check.clone()))
         .add_service(InterceptedService::new(control, check))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+        .serve_with_incoming_shutdown(incoming(listener), async {
             let _ = rx.await;
         });
     let server = tokio::spawn(server);

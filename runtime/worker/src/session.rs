@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_client::data::DataClients;
+use shoal_proto::incoming;
 use shoal_proto::auth::{AttachToken, CheckToken};
 use shoal_proto::v1;
 use shoal_proto::v1::data_plane_server::DataPlaneServer;
@@ -16,7 +17,7 @@ use shoal_proto::v1::worker_message::Msg as Out;
 use shoal_proto::v1::worker_session_client::WorkerSessionClient;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::config::WorkerConfig;
@@ -79,7 +80,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(InterceptedService::new(data_plane, check))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async {
+            .serve_with_incoming_shutdown(incoming(listener), async {
                 let _ = stop_rx.await;
             }),
     );
@@ -251,7 +252,7 @@ impl Loop {
                 Some(fetch) = fetch_rx.recv() => self.fetched(fetch),
                 _ = heartbeat.tick() => self.heartbeat().await,
             }
-            self.pump();
+            self.pump(&mut done_rx);
             self.flush().await;
         }
     }
@@ -430,7 +431,22 @@ impl Loop {
         }
     }
 
-    fn pump(&mut self) {
+    /// Starts ready tasks while cores are free. Outcomes that are already there (builtin
+    /// ops finish inline) are taken at once, so a batch of cheap tasks runs in one go and is
+    /// reported in one message.
+    fn pump(&mut self, done_rx: &mut mpsc::UnboundedReceiver<ExecOutcome>) {
+        loop {
+            while let Ok(outcome) = done_rx.try_recv() {
+                self.completed(outcome);
+            }
+            if self.running.len() >= self.cores || self.ready.is_empty() {
+                break;
+            }
+            self.start_ready();
+        }
+    }
+
+    fn start_ready(&mut self) {
         while self.running.len() < self.cores {
             let Some(assignment) = self.ready.pop_front() else {
                 break;
