@@ -48,7 +48,7 @@ impl Default for CoreConfig {
 /// An entry of the ready queue. Entries of tasks that left `Ready` are skipped when popped.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct ReadyEntry {
-    pub priority: Reverse<i64>,
+    pub priority: Reverse<i32>,
     pub order: Reverse<u64>,
     pub task: TaskId,
     pub generation: u32,
@@ -264,7 +264,7 @@ impl Core {
     pub(crate) fn wanters(&self, id: TaskId) -> SmallVec<[ClientId; 2]> {
         let mut out = SmallVec::new();
         let task = self.task(id);
-        if let Some(owner) = task.owner {
+        if let Some(owner) = task.owner() {
             out.push(owner);
         }
         if let Some(extra) = self.extra_wanters.get(&id) {
@@ -499,7 +499,7 @@ impl Core {
             }
             let mut pending = 0;
             let mut alive = 0;
-            for r in &t.dependents {
+            for r in t.dependents.as_slice() {
                 if let Some(dependent) = self.resolve(*r) {
                     alive += 1;
                     if dependent.state.is_unfinished() {

@@ -13,13 +13,23 @@ pub struct NewTask {
     pub key: Box<str>,
     /// Dependencies inside the submission, by ordinal (position in the submission).
     pub deps: Box<[u32]>,
-    /// Dependencies on keys the scheduler already holds.
-    pub existing_deps: Box<[Box<str>]>,
+    /// Dependencies on keys the scheduler already holds (rare: boxed to keep this small).
+    pub existing_deps: Option<Box<Vec<Box<str>>>>,
     pub payload: Payload,
-    pub priority: i64,
+    /// Lower runs first.
+    pub priority: i32,
     pub wanted: bool,
     /// 0 means the scheduler default.
-    pub max_retries: u32,
+    pub max_retries: u8,
+}
+
+crate::static_assert_size!(NewTask, 72);
+
+impl NewTask {
+    /// Keys of the dependencies the scheduler already holds.
+    pub fn existing(&self) -> &[Box<str>] {
+        self.existing_deps.as_deref().map_or(&[], Vec::as_slice)
+    }
 }
 
 /// How many keys an error names before it says "and N more".
@@ -224,7 +234,7 @@ mod tests {
         NewTask {
             key: key.into(),
             deps: deps.into(),
-            existing_deps: Box::new([]),
+            existing_deps: None,
             payload: Payload::Builtin(BuiltinOp::Noop),
             priority: 0,
             wanted: false,

@@ -4,15 +4,14 @@
 
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::comm::{Comm, InputLocation};
 use crate::core::{Client, Core};
 use crate::graph::{GraphError, KeyList, NewTask, check_submission};
 use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
-use crate::task::{Task, TaskError, TaskState};
+use crate::task::{BuiltinOp, NO_CLIENT, Payload, Task, TaskError, TaskState};
 use crate::worker::{Worker, WorkerState};
-
-/// Dependencies of a new task, resolved once every task of its submission has a slot.
-type PendingLinks = (Box<[u32]>, Box<[Box<str>]>);
 
 /// What a graph submission added.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -77,7 +76,7 @@ impl Core {
         let owned: Vec<TaskId> = self
             .tasks_iter()
             .filter(|(id, t)| {
-                t.owner == Some(client)
+                t.owner() == Some(client)
                     || self
                         .extra_wanters
                         .get(id)
@@ -139,8 +138,8 @@ impl Core {
         }
         let task = self.task_mut(id);
         task.wanted += 1;
-        if task.owner.is_none() {
-            task.owner = Some(client);
+        if task.owner().is_none() {
+            task.owner = client;
         } else {
             self.extra_wanters.entry(id).or_default().push(client);
         }
@@ -159,8 +158,8 @@ impl Core {
 
     fn unwant(&mut self, id: TaskId, client: ClientId, comm: &mut impl Comm) {
         let task = self.task_mut(id);
-        if task.owner == Some(client) {
-            task.owner = None;
+        if task.owner() == Some(client) {
+            task.owner = NO_CLIENT;
         } else if let Some(extra) = self.extra_wanters.get_mut(&id) {
             let Some(pos) = extra.iter().position(|&c| c == client) else {
                 return;
@@ -171,14 +170,14 @@ impl Core {
         }
         let task = self.task_mut(id);
         task.wanted -= 1;
-        if task.owner.is_none()
+        if task.owner().is_none()
             && let Some(extra) = self.extra_wanters.get_mut(&id)
         {
             let next = extra.remove(0);
             if extra.is_empty() {
                 self.extra_wanters.remove(&id);
             }
-            self.task_mut(id).owner = Some(next);
+            self.task_mut(id).owner = next;
         }
         self.release_if_unneeded(id, comm);
         self.forget_if_unneeded(id, comm);
@@ -196,7 +195,7 @@ impl Core {
         check_submission(&tasks)?;
         for task in &tasks {
             let missing: Vec<&str> = task
-                .existing_deps
+                .existing()
                 .iter()
                 .filter(|k| self.find_key(k).is_none())
                 .map(|k| &**k)
@@ -211,30 +210,31 @@ impl Core {
         // Nothing can fail from here on.
         self.next_graph += 1;
         let graph_id = self.next_graph;
+        // Staged tasks give up their key and payload to the new records here, and their
+        // dependencies below, so the submission is never held twice.
+        let mut tasks = tasks;
         let mut ids: Vec<TaskId> = Vec::with_capacity(tasks.len());
-        let mut links: Vec<Option<PendingLinks>> = Vec::with_capacity(tasks.len());
-        let mut wanted: Vec<bool> = Vec::with_capacity(tasks.len());
+        let mut is_new: Vec<bool> = Vec::with_capacity(tasks.len());
         let mut reused = 0u64;
-        for t in tasks {
-            wanted.push(t.wanted);
+        for t in tasks.iter_mut() {
             if let Some(id) = self.find_key(&t.key) {
                 ids.push(id);
-                links.push(None);
+                is_new.push(false);
                 reused += 1;
                 continue;
             }
             let max_retries = if t.max_retries == 0 {
                 self.config.default_max_retries
             } else {
-                t.max_retries
+                u32::from(t.max_retries)
             };
             let order = self.next_order;
             self.next_order += 1;
             let id = self.insert_task(Task {
-                key: t.key,
+                key: std::mem::take(&mut t.key),
                 deps: Box::new([]),
                 dependents: Default::default(),
-                payload: t.payload,
+                payload: std::mem::replace(&mut t.payload, Payload::Builtin(BuiltinOp::Noop)),
                 priority: t.priority,
                 order,
                 size: 0,
@@ -243,20 +243,22 @@ impl Core {
                 waiting_deps: 0,
                 pending_dependents: 0,
                 alive_dependents: 0,
-                owner: None,
+                owner: NO_CLIENT,
                 wanted: 0,
                 failures: 0,
                 max_retries: max_retries.min(u32::from(u8::MAX)) as u8,
             });
             ids.push(id);
-            links.push(Some((t.deps, t.existing_deps)));
+            is_new.push(true);
         }
-        for (i, link) in links.iter_mut().enumerate() {
-            let Some((deps, existing)) = link.take() else {
+        let wanted: Vec<bool> = tasks.iter().map(|t| t.wanted).collect();
+        for (i, t) in tasks.iter_mut().enumerate() {
+            if !is_new[i] {
                 continue;
-            };
-            let mut resolved: Vec<TaskId> = deps.iter().map(|&d| ids[d as usize]).collect();
-            resolved.extend(existing.iter().filter_map(|k| self.find_key(k)));
+            }
+            let mut resolved: Vec<TaskId> = t.deps.iter().map(|&d| ids[d as usize]).collect();
+            resolved.extend(t.existing().iter().filter_map(|k| self.find_key(k)));
+            t.deps = Box::new([]);
             dedup_keep_order(&mut resolved);
             let me = self.task_ref(ids[i]);
             for &d in &resolved {
@@ -266,7 +268,7 @@ impl Core {
             }
             self.task_mut(ids[i]).deps = resolved.into_boxed_slice();
         }
-        drop(links);
+        drop(tasks);
         for (i, &id) in ids.iter().enumerate() {
             if wanted[i] {
                 self.add_wanter(id, client, comm);
@@ -378,7 +380,7 @@ impl Core {
                 comm.key_failed(client, &self.task(id).key, &error);
             }
             self.errors.insert(id, error);
-            let dependents = self.task(id).dependents.clone();
+            let dependents: SmallVec<[TaskRef; 4]> = self.task(id).dependents.as_slice().into();
             for r in dependents {
                 if self.resolve(r).is_some_and(|t| t.state.is_unfinished()) {
                     work.push((r.id, Arc::clone(&derived)));
@@ -544,7 +546,7 @@ impl Core {
             return false;
         }
         self.set_state(id, TaskState::Released, comm);
-        let dependents = self.task(id).dependents.clone();
+        let dependents: SmallVec<[TaskRef; 4]> = self.task(id).dependents.as_slice().into();
         for r in dependents {
             let Some(t) = self.resolve(r) else { continue };
             match t.state {
@@ -601,7 +603,7 @@ impl Core {
         for client in self.wanters(id) {
             comm.key_finished(client, &task.key, size);
         }
-        let dependents = task.dependents.clone();
+        let dependents: SmallVec<[TaskRef; 4]> = task.dependents.as_slice().into();
         for d in dependents {
             if self
                 .resolve(d)

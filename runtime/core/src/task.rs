@@ -4,8 +4,6 @@
 
 use std::sync::Arc;
 
-use smallvec::SmallVec;
-
 use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
 
 /// Native operations with no Python cost (tests and benchmarks).
@@ -88,10 +86,10 @@ pub struct Task {
     pub key: Box<str>,
     pub deps: Box<[TaskId]>,
     /// Dependents as references: entries of forgotten dependents are stale and skipped.
-    pub dependents: SmallVec<[TaskRef; 2]>,
+    pub dependents: Dependents,
     pub payload: Payload,
     /// Lower runs first.
-    pub priority: i64,
+    pub priority: i32,
     /// Submission order: breaks priority ties.
     pub order: u64,
     /// Bytes of the result, once known.
@@ -104,8 +102,9 @@ pub struct Task {
     pub pending_dependents: u32,
     /// Dependents whose records exist (they keep this record alive, for lineage).
     pub alive_dependents: u32,
-    /// The first client that wants the result; more in `Core::extra_wanters`.
-    pub owner: Option<ClientId>,
+    /// The first client that wants the result ([`NO_CLIENT`] when none; see `owner()`);
+    /// more in `Core::extra_wanters`.
+    pub owner: ClientId,
     /// Number of clients wanting the result.
     pub wanted: u16,
     /// Times this task was lost with its worker while running.
@@ -113,9 +112,18 @@ pub struct Task {
     pub max_retries: u8,
 }
 
-crate::static_assert_size!(Task, 144);
+crate::static_assert_size!(Task, 128);
+
+/// `Task::owner` of a task no client wants (keeps `Task` small; `Option` would not).
+pub const NO_CLIENT: ClientId = ClientId(u32::MAX);
 
 impl Task {
+    /// The first client wanting the result.
+    #[inline]
+    pub fn owner(&self) -> Option<ClientId> {
+        (self.owner != NO_CLIENT).then_some(self.owner)
+    }
+
     #[inline]
     pub fn is_wanted(&self) -> bool {
         self.wanted > 0
@@ -131,5 +139,90 @@ impl Task {
     #[inline]
     pub fn forgettable(&self) -> bool {
         self.wanted == 0 && self.alive_dependents == 0
+    }
+}
+
+/// A task's dependents in 16 bytes: most tasks have none or one (maps, reductions), so
+/// only a task with several pays for a heap list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Dependents {
+    #[default]
+    None,
+    One(TaskRef),
+    Many(Box<Vec<TaskRef>>),
+}
+
+crate::static_assert_size!(Dependents, 16);
+
+impl Dependents {
+    pub fn as_slice(&self) -> &[TaskRef] {
+        match self {
+            Dependents::None => &[],
+            Dependents::One(r) => std::slice::from_ref(r),
+            Dependents::Many(list) => list,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        matches!(self, Dependents::None)
+    }
+
+    pub fn contains(&self, r: &TaskRef) -> bool {
+        self.as_slice().contains(r)
+    }
+
+    pub fn push(&mut self, r: TaskRef) {
+        *self = match std::mem::take(self) {
+            Dependents::None => Dependents::One(r),
+            Dependents::One(first) => Dependents::Many(Box::new(vec![first, r])),
+            Dependents::Many(mut list) => {
+                list.push(r);
+                Dependents::Many(list)
+            }
+        };
+    }
+
+    pub fn retain(&mut self, keep: impl FnMut(&TaskRef) -> bool) {
+        let mut list = self.as_slice().to_vec();
+        list.retain(keep);
+        *self = match list.len() {
+            0 => Dependents::None,
+            1 => Dependents::One(list[0]),
+            _ => Dependents::Many(Box::new(list)),
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::TaskId;
+
+    fn r(i: u32) -> TaskRef {
+        TaskRef {
+            id: TaskId(i),
+            generation: 0,
+        }
+    }
+
+    /// Dependents grow from none to one to many and shrink back, in order.
+    #[test]
+    fn dependents_grow_and_shrink() {
+        let mut d = Dependents::default();
+        assert!(d.is_empty());
+        d.push(r(1));
+        assert_eq!(d, Dependents::One(r(1)));
+        d.push(r(2));
+        d.push(r(3));
+        assert_eq!(d.as_slice(), &[r(1), r(2), r(3)]);
+        d.retain(|x| *x != r(2));
+        assert_eq!(d.as_slice(), &[r(1), r(3)]);
+        d.retain(|x| *x == r(3));
+        assert_eq!(d, Dependents::One(r(3)));
+        assert_eq!(d.len(), 1);
     }
 }

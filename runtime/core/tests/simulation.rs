@@ -23,7 +23,7 @@ fn new_tasks(spec: &Spec, prefix: &str) -> Vec<NewTask> {
         .map(|(i, (add, deps, wanted))| NewTask {
             key: format!("{prefix}{i}").into(),
             deps: deps.clone().into(),
-            existing_deps: Box::new([]),
+            existing_deps: None,
             payload: Payload::Builtin(BuiltinOp::Sum(*add)),
             priority: 0,
             wanted: *wanted,
@@ -378,7 +378,7 @@ fn retries_are_bounded_and_causes_kept() {
 fn refused_graph_changes_nothing() {
     let mut sim = Sim::new(1);
     let mut tasks = new_tasks(&vec![(1, vec![], true), (1, vec![], true)], "t");
-    tasks[1].existing_deps = vec!["nope".into()].into();
+    tasks[1].existing_deps = Some(Box::new(vec!["nope".into()]));
     let err = sim
         .core
         .on_graph(sim.client, tasks, &mut sim.comm)

@@ -18,8 +18,14 @@ use crate::metrics::Metrics;
 /// Most events applied before placement runs and messages are flushed.
 const BATCH: usize = 4096;
 
-/// Where a gathered key can be fetched from, or why it cannot.
-pub type Located = Result<(u64, Vec<String>), String>;
+/// Where gathered keys can be fetched from: per worker data address, (task wire id, index
+/// of the key in `keys`). Keys that cannot be gathered are in `problems`.
+#[derive(Default)]
+pub struct Located {
+    pub keys: Vec<String>,
+    pub by_worker: Vec<(String, Vec<(u64, u32)>)>,
+    pub problems: Vec<String>,
+}
 
 pub enum Event {
     ClientConnected {
@@ -45,7 +51,7 @@ pub enum Event {
     },
     Locate {
         keys: Vec<String>,
-        reply: oneshot::Sender<Vec<Located>>,
+        reply: oneshot::Sender<Located>,
     },
     WorkerRegistered {
         register: v1::Register,
@@ -178,8 +184,7 @@ impl State {
                 }
             }
             Event::Locate { keys, reply } => {
-                let located = keys.iter().map(|k| self.locate(k)).collect();
-                let _ = reply.send(located);
+                let _ = reply.send(self.locate(keys));
             }
             Event::WorkerRegistered {
                 register,
@@ -203,33 +208,41 @@ impl State {
         }
     }
 
-    fn locate(&self, key: &str) -> Located {
-        let id = self
-            .core
-            .find_key(key)
-            .ok_or_else(|| format!("unknown key {key:?} (never submitted, or released)"))?;
-        let task = self.core.task(id);
-        match task.state {
-            TaskState::Memory(_) => {
-                let addresses = self
-                    .core
-                    .holders(id)
-                    .iter()
-                    .map(|w| self.core.worker(*w).data_address.clone())
-                    .collect();
-                Ok((self.core.task_ref(id).to_wire(), addresses))
+    fn locate(&self, keys: Vec<String>) -> Located {
+        let mut by_worker: std::collections::HashMap<WorkerId, Vec<(u64, u32)>> =
+            Default::default();
+        let mut problems = Vec::new();
+        for (index, key) in keys.iter().enumerate() {
+            let Some(id) = self.core.find_key(key) else {
+                problems.push(format!("unknown key {key:?} (never submitted, or released)"));
+                continue;
+            };
+            match self.core.task(id).state {
+                TaskState::Memory(holder) => by_worker
+                    .entry(holder)
+                    .or_default()
+                    .push((self.core.task_ref(id).to_wire(), index as u32)),
+                TaskState::Erred => problems.push(format!(
+                    "key {key:?} failed: {}",
+                    self.core
+                        .error_of(id)
+                        .map(|e| e.message.as_str())
+                        .unwrap_or("unknown error")
+                )),
+                state => problems.push(format!(
+                    "key {key:?} is not finished (it is {})",
+                    state.name()
+                )),
             }
-            TaskState::Erred => Err(format!(
-                "key {key:?} failed: {}",
-                self.core
-                    .error_of(id)
-                    .map(|e| e.message.as_str())
-                    .unwrap_or("unknown error")
-            )),
-            state => Err(format!(
-                "key {key:?} is not finished (it is {})",
-                state.name()
-            )),
+        }
+        let by_worker = by_worker
+            .into_iter()
+            .map(|(w, items)| (self.core.worker(w).data_address.clone(), items))
+            .collect();
+        Located {
+            keys,
+            by_worker,
+            problems,
         }
     }
 

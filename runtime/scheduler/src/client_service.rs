@@ -60,14 +60,13 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
     Ok(NewTask {
         key: key.into_boxed_str(),
         deps: deps.into_boxed_slice(),
-        existing_deps: existing_deps
-            .into_iter()
-            .map(String::into_boxed_str)
-            .collect(),
+        existing_deps: (!existing_deps.is_empty()).then(|| {
+            Box::new(existing_deps.into_iter().map(String::into_boxed_str).collect())
+        }),
         payload,
-        priority,
+        priority: priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
         wanted,
-        max_retries,
+        max_retries: max_retries.min(u32::from(u8::MAX)) as u8,
     })
 }
 

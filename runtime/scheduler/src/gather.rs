@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 
-use crate::actor::{Actor, Event};
+use crate::actor::{Actor, Event, Located};
 
 /// Keys fetched from a worker per data-plane call.
 const KEYS_PER_FETCH: usize = 16_384;
@@ -23,23 +23,14 @@ pub async fn gather(
     keys: Vec<String>,
 ) -> Result<ReceiverStream<Result<v1::GatherChunk, Status>>, Status> {
     let located = actor
-        .ask(|reply| Event::Locate {
-            keys: keys.clone(),
-            reply,
-        })
+        .ask(|reply| Event::Locate { keys, reply })
         .await
         .ok_or_else(|| Status::unavailable("the scheduler is shutting down"))?;
-    let mut by_worker: HashMap<String, Vec<(u64, String)>> = HashMap::new();
-    let mut problems = Vec::new();
-    for (key, place) in keys.into_iter().zip(located) {
-        match place {
-            Ok((id, addresses)) => {
-                let address = addresses.into_iter().next().unwrap_or_default();
-                by_worker.entry(address).or_default().push((id, key));
-            }
-            Err(reason) => problems.push(reason),
-        }
-    }
+    let Located {
+        keys,
+        by_worker,
+        problems,
+    } = located;
     if !problems.is_empty() {
         let more = problems.len().saturating_sub(5);
         let mut message = problems.into_iter().take(5).collect::<Vec<_>>().join("; ");
@@ -53,30 +44,25 @@ pub async fn gather(
     tokio::spawn(async move {
         for (address, items) in by_worker {
             for batch in items.chunks(KEYS_PER_FETCH) {
-                let keys: HashMap<u64, &str> =
-                    batch.iter().map(|(id, k)| (*id, k.as_str())).collect();
-                let fetched = match data
-                    .fetch(&address, batch.iter().map(|(id, _)| *id).collect())
-                    .await
-                {
+                let index: HashMap<u64, u32> = batch.iter().copied().collect();
+                let ids = batch.iter().map(|(id, _)| *id).collect();
+                let fetched = match data.fetch(&address, ids).await {
                     Ok(f) => f,
                     Err(e) => {
-                        let _ = tx
-                            .send(Err(Status::unavailable(format!(
-                                "cannot gather from worker at {address}: {e}"
-                            ))))
-                            .await;
+                        let status = Status::unavailable(format!(
+                            "cannot gather from the worker at {address}: {e}"
+                        ));
+                        let _ = tx.send(Err(status)).await;
                         return;
                     }
                 };
+                let key_of = |id: &u64| index.get(id).map(|&i| keys[i as usize].as_str());
                 if !fetched.missing.is_empty() {
-                    let names: Vec<&str> = fetched
-                        .missing
-                        .iter()
-                        .filter_map(|id| keys.get(id).copied())
-                        .take(5)
-                        .collect();
-                    let _ = tx.send(Err(Status::not_found(format!("worker at {address} no longer holds {names:?}; they were lost or released")))).await;
+                    let names: Vec<&str> = fetched.missing.iter().filter_map(key_of).take(5).collect();
+                    let status = Status::not_found(format!(
+                        "the worker at {address} no longer holds {names:?}; they were lost or released"
+                    ));
+                    let _ = tx.send(Err(status)).await;
                     return;
                 }
                 let mut chunk = v1::GatherChunk::default();
@@ -84,7 +70,7 @@ pub async fn gather(
                 for (id, value) in fetched.objects {
                     bytes += value.len() + 32;
                     chunk.values.push(v1::KeyValue {
-                        key: keys.get(&id).map(|k| k.to_string()).unwrap_or_default(),
+                        key: key_of(&id).unwrap_or_default().to_string(),
                         total_size: value.len() as u64,
                         data: value,
                         offset: 0,
