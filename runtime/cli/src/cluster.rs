@@ -59,6 +59,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         spill_dir: spill_dir.clone(),
         listen: args.listen,
         advertise_host: args.advertise_host,
+        metrics_listen: args.metrics_listen,
     };
     let result = shoal_worker::run(config).await.map_err(|e| e.to_string());
     let _ = std::fs::remove_dir_all(spill_dir);

@@ -89,6 +89,9 @@ struct WorkerArgs {
     /// Where results spill when memory runs short.
     #[arg(long)]
     spill_dir: Option<PathBuf>,
+    /// Metrics and health listen address (unauthenticated), e.g. 0.0.0.0:8788.
+    #[arg(long)]
+    metrics_listen: Option<String>,
     #[command(flatten)]
     token: TokenArgs,
 }

@@ -363,3 +363,28 @@ async fn health_and_metrics_unauthenticated() {
         "{metrics}"
     );
 }
+
+/// A worker's metrics endpoint answers without a token with its task and memory figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_metrics_unauthenticated() {
+    let mut cluster = TestCluster::start(0, &[]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let address = format!("127.0.0.1:{port}");
+    let child = cluster
+        .worker_command("metered", TOKEN)
+        .args(["--metrics-listen", &address])
+        .spawn()
+        .expect("worker starts");
+    cluster.workers.push(("metered".into(), child));
+    let client = cluster.client().await;
+    cluster.wait_for_workers(&client, 1).await;
+    let mut events = client.subscribe().await.expect("subscribe");
+    client.submit(vec![sum("m", 1, vec![], true)]).await.expect("accepted");
+    wait_finished(&mut events, &["m"]).await;
+    let body = cluster.http_get_at(&address, "/metrics");
+    assert!(body.contains("shoal_worker_tasks_finished_total 1"), "{body}");
+    assert!(body.contains("shoal_worker_memory_bytes"), "{body}");
+}

@@ -21,4 +21,6 @@ pub struct WorkerConfig {
     pub listen: String,
     /// Host peers use to reach the data plane (defaults to the listen host).
     pub advertise_host: Option<String>,
+    /// Metrics and health listen address (unauthenticated); `None` serves none.
+    pub metrics_listen: Option<String>,
 }

@@ -8,6 +8,7 @@ mod config;
 mod data_plane;
 mod executor;
 pub mod memory;
+mod metrics;
 mod session;
 mod store;
 

@@ -24,6 +24,7 @@ use crate::config::WorkerConfig;
 use crate::data_plane::DataPlaneService;
 use crate::executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
 use crate::memory;
+use crate::metrics::WorkerMetrics;
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,19 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         .clone()
         .unwrap_or_else(|| local.ip().to_string());
     let data_address = format!("{host}:{}", local.port());
+    let metrics = WorkerMetrics::new();
+    if let Some(addr) = &config.metrics_listen {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| WorkerError::Listen {
+                addr: addr.clone(),
+                source,
+            })?;
+        if let Ok(local) = listener.local_addr() {
+            tracing::info!(worker = config.name, address = %local, "metrics listening");
+        }
+        metrics.serve(listener);
+    }
     let spill_above = (config.memory_limit as f64 * config.spill_fraction) as u64;
     let store = Arc::new(Mutex::new(Store::new(
         config.spill_dir.clone(),
@@ -140,6 +154,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         builtin: BuiltinExecutor {
             worker_name: config.name.clone(),
         },
+        metrics,
     };
     let result = state.run(inbound, done_rx, fetch_rx, &config).await;
     let _ = stop_tx.send(());
@@ -192,6 +207,7 @@ struct Loop {
     fetch_tx: mpsc::UnboundedSender<Fetch>,
     data: DataClients,
     builtin: BuiltinExecutor,
+    metrics: WorkerMetrics,
 }
 
 impl Loop {
@@ -366,6 +382,8 @@ impl Loop {
             Fetch::Done {
                 objects, missing, ..
             } => {
+                let bytes: usize = objects.values().map(Bytes::len).sum();
+                self.metrics.fetched_bytes.inc_by(bytes as u64);
                 for (id, data) in objects {
                     let waiters = self.needed_by.remove(&id).unwrap_or_default();
                     self.fetched.insert(id, (data, waiters.len()));
@@ -572,8 +590,13 @@ impl Loop {
             let store = lock(&self.store);
             (store.memory_bytes(), store.spilled_bytes())
         };
+        let resident = memory::resident_bytes();
+        self.metrics.stored_bytes.set(stored as i64);
+        self.metrics.spilled_bytes.set(spilled as i64);
+        self.metrics.memory_bytes.set(resident as i64);
+        self.metrics.running.set(self.running.len() as i64);
         let msg = Out::Heartbeat(v1::Heartbeat {
-            memory_used: memory::resident_bytes(),
+            memory_used: resident,
             stored_bytes: stored + spilled,
             spilled_bytes: spilled,
             running: self.running.len() as u32,
@@ -582,6 +605,8 @@ impl Loop {
     }
 
     async fn flush(&mut self) {
+        self.metrics.tasks_finished.inc_by(self.finished.len() as u64);
+        self.metrics.tasks_failed.inc_by(self.failed.len() as u64);
         if !self.finished.is_empty() {
             let tasks = std::mem::take(&mut self.finished);
             let _ = self

@@ -145,8 +145,13 @@ impl TestCluster {
 
     /// Plain HTTP GET on the scheduler's unauthenticated port.
     pub fn http_get(&self, path: &str) -> String {
+        self.http_get_at(&self.http, path)
+    }
+
+    /// Plain HTTP GET on an address.
+    pub fn http_get_at(&self, address: &str, path: &str) -> String {
         use std::io::Write;
-        let mut stream = std::net::TcpStream::connect(&self.http).expect("http connect");
+        let mut stream = std::net::TcpStream::connect(address).expect("http connect");
         write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").expect("write");
         let mut body = String::new();
         stream.read_to_string(&mut body).expect("read");

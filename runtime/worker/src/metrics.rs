@@ -1,0 +1,73 @@
+//! Prometheus metrics of a worker and its unauthenticated HTTP endpoint (`/metrics`,
+//! `/healthz`). Labels are never task keys or names.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::Router;
+use axum::routing::get;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+pub struct WorkerMetrics {
+    registry: Arc<Registry>,
+    pub tasks_finished: Counter<u64, AtomicU64>,
+    pub tasks_failed: Counter<u64, AtomicU64>,
+    pub running: Gauge,
+    pub stored_bytes: Gauge,
+    pub spilled_bytes: Gauge,
+    pub memory_bytes: Gauge,
+    pub fetched_bytes: Counter<u64, AtomicU64>,
+}
+
+impl WorkerMetrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("shoal_worker");
+        let m = WorkerMetrics {
+            registry: Arc::new(Registry::default()),
+            tasks_finished: Counter::default(),
+            tasks_failed: Counter::default(),
+            running: Gauge::default(),
+            stored_bytes: Gauge::default(),
+            spilled_bytes: Gauge::default(),
+            memory_bytes: Gauge::default(),
+            fetched_bytes: Counter::default(),
+        };
+        registry.register("tasks_finished", "Tasks run to completion", m.tasks_finished.clone());
+        registry.register("tasks_failed", "Tasks that failed here", m.tasks_failed.clone());
+        registry.register("running_tasks", "Tasks running now", m.running.clone());
+        registry.register("stored_bytes", "Bytes of results held in memory", m.stored_bytes.clone());
+        registry.register("spilled_bytes", "Bytes of results spilled to disk", m.spilled_bytes.clone());
+        registry.register("memory_bytes", "Resident memory of the worker process", m.memory_bytes.clone());
+        registry.register("fetched_bytes", "Bytes of inputs fetched from peers", m.fetched_bytes.clone());
+        WorkerMetrics {
+            registry: Arc::new(registry),
+            ..m
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+
+    /// Serves `/metrics` and `/healthz` on the listener.
+    pub fn serve(&self, listener: TcpListener) {
+        let metrics = self.clone();
+        let app = Router::new()
+            .route("/metrics", get(move || async move { metrics.encode() }))
+            .route("/healthz", get(|| async { "ok" }));
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "worker metrics server stopped");
+            }
+        });
+    }
+}
