@@ -29,11 +29,43 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
     println!("SHOAL_SCHEDULER_HTTP={}", handle.http_address);
     tokio::select! {
         r = handle.wait() => r,
-        _ = tokio::signal::ctrl_c() => {
+        _ = stop_signal() => {
             handle.stop().await;
             Ok(())
         }
     }
+}
+
+/// Resolves on SIGINT or SIGTERM (how Kubernetes and `LocalCluster::stop` stop processes).
+pub async fn stop_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// Asks a child to stop with SIGTERM (by PID), waits up to 5s, then kills it.
+async fn terminate(child: &mut Child) {
+    if let Some(pid) = child.id() {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(5), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
 }
 
 pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
@@ -61,7 +93,13 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         advertise_host: args.advertise_host,
         metrics_listen: args.metrics_listen,
     };
-    let result = shoal_worker::run(config).await.map_err(|e| e.to_string());
+    let result = tokio::select! {
+        r = shoal_worker::run(config) => r.map_err(|e| e.to_string()),
+        _ = stop_signal() => {
+            tracing::info!("worker stopping on a signal");
+            Ok(())
+        }
+    };
     let _ = std::fs::remove_dir_all(spill_dir);
     result
 }
@@ -69,6 +107,8 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
 /// A scheduler and worker processes on this machine, stopped (by PID) when dropped.
 pub struct LocalCluster {
     pub address: String,
+    /// Metrics and health address of an in-process scheduler.
+    pub http_address: Option<String>,
     pub token: Token,
     pub scheduler_pid: Option<u32>,
     scheduler: Option<Child>,
@@ -89,6 +129,7 @@ impl LocalCluster {
             std::env::current_exe().map_err(|e| format!("cannot find the shoal binary: {e}"))?;
         let mut cluster = LocalCluster {
             address: String::new(),
+            http_address: None,
             token: token.clone(),
             scheduler_pid: None,
             scheduler: None,
@@ -101,6 +142,7 @@ impl LocalCluster {
                     .await
                     .map_err(|e| e.to_string())?;
             cluster.address = handle.address.to_string();
+            cluster.http_address = Some(handle.http_address.to_string());
             cluster.in_process = Some(handle);
         } else {
             let mut child = Command::new(&exe)
@@ -171,12 +213,13 @@ impl LocalCluster {
 
     /// Stops every process this cluster started, by PID, and waits for them.
     pub async fn stop(mut self) {
-        // The scheduler first, so it does not report the workers' ends as losses.
-        for child in self.scheduler.iter_mut().chain(self.workers.iter_mut()) {
-            let _ = child.kill().await;
-        }
+        // The scheduler first: it tells the workers to shut down, so their ends are not
+        // reported as losses.
         if let Some(handle) = self.in_process.take() {
             handle.stop().await;
+        }
+        for child in self.scheduler.iter_mut().chain(self.workers.iter_mut()) {
+            terminate(child).await;
         }
     }
 }
@@ -190,18 +233,20 @@ pub async fn run_local(args: LocalArgs) -> Result<(), String> {
         args.workers,
         args.cores,
         token.clone(),
-        Some((args.listen, args.http_listen.clone())),
+        Some((args.listen, args.http_listen)),
     )
     .await?;
     println!("Shoal local cluster: {} workers", args.workers);
     println!("  scheduler: {}", cluster.address);
-    println!("  metrics:   http://{}/metrics", args.http_listen);
+    if let Some(http) = &cluster.http_address {
+        println!("  metrics:   http://{http}/metrics");
+    }
     println!("  token:     {}", token.secret());
     println!(
         "Connect with SHOAL_TOKEN={} and the address above. Ctrl-C stops the cluster.",
         token.secret()
     );
-    let _ = tokio::signal::ctrl_c().await;
+    stop_signal().await;
     cluster.stop().await;
     Ok(())
 }

@@ -382,9 +382,15 @@ async fn worker_metrics_unauthenticated() {
     let client = cluster.client().await;
     cluster.wait_for_workers(&client, 1).await;
     let mut events = client.subscribe().await.expect("subscribe");
-    client.submit(vec![sum("m", 1, vec![], true)]).await.expect("accepted");
+    client
+        .submit(vec![sum("m", 1, vec![], true)])
+        .await
+        .expect("accepted");
     wait_finished(&mut events, &["m"]).await;
     let body = cluster.http_get_at(&address, "/metrics");
-    assert!(body.contains("shoal_worker_tasks_finished_total 1"), "{body}");
+    assert!(
+        body.contains("shoal_worker_tasks_finished_total 1"),
+        "{body}"
+    );
     assert!(body.contains("shoal_worker_memory_bytes"), "{body}");
 }

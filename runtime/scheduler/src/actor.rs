@@ -77,6 +77,10 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// The scheduler is stopping: every worker is told to shut down.
+    Stop {
+        reply: oneshot::Sender<()>,
+    },
 }
 
 /// A cheap handle to send events to the actor.
@@ -107,6 +111,7 @@ pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
         metrics,
         idle_since: Some(Instant::now()),
         lost_reasons: Default::default(),
+        stopping: false,
     };
     tokio::spawn(run(state, rx));
     Actor { tx }
@@ -120,6 +125,8 @@ struct State {
     idle_since: Option<Instant>,
     /// Causes reported by the operator for workers that vanished (by name).
     lost_reasons: std::collections::HashMap<String, String>,
+    /// Set once workers were told to shut down: their departures are not losses.
+    stopping: bool,
 }
 
 async fn run(mut state: State, mut rx: mpsc::UnboundedReceiver<Event>) {
@@ -197,6 +204,21 @@ impl State {
                 let _ = reply.send(self.status());
             }
             Event::Retire { names, reply } => self.retire(names, reply),
+            Event::Stop { reply } => {
+                let workers: Vec<WorkerId> = self.core.workers_iter().map(|(id, _)| id).collect();
+                for worker in workers {
+                    self.comm.send_worker(
+                        worker,
+                        Msg::Shutdown(v1::Shutdown {
+                            reason: "the scheduler is stopping".into(),
+                        }),
+                    );
+                }
+                self.comm.flush();
+                self.stopping = true;
+                tracing::info!("scheduler stopping; workers told to shut down");
+                let _ = reply.send(());
+            }
             Event::LostReason { name, reason } => {
                 tracing::warn!(
                     worker = name,
@@ -214,7 +236,9 @@ impl State {
         let mut problems = Vec::new();
         for (index, key) in keys.iter().enumerate() {
             let Some(id) = self.core.find_key(key) else {
-                problems.push(format!("unknown key {key:?} (never submitted, or released)"));
+                problems.push(format!(
+                    "unknown key {key:?} (never submitted, or released)"
+                ));
                 continue;
             };
             match self.core.task(id).state {
@@ -365,6 +389,9 @@ impl State {
     }
 
     fn worker_gone(&mut self, worker: WorkerId, cause: String) {
+        if self.stopping {
+            return;
+        }
         let Some(name) = self.core.find_worker(worker).map(|w| w.name.clone()) else {
             return;
         };

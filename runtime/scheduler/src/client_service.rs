@@ -61,7 +61,12 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
         key: key.into_boxed_str(),
         deps: deps.into_boxed_slice(),
         existing_deps: (!existing_deps.is_empty()).then(|| {
-            Box::new(existing_deps.into_iter().map(String::into_boxed_str).collect())
+            Box::new(
+                existing_deps
+                    .into_iter()
+                    .map(String::into_boxed_str)
+                    .collect(),
+            )
         }),
         payload,
         priority: priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,

@@ -58,7 +58,8 @@ pub async fn gather(
                 };
                 let key_of = |id: &u64| index.get(id).map(|&i| keys[i as usize].as_str());
                 if !fetched.missing.is_empty() {
-                    let names: Vec<&str> = fetched.missing.iter().filter_map(key_of).take(5).collect();
+                    let names: Vec<&str> =
+                        fetched.missing.iter().filter_map(key_of).take(5).collect();
                     let status = Status::not_found(format!(
                         "the worker at {address} no longer holds {names:?}; they were lost or released"
                     ));

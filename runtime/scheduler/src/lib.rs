@@ -19,8 +19,8 @@ pub use config::SchedulerConfig;
 
 use std::net::SocketAddr;
 
-use shoal_proto::incoming;
 use shoal_proto::auth::CheckToken;
+use shoal_proto::incoming;
 use shoal_proto::v1::control_server::ControlServer;
 use shoal_proto::v1::scheduler_server::SchedulerServer;
 use shoal_proto::v1::worker_session_server::WorkerSessionServer;
@@ -46,13 +46,19 @@ pub enum StartError {
 pub struct SchedulerHandle {
     pub address: SocketAddr,
     pub http_address: SocketAddr,
+    actor: actor::Actor,
     shutdown: Option<oneshot::Sender<()>>,
     server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
 }
 
 impl SchedulerHandle {
-    /// Stops serving and waits for the server to end.
+    /// Tells the workers to shut down, stops serving and waits for the server to end.
     pub async fn stop(mut self) {
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            self.actor.ask(|reply| actor::Event::Stop { reply }),
+        )
+        .await;
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -114,7 +120,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, StartErro
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    let control = ControlServer::new(control_service::ControlService::new(actor));
+    let control = ControlServer::new(control_service::ControlService::new(actor.clone()));
     let (tx, rx) = oneshot::channel::<()>();
     let server = tonic::transport::Server::builder()
         .tcp_nodelay(true)
@@ -129,6 +135,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, StartErro
     Ok(SchedulerHandle {
         address,
         http_address,
+        actor,
         shutdown: Some(tx),
         server,
     })

@@ -37,13 +37,37 @@ impl WorkerMetrics {
             memory_bytes: Gauge::default(),
             fetched_bytes: Counter::default(),
         };
-        registry.register("tasks_finished", "Tasks run to completion", m.tasks_finished.clone());
-        registry.register("tasks_failed", "Tasks that failed here", m.tasks_failed.clone());
+        registry.register(
+            "tasks_finished",
+            "Tasks run to completion",
+            m.tasks_finished.clone(),
+        );
+        registry.register(
+            "tasks_failed",
+            "Tasks that failed here",
+            m.tasks_failed.clone(),
+        );
         registry.register("running_tasks", "Tasks running now", m.running.clone());
-        registry.register("stored_bytes", "Bytes of results held in memory", m.stored_bytes.clone());
-        registry.register("spilled_bytes", "Bytes of results spilled to disk", m.spilled_bytes.clone());
-        registry.register("memory_bytes", "Resident memory of the worker process", m.memory_bytes.clone());
-        registry.register("fetched_bytes", "Bytes of inputs fetched from peers", m.fetched_bytes.clone());
+        registry.register(
+            "stored_bytes",
+            "Bytes of results held in memory",
+            m.stored_bytes.clone(),
+        );
+        registry.register(
+            "spilled_bytes",
+            "Bytes of results spilled to disk",
+            m.spilled_bytes.clone(),
+        );
+        registry.register(
+            "memory_bytes",
+            "Resident memory of the worker process",
+            m.memory_bytes.clone(),
+        );
+        registry.register(
+            "fetched_bytes",
+            "Bytes of inputs fetched from peers",
+            m.fetched_bytes.clone(),
+        );
         WorkerMetrics {
             registry: Arc::new(registry),
             ..m

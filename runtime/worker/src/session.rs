@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use shoal_client::data::DataClients;
-use shoal_proto::incoming;
 use shoal_proto::auth::{AttachToken, CheckToken};
+use shoal_proto::incoming;
 use shoal_proto::v1;
 use shoal_proto::v1::data_plane_server::DataPlaneServer;
 use shoal_proto::v1::scheduler_message::Msg;
@@ -605,7 +605,9 @@ impl Loop {
     }
 
     async fn flush(&mut self) {
-        self.metrics.tasks_finished.inc_by(self.finished.len() as u64);
+        self.metrics
+            .tasks_finished
+            .inc_by(self.finished.len() as u64);
         self.metrics.tasks_failed.inc_by(self.failed.len() as u64);
         if !self.finished.is_empty() {
             let tasks = std::mem::take(&mut self.finished);
