@@ -91,8 +91,8 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
                 failed.error.as_ref().map(|e| &e.message)
             ));
         }
-        for f in &batch.finished {
-            pending.remove(f.key.as_str());
+        for key in client.finished_keys(&batch) {
+            pending.remove(key.as_str());
         }
     }
     let computed_s = start.elapsed().as_secs_f64();

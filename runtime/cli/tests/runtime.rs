@@ -39,7 +39,7 @@ async fn tree_reduction_across_workers() {
     tasks.last_mut().expect("root").wanted = true;
     let mut events = client.subscribe().await.expect("subscribe");
     client.submit(tasks).await.expect("graph accepted");
-    wait_finished(&mut events, &[&root]).await;
+    wait_finished(&client, &mut events, &[&root]).await;
     let values = client.gather(vec![root.clone()]).await.expect("gather");
     assert_eq!(as_i64(&values[&root]), 999 * 1000 / 2);
     let info = client.cluster_info().await.expect("info");
@@ -88,7 +88,7 @@ async fn killed_worker_graph_still_completes() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     cluster.kill_worker("w0");
-    wait_finished(&mut events, &["total"]).await;
+    wait_finished(&client, &mut events, &["total"]).await;
     let values = client.gather(vec!["total".into()]).await.expect("gather");
     assert_eq!(as_i64(&values["total"]), i64::from(n * (n - 1) / 2));
     let log = cluster.scheduler_log();
@@ -241,7 +241,7 @@ async fn malformed_graphs_refused() {
         .submit(vec![sum("ok", 42, vec![], true)])
         .await
         .expect("valid graph accepted");
-    wait_finished(&mut events, &["ok"]).await;
+    wait_finished(&client, &mut events, &["ok"]).await;
     let values = client.gather(vec!["ok".into()]).await.expect("gather");
     assert_eq!(as_i64(&values["ok"]), 42);
 }
@@ -301,7 +301,7 @@ async fn retire_moves_results_before_shutdown() {
     let mut events = client.subscribe().await.expect("subscribe");
     client.submit(tasks).await.expect("accepted");
     let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
-    wait_finished(&mut events, &refs).await;
+    wait_finished(&client, &mut events, &refs).await;
     let before = client.cluster_info().await.expect("info");
     let finished_before = before.tasks.expect("counts").finished_total;
 
@@ -386,7 +386,7 @@ async fn worker_metrics_unauthenticated() {
         .submit(vec![sum("m", 1, vec![], true)])
         .await
         .expect("accepted");
-    wait_finished(&mut events, &["m"]).await;
+    wait_finished(&client, &mut events, &["m"]).await;
     let body = cluster.http_get_at(&address, "/metrics");
     assert!(
         body.contains("shoal_worker_tasks_finished_total 1"),

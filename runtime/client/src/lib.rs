@@ -7,6 +7,7 @@
 pub mod data;
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use prost::Message;
 use shoal_proto::auth::{AttachToken, Token};
@@ -49,12 +50,17 @@ impl ClientError {
 
 type Inner = SchedulerClient<InterceptedService<Channel, AttachToken>>;
 
+/// Keys of this session's submissions, by first serial: completion events name the
+/// session's own tasks by serial.
+type Submitted = Arc<Mutex<Vec<(u64, Arc<[String]>)>>>;
+
 /// A connected client session.
 #[derive(Clone)]
 pub struct Client {
     inner: Inner,
     pub session_id: u64,
     pub handshake: v1::HandshakeResult,
+    submitted: Submitted,
 }
 
 /// Opens a channel to `address` ("host:port" or "http://host:port").
@@ -107,6 +113,7 @@ impl Client {
             inner,
             session_id: handshake.session_id,
             handshake,
+            submitted: Submitted::default(),
         })
     }
 
@@ -144,6 +151,10 @@ impl Client {
         &self,
         chunks: Vec<v1::GraphChunk>,
     ) -> Result<v1::SubmitGraphResult, ClientError> {
+        let keys: Arc<[String]> = chunks
+            .iter()
+            .flat_map(|c| c.tasks.iter().map(|t| t.key.clone()))
+            .collect();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::spawn(async move {
             for chunk in chunks {
@@ -154,11 +165,38 @@ impl Client {
         });
         let stream = tokio_stream::wrappers::ReceiverStream::new(rx);
         let mut inner = self.inner.clone();
-        inner
+        let result = inner
             .submit_graph(stream)
             .await
             .map(|r| r.into_inner())
-            .map_err(|s| ClientError::status("submit graph", s))
+            .map_err(|s| ClientError::status("submit graph", s))?;
+        if let Ok(mut submitted) = self.submitted.lock() {
+            submitted.push((result.first_serial, keys));
+        }
+        Ok(result)
+    }
+
+    /// The keys an event batch reports finished (by key, or by serial for this session's
+    /// own submissions).
+    pub fn finished_keys(&self, events: &v1::ClientEvents) -> Vec<String> {
+        let mut keys: Vec<String> = events.finished.iter().map(|f| f.key.clone()).collect();
+        if events.finished_serials.is_empty() {
+            return keys;
+        }
+        let Ok(submitted) = self.submitted.lock() else {
+            return keys;
+        };
+        for &serial in &events.finished_serials {
+            let i = submitted.partition_point(|(first, _)| *first <= serial);
+            if i == 0 {
+                continue;
+            }
+            let (first, names) = &submitted[i - 1];
+            if let Some(key) = names.get((serial - first) as usize) {
+                keys.push(key.clone());
+            }
+        }
+        keys
     }
 
     /// Events for the keys this session wants.

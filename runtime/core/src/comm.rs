@@ -36,8 +36,9 @@ pub trait Comm {
     fn shutdown_worker(&mut self, worker: WorkerId, reason: &str);
     /// A retirement finished (`Ok`) or was refused (`Err(reason)`).
     fn retire_done(&mut self, worker: WorkerId, name: &str, result: Result<(), String>);
-    /// A wanted key finished.
-    fn key_finished(&mut self, client: ClientId, key: &str, size: u64);
+    /// A wanted key finished. `serial` is set when the client submitted the task itself
+    /// (it knows the key by serial).
+    fn key_finished(&mut self, client: ClientId, key: &str, serial: Option<u64>, size: u64);
     /// A wanted key failed.
     fn key_failed(&mut self, client: ClientId, key: &str, error: &Arc<TaskError>);
 }
@@ -112,7 +113,7 @@ impl Comm for TestComm {
     fn retire_done(&mut self, _worker: WorkerId, name: &str, result: Result<(), String>) {
         self.sent.push(Sent::RetireDone(name.to_string(), result));
     }
-    fn key_finished(&mut self, client: ClientId, key: &str, _size: u64) {
+    fn key_finished(&mut self, client: ClientId, key: &str, _serial: Option<u64>, _size: u64) {
         self.sent.push(Sent::Finished(client, key.to_string()));
     }
     fn key_failed(&mut self, client: ClientId, key: &str, error: &Arc<TaskError>) {

@@ -58,6 +58,18 @@ pub(crate) struct ReadyEntry {
 #[derive(Debug, Default)]
 pub struct Client {
     pub name: String,
+    /// Serial ranges (first, count) of its submissions, in increasing order.
+    pub submissions: Vec<(u64, u64)>,
+}
+
+impl Client {
+    /// Whether this client submitted the task with this serial.
+    pub fn submitted(&self, serial: u64) -> bool {
+        let i = self
+            .submissions
+            .partition_point(|&(first, _)| first <= serial);
+        i > 0 && serial < self.submissions[i - 1].0 + self.submissions[i - 1].1
+    }
 }
 
 /// Counts of tasks per state, kept by `set_state`.
@@ -258,6 +270,16 @@ impl Core {
             }
         }
         out
+    }
+
+    /// The serial to name a task by to this client, when it submitted the task.
+    pub(crate) fn serial_for(&self, client: ClientId, id: TaskId) -> Option<u64> {
+        let serial = self.task(id).order;
+        self.clients
+            .get(client.index())
+            .and_then(Option::as_ref)
+            .filter(|c| c.submitted(serial))
+            .map(|_| serial)
     }
 
     /// Clients that want a task.

@@ -21,6 +21,8 @@ pub struct GraphSummary {
     pub new_tasks: u64,
     /// Keys of the submission the scheduler already held (reused as they are).
     pub reused: u64,
+    /// Task `i` of the submission has serial `first_serial + i` (reused keys keep theirs).
+    pub first_serial: u64,
 }
 
 /// Errors of worker events (not of tasks).
@@ -61,6 +63,7 @@ impl Core {
     pub fn on_client_connected(&mut self, name: &str) -> ClientId {
         let client = Client {
             name: name.to_string(),
+            submissions: Vec::new(),
         };
         if let Some(pos) = self.clients.iter().position(Option::is_none) {
             self.clients[pos] = Some(client);
@@ -145,7 +148,10 @@ impl Core {
         }
         let task = self.task(id);
         match task.state {
-            TaskState::Memory(_) => comm.key_finished(client, &task.key, task.size),
+            TaskState::Memory(_) => {
+                let serial = self.serial_for(client, id);
+                comm.key_finished(client, &task.key, serial, task.size);
+            }
             TaskState::Erred => {
                 if let Some(error) = self.errors.get(&id) {
                     comm.key_failed(client, &task.key, error);
@@ -213,10 +219,15 @@ impl Core {
         // Staged tasks give up their key and payload to the new records here, and their
         // dependencies below, so the submission is never held twice.
         let mut tasks = tasks;
+        let first_serial = self.next_order;
+        self.next_order += tasks.len() as u64;
+        if let Some(Some(c)) = self.clients.get_mut(client.index()) {
+            c.submissions.push((first_serial, tasks.len() as u64));
+        }
         let mut ids: Vec<TaskId> = Vec::with_capacity(tasks.len());
         let mut is_new: Vec<bool> = Vec::with_capacity(tasks.len());
         let mut reused = 0u64;
-        for t in tasks.iter_mut() {
+        for (ordinal, t) in tasks.iter_mut().enumerate() {
             if let Some(id) = self.find_key(&t.key) {
                 ids.push(id);
                 is_new.push(false);
@@ -228,8 +239,7 @@ impl Core {
             } else {
                 u32::from(t.max_retries)
             };
-            let order = self.next_order;
-            self.next_order += 1;
+            let order = first_serial + ordinal as u64;
             let id = self.insert_task(Task {
                 key: std::mem::take(&mut t.key),
                 deps: Box::new([]),
@@ -283,6 +293,7 @@ impl Core {
             graph_id,
             new_tasks: ids.len() as u64 - reused,
             reused,
+            first_serial,
         })
     }
 
@@ -599,10 +610,11 @@ impl Core {
         self.set_state(id, TaskState::Memory(worker), comm);
         self.finished_total += 1;
         self.task_duration_us = self.task_duration_us * 0.95 + duration_us as f64 * 0.05;
-        let task = self.task(id);
         for client in self.wanters(id) {
-            comm.key_finished(client, &task.key, size);
+            let serial = self.serial_for(client, id);
+            comm.key_finished(client, &self.task(id).key, serial, size);
         }
+        let task = self.task(id);
         let dependents: SmallVec<[TaskRef; 4]> = task.dependents.as_slice().into();
         for d in dependents {
             if self

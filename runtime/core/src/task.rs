@@ -90,7 +90,8 @@ pub struct Task {
     pub payload: Payload,
     /// Lower runs first.
     pub priority: i32,
-    /// Submission order: breaks priority ties.
+    /// Serial number: submission order (breaks priority ties) and the id clients know the
+    /// task by (`first_serial` of its submission + its ordinal).
     pub order: u64,
     /// Bytes of the result, once known.
     pub size: u64,

@@ -158,6 +158,7 @@ impl Scheduler for ClientService {
             Ok(summary) => Ok(Response::new(v1::SubmitGraphResult {
                 graph_id: summary.graph_id,
                 tasks: summary.new_tasks + summary.reused,
+                first_serial: summary.first_serial,
             })),
             Err(e) => Err(Status::invalid_argument(e.to_string())),
         }

@@ -112,7 +112,10 @@ impl GrpcComm {
         }
         for out in self.clients.values_mut() {
             let Some(sender) = &out.sender else { continue };
-            if out.events.finished.is_empty() && out.events.failed.is_empty() {
+            if out.events.finished.is_empty()
+                && out.events.failed.is_empty()
+                && out.events.finished_serials.is_empty()
+            {
                 continue;
             }
             let events = std::mem::take(&mut out.events);
@@ -177,12 +180,15 @@ impl Comm for GrpcComm {
         }
     }
 
-    fn key_finished(&mut self, client: ClientId, key: &str, size: u64) {
+    fn key_finished(&mut self, client: ClientId, key: &str, serial: Option<u64>, size: u64) {
         if let Some(out) = self.clients.get_mut(&client) {
-            out.events.finished.push(v1::KeyFinished {
-                key: key.to_string(),
-                size,
-            });
+            match serial {
+                Some(serial) => out.events.finished_serials.push(serial),
+                None => out.events.finished.push(v1::KeyFinished {
+                    key: key.to_string(),
+                    size,
+                }),
+            }
         }
     }
 

@@ -203,7 +203,11 @@ pub fn as_i64(bytes: &[u8]) -> i64 {
 }
 
 /// Waits for events until every key finished; panics with the error of a failed one.
-pub async fn wait_finished(events: &mut tonic::Streaming<v1::ClientEvents>, keys: &[&str]) {
+pub async fn wait_finished(
+    client: &Client,
+    events: &mut tonic::Streaming<v1::ClientEvents>,
+    keys: &[&str],
+) {
     let mut pending: std::collections::HashSet<String> =
         keys.iter().map(|k| k.to_string()).collect();
     while !pending.is_empty() {
@@ -215,8 +219,8 @@ pub async fn wait_finished(events: &mut tonic::Streaming<v1::ClientEvents>, keys
         if let Some(f) = batch.failed.first() {
             panic!("{} failed: {:?}", f.key, f.error);
         }
-        for f in batch.finished {
-            pending.remove(&f.key);
+        for key in client.finished_keys(&batch) {
+            pending.remove(&key);
         }
     }
 }
