@@ -92,6 +92,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         listen: args.listen,
         advertise_host: args.advertise_host,
         metrics_listen: args.metrics_listen,
+        python: (args.python != "none").then_some(args.python),
     };
     let result = tokio::select! {
         r = shoal_worker::run(config) => r.map_err(|e| e.to_string()),

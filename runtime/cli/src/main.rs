@@ -92,6 +92,10 @@ struct WorkerArgs {
     /// Metrics and health listen address (unauthenticated), e.g. 0.0.0.0:8788.
     #[arg(long)]
     metrics_listen: Option<String>,
+    /// Python interpreter that runs Python tasks (`python -m shoal.executor`); "none"
+    /// disables Python tasks.
+    #[arg(long, env = "SHOAL_PYTHON", default_value = "python3")]
+    python: String,
     #[command(flatten)]
     token: TokenArgs,
 }

@@ -223,6 +223,7 @@ async fn malformed_graphs_refused() {
             .submit_chunks(vec![v1::GraphChunk {
                 session_id: client.session_id,
                 tasks: big,
+                blobs: vec![],
             }])
             .await,
     );

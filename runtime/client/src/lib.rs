@@ -140,7 +140,11 @@ impl Client {
         self.submit_chunks(
             chunks
                 .into_iter()
-                .map(|tasks| v1::GraphChunk { session_id, tasks })
+                .map(|tasks| v1::GraphChunk {
+                    session_id,
+                    tasks,
+                    blobs: vec![],
+                })
                 .collect(),
         )
         .await

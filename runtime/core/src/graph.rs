@@ -88,6 +88,11 @@ pub enum GraphError {
     SelfDependency { key: String },
     #[error("tasks without a payload: {keys}; every task needs something to run")]
     EmptyPayload { keys: KeyList },
+    #[error(
+        "task {key:?} uses shared blob {id:#x}, which was not sent; send each blob in or \
+         before the chunk of the first task that uses it"
+    )]
+    UnknownBlob { key: String, id: u64 },
     #[error("graph chunk of {size} bytes is over the limit of {limit} bytes; send smaller chunks")]
     ChunkTooLarge { size: usize, limit: usize },
 }

@@ -21,5 +21,5 @@ pub use crate::core::{Core, CoreConfig, StateCounts};
 pub use crate::graph::{GraphError, KeyList, NewTask};
 pub use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
 pub use crate::reactor::{GraphSummary, LossReport, Report, WorkerEventError};
-pub use crate::task::{BuiltinOp, Dependents, Payload, Task, TaskError, TaskState};
+pub use crate::task::{BuiltinOp, Dependents, Payload, PythonPayload, Task, TaskError, TaskState};
 pub use crate::worker::{Worker, WorkerState};

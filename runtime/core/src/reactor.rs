@@ -117,6 +117,7 @@ impl Core {
             detail: String::new(),
             worker: String::new(),
             origin_key: None,
+            ..Default::default()
         });
         let mut cancelled = 0;
         for key in keys {
@@ -334,6 +335,7 @@ impl Core {
                     detail: String::new(),
                     worker: String::new(),
                     origin_key: None,
+                    ..Default::default()
                 })
             });
             let origin = error
@@ -533,6 +535,7 @@ impl Core {
                         .unwrap_or_default(),
                     worker: name.clone(),
                     origin_key: None,
+                    ..Default::default()
                 });
                 report.failed.push(key);
                 self.fail_task(id, error, comm);

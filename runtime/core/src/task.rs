@@ -2,8 +2,6 @@
 //! Transitions between states are made only by `Core::set_state` (core.rs), which keeps the
 //! counters consistent; this module only defines the data.
 
-use std::sync::Arc;
-
 use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
 
 /// Native operations with no Python cost (tests and benchmarks).
@@ -22,8 +20,16 @@ pub enum BuiltinOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Payload {
     Builtin(BuiltinOp),
-    /// A cloudpickled Python callable with its arguments.
-    Python(Arc<[u8]>),
+    /// A Python task (boxed: keeps `Payload` at 24 bytes).
+    Python(Box<PythonPayload>),
+}
+
+/// A Python task: its pickled form (the format belongs to the Python package) and the id
+/// of the shared blob it uses (0: none).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PythonPayload {
+    pub pickled: Box<[u8]>,
+    pub shared: u64,
 }
 
 /// Where a task is in its life.
@@ -66,7 +72,7 @@ impl TaskState {
 }
 
 /// Why a task failed. Shared (`Arc`) between a failed task and the dependents it dooms.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TaskError {
     /// Machine-readable kind: an exception type name, or "WorkerLost", "TaskFailed", ...
     pub kind: String,
@@ -78,6 +84,8 @@ pub struct TaskError {
     pub worker: String,
     /// The key of the task that failed first, when this error reached a dependent.
     pub origin_key: Option<String>,
+    /// The pickled exception of a Python task (opaque to the core).
+    pub exception: Vec<u8>,
 }
 
 /// One task. Kept small: a million-task graph holds a million of these.

@@ -343,6 +343,7 @@ fn failure_propagates_to_dependents() {
         detail: String::new(),
         worker: "w0".into(),
         origin_key: None,
+        ..Default::default()
     };
     sim.core
         .on_task_failed(WorkerId(0), task, error, &mut sim.comm);

@@ -1,8 +1,6 @@
 //! Wire <-> domain conversion for payloads and errors (the core knows no proto types).
 
-use std::sync::Arc;
-
-use shoal_core::{BuiltinOp, Payload, TaskError};
+use shoal_core::{BuiltinOp, Payload, PythonPayload, TaskError};
 
 use crate::v1;
 
@@ -21,8 +19,9 @@ pub fn payload_to_wire(payload: &Payload) -> v1::TaskPayload {
                 BuiltinOp::Constant(b) => Op::Constant(b.to_vec()),
             }),
         }),
-        Payload::Python(bytes) => v1::task_payload::Kind::Python(v1::PythonTask {
-            pickled: bytes.to_vec(),
+        Payload::Python(p) => v1::task_payload::Kind::Python(v1::PythonTask {
+            pickled: p.pickled.to_vec(),
+            shared: p.shared,
         }),
     };
     v1::TaskPayload { kind: Some(kind) }
@@ -42,7 +41,10 @@ pub fn payload_from_wire(payload: v1::TaskPayload) -> Option<Payload> {
             Op::Constant(b) => BuiltinOp::Constant(b.into()),
         })),
         v1::task_payload::Kind::Python(p) if !p.pickled.is_empty() => {
-            Some(Payload::Python(Arc::from(p.pickled)))
+            Some(Payload::Python(Box::new(PythonPayload {
+                pickled: p.pickled.into_boxed_slice(),
+                shared: p.shared,
+            })))
         }
         v1::task_payload::Kind::Python(_) => None,
     }
@@ -57,6 +59,7 @@ pub fn error_to_wire(error: &TaskError) -> v1::TaskError {
         },
         detail: error.detail.clone(),
         worker: error.worker.clone(),
+        exception: error.exception.clone(),
     }
 }
 
@@ -67,6 +70,7 @@ pub fn error_from_wire(error: v1::TaskError) -> TaskError {
         detail: error.detail,
         worker: error.worker,
         origin_key: None,
+        exception: error.exception,
     }
 }
 

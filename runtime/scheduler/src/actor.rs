@@ -4,7 +4,9 @@
 
 use std::time::Instant;
 
-use shoal_core::{ClientId, Core, GraphError, GraphSummary, NewTask, TaskRef, TaskState, WorkerId};
+use shoal_core::{
+    ClientId, Core, GraphError, GraphSummary, NewTask, Payload, TaskRef, TaskState, WorkerId,
+};
 use shoal_proto::convert::error_from_wire;
 use shoal_proto::v1;
 use shoal_proto::v1::scheduler_message::Msg;
@@ -42,6 +44,8 @@ pub enum Event {
     Graph {
         client: ClientId,
         tasks: Vec<NewTask>,
+        /// Shared payload blobs (id, bytes) of the submission.
+        blobs: Vec<(u64, Vec<u8>)>,
         reply: oneshot::Sender<Result<GraphSummary, GraphError>>,
     },
     Release {
@@ -162,15 +166,25 @@ impl State {
             Event::ClientGone { client } => {
                 self.core.on_client_disconnected(client, &mut self.comm);
                 self.comm.remove_client(client);
+                let live: std::collections::HashSet<u64> = self
+                    .core
+                    .tasks_iter()
+                    .filter_map(|(_, t)| match &t.payload {
+                        Payload::Python(p) if p.shared != 0 => Some(p.shared),
+                        _ => None,
+                    })
+                    .collect();
+                self.comm.retain_blobs(&live);
                 tracing::info!(client = %client, "client disconnected; its keys were released");
             }
             Event::Graph {
                 client,
                 tasks,
+                blobs,
                 reply,
             } => {
                 let count = tasks.len();
-                let result = self.core.on_graph(client, tasks, &mut self.comm);
+                let result = self.add_graph(client, tasks, blobs);
                 match &result {
                     Ok(summary) => {
                         tracing::debug!(client = %client, tasks = count, graph = summary.graph_id, "graph accepted")
@@ -268,6 +282,33 @@ impl State {
             by_worker,
             problems,
         }
+    }
+
+    /// Checks that every shared blob a task names was sent, then adds the graph.
+    fn add_graph(
+        &mut self,
+        client: ClientId,
+        tasks: Vec<NewTask>,
+        blobs: Vec<(u64, Vec<u8>)>,
+    ) -> Result<GraphSummary, GraphError> {
+        let sent: std::collections::HashSet<u64> = blobs.iter().map(|(id, _)| *id).collect();
+        for task in &tasks {
+            if let Payload::Python(p) = &task.payload
+                && p.shared != 0
+                && !sent.contains(&p.shared)
+                && !self.comm.blobs.contains_key(&p.shared)
+            {
+                return Err(GraphError::UnknownBlob {
+                    key: task.key.to_string(),
+                    id: p.shared,
+                });
+            }
+        }
+        let summary = self.core.on_graph(client, tasks, &mut self.comm)?;
+        for (id, data) in blobs {
+            self.comm.blobs.entry(id).or_insert_with(|| data.into());
+        }
+        Ok(summary)
     }
 
     fn register_worker(

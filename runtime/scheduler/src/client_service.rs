@@ -111,6 +111,7 @@ impl Scheduler for ClientService {
         let mut tasks: Vec<NewTask> = Vec::new();
         let mut client = None;
         let mut empty: Vec<String> = Vec::new();
+        let mut blobs: Vec<(u64, Vec<u8>)> = Vec::new();
         let mut index = 0usize;
         while let Some(chunk) = stream.message().await? {
             let size = chunk.encoded_len();
@@ -129,6 +130,7 @@ impl Scheduler for ClientService {
             if client.is_none() {
                 client = Some(session(chunk.session_id)?);
             }
+            blobs.extend(chunk.blobs.into_iter().map(|b| (b.id, b.data)));
             tasks.reserve(chunk.tasks.len());
             for spec in chunk.tasks {
                 match stage(spec) {
@@ -150,6 +152,7 @@ impl Scheduler for ClientService {
             .ask(|reply| Event::Graph {
                 client,
                 tasks,
+                blobs,
                 reply,
             })
             .await

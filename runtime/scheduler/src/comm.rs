@@ -1,10 +1,12 @@
 //! The core's output port over gRPC: buffers messages per worker and per client during a
 //! batch of events, then sends each buffer as one message (`flush`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use shoal_core::{Assignment, ClientId, Comm, InputLocation, TaskError, TaskRef, WorkerId};
+use shoal_core::{
+    Assignment, ClientId, Comm, InputLocation, Payload, TaskError, TaskRef, WorkerId,
+};
 use shoal_proto::convert::{error_to_wire, payload_to_wire};
 use shoal_proto::v1;
 use shoal_proto::v1::scheduler_message::Msg;
@@ -21,6 +23,10 @@ pub type ClientSender = mpsc::UnboundedSender<Result<v1::ClientEvents, Status>>;
 struct WorkerOut {
     sender: Option<WorkerSender>,
     assign: Vec<v1::TaskAssignment>,
+    /// Shared blobs to send with the next assignments.
+    blobs: Vec<v1::SharedBlob>,
+    /// Shared blobs this worker was sent already.
+    sent_blobs: HashSet<u64>,
     release: Vec<u64>,
     cancel: Vec<u64>,
     other: Vec<Msg>,
@@ -41,6 +47,8 @@ pub struct GrpcComm {
     /// Workers told to shut down in this batch (their sessions end after the flush).
     pub shut_down: Vec<WorkerId>,
     pub assigned: u64,
+    /// Shared payload blobs of Python tasks, by id (see `retain_blobs`).
+    pub blobs: HashMap<u64, Arc<[u8]>>,
 }
 
 fn location(input: &InputLocation) -> v1::DataLocation {
@@ -76,6 +84,11 @@ impl GrpcComm {
         self.workers.entry(worker).or_default().other.push(msg);
     }
 
+    /// Keeps only the blobs live tasks still use.
+    pub fn retain_blobs(&mut self, live: &HashSet<u64>) {
+        self.blobs.retain(|id, _| live.contains(id));
+    }
+
     pub fn worker_ids(&self) -> Vec<WorkerId> {
         self.workers.keys().copied().collect()
     }
@@ -102,7 +115,8 @@ impl GrpcComm {
                     Vec::new()
                 };
                 let tasks = std::mem::replace(&mut out.assign, rest);
-                send(Msg::Assign(v1::AssignTasks { tasks }));
+                let blobs = std::mem::take(&mut out.blobs);
+                send(Msg::Assign(v1::AssignTasks { tasks, blobs }));
             }
             if !out.release.is_empty() {
                 send(Msg::Release(v1::ReleaseData {
@@ -127,16 +141,23 @@ impl GrpcComm {
 impl Comm for GrpcComm {
     fn assign(&mut self, worker: WorkerId, a: &Assignment<'_>) {
         self.assigned += 1;
-        self.workers
-            .entry(worker)
-            .or_default()
-            .assign
-            .push(v1::TaskAssignment {
-                task: a.task.to_wire(),
-                key: a.key.to_string(),
-                payload: Some(payload_to_wire(a.payload)),
-                inputs: a.inputs.iter().map(location).collect(),
+        let out = self.workers.entry(worker).or_default();
+        if let Payload::Python(p) = a.payload
+            && p.shared != 0
+            && out.sent_blobs.insert(p.shared)
+            && let Some(data) = self.blobs.get(&p.shared)
+        {
+            out.blobs.push(v1::SharedBlob {
+                id: p.shared,
+                data: data.to_vec(),
             });
+        }
+        out.assign.push(v1::TaskAssignment {
+            task: a.task.to_wire(),
+            key: a.key.to_string(),
+            payload: Some(payload_to_wire(a.payload)),
+            inputs: a.inputs.iter().map(location).collect(),
+        });
     }
 
     fn release_data(&mut self, worker: WorkerId, task: TaskRef) {

@@ -62,7 +62,11 @@ impl SchedulerHandle {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.server).await;
+        // Open client streams would hold a graceful shutdown forever: give them a moment.
+        let graceful = tokio::time::timeout(std::time::Duration::from_secs(2), &mut self.server);
+        if graceful.await.is_err() {
+            self.server.abort();
+        }
     }
 
     /// Waits until the server ends on its own (an error) or forever.

@@ -23,4 +23,6 @@ pub struct WorkerConfig {
     pub advertise_host: Option<String>,
     /// Metrics and health listen address (unauthenticated); `None` serves none.
     pub metrics_listen: Option<String>,
+    /// The Python interpreter for Python tasks (`None`: this worker runs no Python).
+    pub python: Option<String>,
 }

@@ -9,11 +9,13 @@ use shoal_proto::v1;
 use shoal_proto::v1::builtin_task::Op;
 use tokio::sync::mpsc;
 
-/// A task ready to run: its payload and its inputs, in dependency order.
+/// A task ready to run: its payload, the shared blob it uses, and its inputs in
+/// dependency order.
 pub struct ExecTask {
     pub task: u64,
     pub key: String,
     pub payload: v1::TaskPayload,
+    pub shared: Option<(u64, Bytes)>,
     pub inputs: Vec<Bytes>,
 }
 
@@ -41,6 +43,7 @@ impl BuiltinExecutor {
             message: format!("task {key:?} on worker {:?}: {message}", self.worker_name),
             detail: String::new(),
             worker: self.worker_name.clone(),
+            ..Default::default()
         }
     }
 
@@ -72,6 +75,7 @@ impl Executor for BuiltinExecutor {
             key,
             payload,
             inputs,
+            ..
         } = task;
         let op = match payload.kind {
             Some(v1::task_payload::Kind::Builtin(b)) => b.op,

@@ -9,11 +9,13 @@ mod data_plane;
 mod executor;
 pub mod memory;
 mod metrics;
+mod python;
 mod session;
 mod store;
 
 pub use config::WorkerConfig;
 pub use executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
 pub use memory::default_limit;
+pub use python::{PythonConfig, PythonPool};
 pub use session::{WorkerError, run};
 pub use store::Store;

@@ -25,6 +25,7 @@ use crate::data_plane::DataPlaneService;
 use crate::executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
 use crate::memory;
 use crate::metrics::WorkerMetrics;
+use crate::python::{PythonConfig, PythonPool};
 use crate::store::Store;
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +145,8 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         fetched: HashMap::new(),
         ready: VecDeque::new(),
         running: HashSet::new(),
+        builtin_tasks: HashSet::new(),
+        builtin_running: 0,
         finished: Vec::new(),
         failed: Vec::new(),
         added: Vec::new(),
@@ -154,12 +157,28 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         builtin: BuiltinExecutor {
             worker_name: config.name.clone(),
         },
+        python: config.python.as_ref().map(|program| {
+            PythonPool::new(PythonConfig {
+                program: program.clone(),
+                processes: config.cores.max(1) as usize,
+                worker_name: config.name.clone(),
+                memory_limit: config.memory_limit,
+            })
+        }),
+        blobs: HashMap::new(),
         metrics,
     };
     let result = state.run(inbound, done_rx, fetch_rx, &config).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     result
+}
+
+fn is_python(assignment: &v1::TaskAssignment) -> bool {
+    matches!(
+        assignment.payload.as_ref().and_then(|p| p.kind.as_ref()),
+        Some(v1::task_payload::Kind::Python(_))
+    )
 }
 
 fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
@@ -199,6 +218,9 @@ struct Loop {
     fetched: HashMap<u64, (Bytes, usize)>,
     ready: VecDeque<v1::TaskAssignment>,
     running: HashSet<u64>,
+    /// Builtin tasks among `running` (they are limited to `cores` at once).
+    builtin_tasks: HashSet<u64>,
+    builtin_running: usize,
     finished: Vec<v1::TaskFinished>,
     failed: Vec<v1::TaskFailed>,
     added: Vec<u64>,
@@ -207,6 +229,10 @@ struct Loop {
     fetch_tx: mpsc::UnboundedSender<Fetch>,
     data: DataClients,
     builtin: BuiltinExecutor,
+    /// Runs Python payloads (none when the worker was started without Python).
+    python: Option<PythonPool>,
+    /// Shared payload blobs by id (sent once by the scheduler, kept for later tasks).
+    blobs: HashMap<u64, Bytes>,
     metrics: WorkerMetrics,
 }
 
@@ -239,7 +265,12 @@ impl Loop {
                             heartbeat = tokio::time::interval(Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(100))));
                             tracing::info!(worker = self.name, id = r.worker_id, "registered");
                         }
-                        Msg::Assign(a) => self.assign(a.tasks),
+                        Msg::Assign(a) => {
+                            for blob in a.blobs {
+                                self.blobs.insert(blob.id, Bytes::from(blob.data));
+                            }
+                            self.assign(a.tasks);
+                        }
                         Msg::Release(r) => self.release(&r.tasks),
                         Msg::Cancel(c) => self.cancel(&c.tasks),
                         Msg::Peers(p) => {
@@ -427,6 +458,7 @@ impl Loop {
                     message: format!("input of task {:?} unavailable: {cause}", w.assignment.key),
                     detail: String::new(),
                     worker: self.name.clone(),
+                    ..Default::default()
                 }),
                 missing_input: true,
                 missing_task: input,
@@ -457,15 +489,24 @@ impl Loop {
             while let Ok(outcome) = done_rx.try_recv() {
                 self.completed(outcome);
             }
-            if self.running.len() >= self.cores || self.ready.is_empty() {
+            if !self.can_start_next() {
                 break;
             }
             self.start_ready();
         }
     }
 
+    /// Builtin tasks run at most `cores` at once; Python tasks go to the executor pool at
+    /// once (it queues them for its processes, so they never wait on a round trip here).
+    fn can_start_next(&self) -> bool {
+        match self.ready.front() {
+            None => false,
+            Some(a) => is_python(a) || self.builtin_running < self.cores,
+        }
+    }
+
     fn start_ready(&mut self) {
-        while self.running.len() < self.cores {
+        while self.can_start_next() {
             let Some(assignment) = self.ready.pop_front() else {
                 break;
             };
@@ -496,6 +537,7 @@ impl Loop {
                         ),
                         detail: String::new(),
                         worker: self.name.clone(),
+                        ..Default::default()
                     }),
                     missing_input: true,
                     missing_task: input,
@@ -503,19 +545,37 @@ impl Loop {
                 continue;
             }
             self.running.insert(assignment.task);
+            if !is_python(&assignment) {
+                self.builtin_running += 1;
+                self.builtin_tasks.insert(assignment.task);
+            }
+            let payload = assignment.payload.unwrap_or_default();
+            let python = match &payload.kind {
+                Some(v1::task_payload::Kind::Python(p)) => Some(p.shared),
+                _ => None,
+            };
             let task = ExecTask {
                 task: assignment.task,
                 key: assignment.key,
-                payload: assignment.payload.unwrap_or_default(),
+                shared: python
+                    .filter(|&id| id != 0)
+                    .and_then(|id| self.blobs.get(&id).map(|b| (id, b.clone()))),
+                payload,
                 inputs,
             };
-            self.builtin.start(task, self.done_tx.clone());
+            match (&python, &self.python) {
+                (Some(_), Some(pool)) => pool.start(task, self.done_tx.clone()),
+                _ => self.builtin.start(task, self.done_tx.clone()),
+            }
         }
     }
 
     fn completed(&mut self, outcome: ExecOutcome) {
         if !self.running.remove(&outcome.task) {
             return;
+        }
+        if self.builtin_tasks.remove(&outcome.task) {
+            self.builtin_running -= 1;
         }
         match outcome.result {
             Ok(data) => {
@@ -534,6 +594,7 @@ impl Loop {
                             message: e.to_string(),
                             detail: String::new(),
                             worker: self.name.clone(),
+                            ..Default::default()
                         }),
                         missing_input: false,
                         missing_task: 0,

@@ -1,0 +1,89 @@
+"""What a Python task's bytes hold (``PythonTask.pickled``), shared by the client that
+makes them and the executor that runs them. Not part of the public API.
+
+Formats (the first element is the format tag):
+
+- ``("dask", node, dep_keys)``: a node of ``dask._task_spec`` (``Task``, ``Alias``,
+  ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
+- ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
+  ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
+  list, tuple or dict argument) are replaced by the task's i-th input.
+
+Values (results and inputs) are pickled with protocol 5, falling back to cloudpickle for
+objects plain pickle cannot take (lambdas, classes defined in ``__main__``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+from typing import Any
+
+import cloudpickle
+
+
+class Dep:
+    """Placeholder for the i-th input of a ``call`` task."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (Dep, (self.index,))
+
+    def __repr__(self) -> str:
+        return f"Dep({self.index})"
+
+
+def dumps(value: Any) -> bytes:
+    """Pickles a value (protocol 5), with cloudpickle when plain pickle cannot."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=5)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def dumps_code(obj: Any) -> bytes:
+    """Pickles code (functions, task nodes) with cloudpickle: notebook functions travel by value."""
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+def blob_id(data: bytes) -> int:
+    """The id of a shared blob: 64 bits of its BLAKE2b digest (never 0)."""
+    value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    return value or 1
+
+
+def _fill(value: Any, inputs: list) -> Any:
+    if isinstance(value, Dep):
+        return inputs[value.index]
+    return value
+
+
+def substitute(args: tuple, kwargs: dict, inputs: list) -> tuple[tuple, dict]:
+    """Replaces ``Dep`` placeholders by inputs (top level and one container level deep)."""
+    out_args = []
+    for a in args:
+        if isinstance(a, Dep):
+            a = inputs[a.index]
+        elif type(a) in (list, tuple):
+            a = type(a)(_fill(x, inputs) for x in a)
+        elif type(a) is dict:
+            a = {k: _fill(v, inputs) for k, v in a.items()}
+        out_args.append(a)
+    out_kwargs = {}
+    for k, v in kwargs.items():
+        if isinstance(v, Dep):
+            v = inputs[v.index]
+        elif type(v) in (list, tuple):
+            v = type(v)(_fill(x, inputs) for x in v)
+        elif type(v) is dict:
+            v = {kk: _fill(vv, inputs) for kk, vv in v.items()}
+        out_kwargs[k] = v
+    return tuple(out_args), out_kwargs

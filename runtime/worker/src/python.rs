@@ -1,0 +1,465 @@
+//! The Python executor pool: `python -m shoal.executor` processes (one per core, started on
+//! the first Python task) that run Python payloads. Frames are a 4-byte little-endian length
+//! and one protobuf message (proto/shoal/v1/executor.proto) over each process's
+//! stdin/stdout. A process that dies (segfault, `os._exit`, memory) fails only the task it
+//! was running, with the cause, and is replaced; the tasks queued behind it run elsewhere.
+//! A process over the memory limit is killed first, so the kernel never OOM-kills the worker.
+//!
+//! Not here: what a payload means (python/shoal/executor.py), scheduling (the worker loop).
+
+use std::collections::{HashSet, VecDeque};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use prost::Message;
+use shoal_proto::v1;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use tokio::sync::mpsc;
+
+use crate::executor::{ExecOutcome, ExecTask, Executor};
+
+/// Most tasks sent ahead to one executor process when many are waiting.
+const MAX_AHEAD: usize = 16;
+/// How often executor memory is checked.
+const MEMORY_CHECK: Duration = Duration::from_millis(100);
+
+#[derive(Clone, Debug)]
+pub struct PythonConfig {
+    /// The Python interpreter, e.g. "python3".
+    pub program: String,
+    pub processes: usize,
+    pub worker_name: String,
+    /// Resident bytes one executor may use before it is stopped (0: no limit).
+    pub memory_limit: u64,
+}
+
+struct Job {
+    task: ExecTask,
+    done: mpsc::UnboundedSender<ExecOutcome>,
+}
+
+/// Runs Python payloads on a pool of executor processes.
+pub struct PythonPool {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl PythonPool {
+    pub fn new(config: PythonConfig) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(Pool::new(config).run(rx));
+        PythonPool { jobs: tx }
+    }
+}
+
+impl Executor for PythonPool {
+    fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>) {
+        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { task, done }) {
+            let error = v1::TaskError {
+                kind: "ExecutorUnavailable".into(),
+                message: "the Python executor pool has stopped".into(),
+                ..Default::default()
+            };
+            let _ = job.done.send(ExecOutcome {
+                task: job.task.task,
+                result: Err(error),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+}
+
+/// A task sent to a process and not answered yet.
+struct InFlight {
+    task: u64,
+    key: String,
+    done: mpsc::UnboundedSender<ExecOutcome>,
+    /// Kept so the task can run elsewhere if the process dies before starting it.
+    job: ExecTask,
+    sent: Instant,
+}
+
+struct Process {
+    generation: u64,
+    pid: u32,
+    child: Child,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    inflight: VecDeque<InFlight>,
+    sent_blobs: HashSet<u64>,
+    /// Set when the pool killed it for memory: the cause given to its running task.
+    killed_for: Option<String>,
+}
+
+enum ProcEvent {
+    Reply(usize, u64, v1::ExecutorReply),
+    Exited(usize, u64),
+}
+
+struct Pool {
+    config: PythonConfig,
+    slots: Vec<Option<Process>>,
+    queue: VecDeque<Job>,
+    events_tx: mpsc::UnboundedSender<ProcEvent>,
+    events_rx: mpsc::UnboundedReceiver<ProcEvent>,
+    next_generation: u64,
+}
+
+impl Pool {
+    fn new(config: PythonConfig) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let slots = (0..config.processes.max(1)).map(|_| None).collect();
+        Pool {
+            config,
+            slots,
+            queue: VecDeque::new(),
+            events_tx,
+            events_rx,
+            next_generation: 0,
+        }
+    }
+
+    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+        let mut memory = tokio::time::interval(MEMORY_CHECK);
+        loop {
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => self.queue.push_back(job),
+                    None => break,
+                },
+                Some(event) = self.events_rx.recv() => self.handle(event).await,
+                _ = memory.tick() => self.check_memory(),
+            }
+            self.dispatch();
+        }
+        for slot in self.slots.iter_mut().flatten() {
+            let _ = slot.child.start_kill();
+        }
+    }
+
+    fn spawn(&mut self, index: usize) -> Result<(), String> {
+        let mut child = Command::new(&self.config.program)
+            .args(["-u", "-m", "shoal.executor"])
+            .env("SHOAL_WORKER_NAME", &self.config.worker_name)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "cannot start `{} -m shoal.executor`: {e}; install Python and the shoal \
+                     package (pip install shoal=={}) where workers run, or pass --python",
+                    self.config.program,
+                    shoal_proto::RUNTIME_VERSION
+                )
+            })?;
+        let stdin = child.stdin.take().ok_or("executor stdin not captured")?;
+        let stdout = child.stdout.take().ok_or("executor stdout not captured")?;
+        let pid = child.id().unwrap_or(0);
+        self.next_generation += 1;
+        let generation = self.next_generation;
+        let (frames_tx, frames_rx) = mpsc::unbounded_channel();
+        tokio::spawn(write_frames(stdin, frames_rx));
+        tokio::spawn(read_replies(
+            stdout,
+            index,
+            generation,
+            self.events_tx.clone(),
+        ));
+        tracing::debug!(
+            worker = self.config.worker_name,
+            pid,
+            "python executor started"
+        );
+        self.slots[index] = Some(Process {
+            generation,
+            pid,
+            child,
+            frames: frames_tx,
+            inflight: VecDeque::new(),
+            sent_blobs: HashSet::new(),
+            killed_for: None,
+        });
+        Ok(())
+    }
+
+    /// Sends queued jobs to the least busy processes (starting processes as needed).
+    fn dispatch(&mut self) {
+        while !self.queue.is_empty() {
+            let ahead = (self.queue.len() / self.slots.len()).clamp(1, MAX_AHEAD);
+            let index = (0..self.slots.len())
+                .min_by_key(|&i| self.slots[i].as_ref().map_or(0, |p| p.inflight.len()))
+                .unwrap_or(0);
+            if self.slots[index].is_none()
+                && let Err(message) = self.spawn(index)
+            {
+                self.fail_all(&message);
+                return;
+            }
+            let Some(process) = self.slots[index].as_mut() else {
+                return;
+            };
+            if process.inflight.len() >= ahead {
+                return;
+            }
+            let room = ahead - process.inflight.len();
+            let mut request = v1::ExecutorRequest::default();
+            for _ in 0..room {
+                let Some(job) = self.queue.pop_front() else {
+                    break;
+                };
+                if let Some((id, data)) = &job.task.shared
+                    && process.sent_blobs.insert(*id)
+                {
+                    request.blobs.push(v1::SharedBlob {
+                        id: *id,
+                        data: data.to_vec(),
+                    });
+                }
+                let payload = match &job.task.payload.kind {
+                    Some(v1::task_payload::Kind::Python(p)) => p.clone(),
+                    _ => v1::PythonTask::default(),
+                };
+                request.tasks.push(v1::ExecTask {
+                    task: job.task.task,
+                    key: job.task.key.clone(),
+                    payload: Some(payload),
+                    inputs: job.task.inputs.iter().map(|b| b.to_vec()).collect(),
+                });
+                process.inflight.push_back(InFlight {
+                    task: job.task.task,
+                    key: job.task.key.clone(),
+                    done: job.done,
+                    job: job.task,
+                    sent: Instant::now(),
+                });
+            }
+            let body = request.encode_to_vec();
+            let mut frame = Vec::with_capacity(body.len() + 4);
+            frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&body);
+            let _ = process.frames.send(frame);
+        }
+    }
+
+    fn fail_all(&mut self, message: &str) {
+        for job in self.queue.drain(..) {
+            let error = v1::TaskError {
+                kind: "ExecutorUnavailable".into(),
+                message: format!(
+                    "task {:?} on worker {:?}: {message}",
+                    job.task.key, self.config.worker_name
+                ),
+                worker: self.config.worker_name.clone(),
+                ..Default::default()
+            };
+            let _ = job.done.send(ExecOutcome {
+                task: job.task.task,
+                result: Err(error),
+                duration: Duration::ZERO,
+            });
+        }
+    }
+
+    async fn handle(&mut self, event: ProcEvent) {
+        match event {
+            ProcEvent::Reply(index, generation, reply) => {
+                let Some(process) = self.slots[index].as_mut() else {
+                    return;
+                };
+                if process.generation != generation {
+                    return;
+                }
+                let Some(front) = process.inflight.pop_front() else {
+                    return;
+                };
+                if front.task != reply.task {
+                    tracing::error!(
+                        worker = self.config.worker_name,
+                        expected = front.task,
+                        got = reply.task,
+                        "python executor answered out of order"
+                    );
+                }
+                let duration = Duration::from_micros(reply.duration_us);
+                let result = match reply.error {
+                    Some(error) => Err(error),
+                    None => Ok(Bytes::from(reply.value)),
+                };
+                let _ = front.done.send(ExecOutcome {
+                    task: front.task,
+                    result,
+                    duration,
+                });
+            }
+            ProcEvent::Exited(index, generation) => {
+                let Some(mut process) = self.slots[index].take() else {
+                    return;
+                };
+                if process.generation != generation {
+                    self.slots[index] = Some(process);
+                    return;
+                }
+                let status = process.child.wait().await.ok();
+                let cause = process
+                    .killed_for
+                    .take()
+                    .unwrap_or_else(|| describe_exit(status));
+                let mut inflight = std::mem::take(&mut process.inflight);
+                if let Some(running) = inflight.pop_front() {
+                    let (kind, hint) = if cause.starts_with("it used") {
+                        (
+                            "MemoryLimit",
+                            "give workers more memory, or split the task into smaller ones",
+                        )
+                    } else {
+                        ("ExecutorCrashed", crash_hint(status))
+                    };
+                    tracing::warn!(
+                        worker = self.config.worker_name,
+                        task = running.key,
+                        pid = process.pid,
+                        cause,
+                        "python executor died while running a task; starting a new one"
+                    );
+                    let error = v1::TaskError {
+                        kind: kind.into(),
+                        message: format!(
+                            "task {:?} stopped its Python executor on worker {:?}: {cause}. \
+                             The worker started a new executor; other tasks go on. {hint}",
+                            running.key, self.config.worker_name
+                        ),
+                        detail: format!(
+                            "executor pid {}, the task ran {:.1}s",
+                            process.pid,
+                            running.sent.elapsed().as_secs_f64()
+                        ),
+                        worker: self.config.worker_name.clone(),
+                        ..Default::default()
+                    };
+                    let _ = running.done.send(ExecOutcome {
+                        task: running.task,
+                        result: Err(error),
+                        duration: running.sent.elapsed(),
+                    });
+                }
+                // Tasks queued behind the crashed one never started: they run elsewhere.
+                for waiting in inflight.into_iter().rev() {
+                    self.queue.push_front(Job {
+                        task: waiting.job,
+                        done: waiting.done,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Kills executors over the memory limit; their running task fails with `MemoryLimit`.
+    fn check_memory(&mut self) {
+        let limit = self.config.memory_limit;
+        if limit == 0 {
+            return;
+        }
+        for process in self.slots.iter_mut().flatten() {
+            if process.inflight.is_empty() || process.killed_for.is_some() {
+                continue;
+            }
+            let rss = resident_bytes(process.pid);
+            if rss > limit {
+                process.killed_for = Some(format!(
+                    "it used {} MiB, over the limit of {} MiB for one task on this worker, and \
+                     was stopped before the kernel could OOM-kill the worker",
+                    rss >> 20,
+                    limit >> 20
+                ));
+                let _ = process.child.start_kill();
+            }
+        }
+    }
+}
+
+fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<u64>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        4 => "SIGILL",
+        6 => "SIGABRT",
+        7 => "SIGBUS",
+        8 => "SIGFPE",
+        9 => "SIGKILL",
+        11 => "SIGSEGV",
+        15 => "SIGTERM",
+        _ => "a signal",
+    }
+}
+
+fn describe_exit(status: Option<std::process::ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("the executor exited with code {code}"),
+            (_, Some(sig)) => format!("the executor was killed by {} ({sig})", signal_name(sig)),
+            _ => "the executor ended".to_string(),
+        },
+        None => "the executor ended (status unknown)".to_string(),
+    }
+}
+
+fn crash_hint(status: Option<std::process::ExitStatus>) -> &'static str {
+    use std::os::unix::process::ExitStatusExt;
+    match status.and_then(|s| s.signal()) {
+        Some(11) | Some(7) | Some(4) => {
+            "A crash like this comes from native code (a C extension, ctypes, a library bug)."
+        }
+        Some(9) => "SIGKILL is usually the kernel's OOM killer: the machine ran out of memory.",
+        _ => {
+            "Code that calls os._exit or exits the interpreter ends the executor; see the worker's log for its output."
+        }
+    }
+}
+
+async fn write_frames(mut stdin: ChildStdin, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {
+    while let Some(frame) = frames.recv().await {
+        if stdin.write_all(&frame).await.is_err() || stdin.flush().await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn read_replies(
+    mut stdout: ChildStdout,
+    index: usize,
+    generation: u64,
+    events: mpsc::UnboundedSender<ProcEvent>,
+) {
+    loop {
+        let mut header = [0u8; 4];
+        if stdout.read_exact(&mut header).await.is_err() {
+            break;
+        }
+        let mut body = vec![0u8; u32::from_le_bytes(header) as usize];
+        if stdout.read_exact(&mut body).await.is_err() {
+            break;
+        }
+        match v1::ExecutorReply::decode(body.as_slice()) {
+            Ok(reply) => {
+                let _ = events.send(ProcEvent::Reply(index, generation, reply));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "undecodable reply from a python executor");
+                break;
+            }
+        }
+    }
+    let _ = events.send(ProcEvent::Exited(index, generation));
+}
