@@ -3,7 +3,9 @@ SHELL := /bin/bash
 CARGO ?= cargo
 SHOAL := target/release/shoal
 
-.PHONY: all build test lint fmt unit demo bench toolchain
+.PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos
+PYTHON ?= python3
+PYDEPS_STAMP := target/.python-deps-$(shell cat python/requirements-test.txt python/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
 all: build
 
@@ -25,20 +27,35 @@ lint: toolchain
 unit: toolchain
 	$(CARGO) test --workspace
 
-test: lint unit
+# Python: pinned packages from PyPI and the shoal package in development mode (once per
+# change of the pins).
+python-deps: $(PYDEPS_STAMP)
+$(PYDEPS_STAMP):
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e python
+	@mkdir -p target && touch $@
+
+# Regenerates the Python gRPC stubs from proto/ (commit the result).
+protos: python-deps
+	$(PYTHON) python/gen_protos.py
+
+# Python client, executors and Dask on a real local cluster (needs the release binary).
+python-test: python-deps build
+	$(PYTHON) python/gen_protos.py --check
+	SHOAL_BIN=$(CURDIR)/$(SHOAL) $(PYTHON) -m pytest -q python/tests
+
+test: lint unit python-test
 
 fmt:
 	$(CARGO) fmt --all
 
 # The main job on the embedded default: a local cluster (scheduler + 2 workers as
-# processes) runs builtin-task graphs; results are checked and figures printed.
-demo: build
-	@echo "== tree reduction, 200,000 tasks =="
-	SHOAL_LOG=warn $(SHOAL) bench --workers 2 --graph tree --tasks 200000
-	@echo "== map, 100,000 tasks, every result gathered =="
-	SHOAL_LOG=warn $(SHOAL) bench --workers 2 --graph map --tasks 100000
-	@echo "== shuffle (all-to-all), 100,000 tasks =="
-	SHOAL_LOG=warn $(SHOAL) bench --workers 2 --graph shuffle --tasks 100000
+# processes) runs a real Dask array reduction and a dataframe group-by (checked against
+# Dask's threaded scheduler), then a million-task builtin graph; figures printed.
+demo: build python-deps
+	SHOAL_BIN=$(CURDIR)/$(SHOAL) SHOAL_LOG=warn $(PYTHON) examples/dask_demo.py
+	@echo "== the runtime alone: a tree reduction of 1,000,000 builtin tasks =="
+	SHOAL_LOG=warn $(SHOAL) bench --workers 2 --graph tree --tasks 1000000
 
 # Runtime benchmarks at scale (figures printed; nothing asserted on time).
 bench: build

@@ -104,6 +104,16 @@ impl Actor {
         self.send(make(tx));
         rx.await.ok()
     }
+
+    /// `ask` for an RPC handler: no reply means the scheduler is stopping.
+    pub async fn request<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Event,
+    ) -> Result<T, tonic::Status> {
+        self.ask(make)
+            .await
+            .ok_or_else(|| tonic::Status::unavailable("the scheduler is shutting down"))
+    }
 }
 
 pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {

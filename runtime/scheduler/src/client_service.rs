@@ -33,14 +33,26 @@ impl ClientService {
     }
 }
 
+impl ClientService {
+    /// Release and Cancel: the session no longer wants the keys (cancel: and says so).
+    fn release_keys(
+        &self,
+        params: v1::KeysParams,
+        cancel: bool,
+    ) -> Result<Response<v1::Empty>, Status> {
+        self.actor.send(Event::Release {
+            client: session(params.session_id)?,
+            keys: params.keys,
+            cancel,
+        });
+        Ok(Response::new(v1::Empty {}))
+    }
+}
+
 fn session(id: u64) -> Result<ClientId, Status> {
     u32::try_from(id).map(ClientId).map_err(|_| {
         Status::invalid_argument(format!("session id {id} was not given by Handshake"))
     })
-}
-
-fn stopped() -> Status {
-    Status::unavailable("the scheduler is shutting down")
 }
 
 /// Turns one wire task into a staged task; `None` when its payload is empty.
@@ -87,14 +99,9 @@ impl Scheduler for ClientService {
         let name = params.client_name;
         let client = self
             .actor
-            .ask(|reply| Event::ClientConnected { name, reply })
-            .await
-            .ok_or_else(stopped)?;
-        let status = self
-            .actor
-            .ask(|reply| Event::Status { reply })
-            .await
-            .ok_or_else(stopped)?;
+            .request(|reply| Event::ClientConnected { name, reply })
+            .await?;
+        let status = self.actor.request(|reply| Event::Status { reply }).await?;
         Ok(Response::new(v1::HandshakeResult {
             version: Some(shoal_proto::version_info()),
             session_id: u64::from(client.0),
@@ -149,14 +156,13 @@ impl Scheduler for ClientService {
             client.ok_or_else(|| Status::invalid_argument(GraphError::Empty.to_string()))?;
         let result = self
             .actor
-            .ask(|reply| Event::Graph {
+            .request(|reply| Event::Graph {
                 client,
                 tasks,
                 blobs,
                 reply,
             })
-            .await
-            .ok_or_else(stopped)?;
+            .await?;
         match result {
             Ok(summary) => Ok(Response::new(v1::SubmitGraphResult {
                 graph_id: summary.graph_id,
@@ -202,26 +208,14 @@ impl Scheduler for ClientService {
         &self,
         request: Request<v1::KeysParams>,
     ) -> Result<Response<v1::Empty>, Status> {
-        let params = request.into_inner();
-        self.actor.send(Event::Release {
-            client: session(params.session_id)?,
-            keys: params.keys,
-            cancel: false,
-        });
-        Ok(Response::new(v1::Empty {}))
+        self.release_keys(request.into_inner(), false)
     }
 
     async fn cancel(
         &self,
         request: Request<v1::KeysParams>,
     ) -> Result<Response<v1::Empty>, Status> {
-        let params = request.into_inner();
-        self.actor.send(Event::Release {
-            client: session(params.session_id)?,
-            keys: params.keys,
-            cancel: true,
-        });
-        Ok(Response::new(v1::Empty {}))
+        self.release_keys(request.into_inner(), true)
     }
 
     async fn get_cluster_info(
@@ -229,9 +223,8 @@ impl Scheduler for ClientService {
         _request: Request<v1::Empty>,
     ) -> Result<Response<v1::ClusterStatus>, Status> {
         self.actor
-            .ask(|reply| Event::Status { reply })
+            .request(|reply| Event::Status { reply })
             .await
             .map(Response::new)
-            .ok_or_else(stopped)
     }
 }

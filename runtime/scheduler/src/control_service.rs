@@ -17,10 +17,6 @@ impl ControlService {
     }
 }
 
-fn stopped() -> Status {
-    Status::unavailable("the scheduler is shutting down")
-}
-
 #[tonic::async_trait]
 impl Control for ControlService {
     async fn get_status(
@@ -28,10 +24,9 @@ impl Control for ControlService {
         _: Request<v1::Empty>,
     ) -> Result<Response<v1::ClusterStatus>, Status> {
         self.actor
-            .ask(|reply| Event::Status { reply })
+            .request(|reply| Event::Status { reply })
             .await
             .map(Response::new)
-            .ok_or_else(stopped)
     }
 
     async fn retire_workers(
@@ -40,10 +35,9 @@ impl Control for ControlService {
     ) -> Result<Response<v1::RetireWorkersResult>, Status> {
         let names = request.into_inner().names;
         self.actor
-            .ask(|reply| Event::Retire { names, reply })
+            .request(|reply| Event::Retire { names, reply })
             .await
             .map(Response::new)
-            .ok_or_else(stopped)
     }
 
     async fn report_worker_lost(

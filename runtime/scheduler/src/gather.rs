@@ -22,10 +22,7 @@ pub async fn gather(
     data: &DataClients,
     keys: Vec<String>,
 ) -> Result<ReceiverStream<Result<v1::GatherChunk, Status>>, Status> {
-    let located = actor
-        .ask(|reply| Event::Locate { keys, reply })
-        .await
-        .ok_or_else(|| Status::unavailable("the scheduler is shutting down"))?;
+    let located = actor.request(|reply| Event::Locate { keys, reply }).await?;
     let Located {
         keys,
         by_worker,

@@ -53,13 +53,12 @@ impl WorkerSession for WorkerService {
         let (tx, rx) = mpsc::unbounded_channel();
         let worker = self
             .actor
-            .ask(|reply| Event::WorkerRegistered {
+            .request(|reply| Event::WorkerRegistered {
                 register,
                 sender: tx,
                 reply,
             })
-            .await
-            .ok_or_else(|| Status::unavailable("the scheduler is shutting down"))?
+            .await?
             .map_err(Status::already_exists)?;
         let actor = self.actor.clone();
         let timeout = self.config.heartbeat_timeout;

@@ -1,0 +1,177 @@
+"""Shoal against dask.distributed, same workloads, same machine, same run.
+
+Dask runs on its ``LocalCluster`` (2 worker processes, 1 thread each) twice: with its
+defaults, and tuned for throughput (``distributed.scheduler.worker-saturation: inf``);
+Shoal runs on ``shoal.LocalCluster`` (2 workers). Each row prints both throughputs and the
+ratio Shoal / faster Dask; results are checked equal. The last line is
+``min_speedup=<x>``, the smallest ratio over the workloads.
+
+    python bench/dask_compare.py            # full sizes (long: Dask needs many minutes)
+    python bench/dask_compare.py --quick    # smaller sizes, a few minutes at most
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import operator
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+
+import shoal
+
+
+def inc(x):
+    return x + 1
+
+
+@dataclass
+class Workload:
+    name: str
+    tasks: int
+    # Runs the workload against a client; returns a comparable result.
+    run: Callable[[Any], Any]
+
+
+def map_workload(n: int) -> Workload:
+    def run(client):
+        futures = client.map(inc, range(n))
+        values = client.gather(futures)
+        del futures
+        return sum(values)
+
+    return Workload(f"client.map inc x{n:,}", n, run)
+
+
+def tree_workload(leaves: int) -> Workload:
+    def build():
+        level = [dask.delayed(inc)(i) for i in range(leaves)]
+        while len(level) > 1:
+            nxt = [dask.delayed(operator.add)(level[i], level[i + 1]) for i in range(0, len(level) - 1, 2)]
+            if len(level) % 2:
+                nxt.append(level[-1])
+            level = nxt
+        return level[0]
+
+    def run(client):
+        (total,) = dask.compute(build(), scheduler=client)
+        return total
+
+    return Workload(f"delayed tree {leaves:,} leaves", 2 * leaves - 1, run)
+
+
+def array_workload(chunks: int) -> Workload:
+    def run(client):
+        x = da.ones((chunks * 10,), chunks=10)
+        (total,) = dask.compute(x.sum(), scheduler=client)
+        return float(total)
+
+    return Workload(f"dask.array sum {chunks:,} chunks", 2 * chunks, run)
+
+
+def dataframe_workload(partitions: int, rows: int) -> Workload:
+    rng = np.random.default_rng(0)
+    pdf = pd.DataFrame(
+        {
+            "a": rng.integers(0, 20, rows),
+            "b": rng.integers(0, 5, rows),
+            "x": rng.random(rows),
+            "y": rng.random(rows),
+        }
+    )
+
+    def run(client):
+        df = dd.from_pandas(pdf, npartitions=partitions)
+        agg = df.groupby(["a", "b"]).agg({"x": "sum", "y": "mean"})
+        (out,) = dask.compute(agg, scheduler=client)
+        return out.sort_index().round(9)
+
+    return Workload(f"dataframe groupby(a,b) {partitions} parts", partitions * 3, run)
+
+
+def workloads(quick: bool) -> list[Workload]:
+    if quick:
+        return [
+            map_workload(5_000),
+            tree_workload(5_000),
+            array_workload(2_000),
+            dataframe_workload(20, 200_000),
+        ]
+    return [
+        map_workload(100_000),
+        tree_workload(100_000),
+        tree_workload(1_000_000),
+        array_workload(100_000),
+        dataframe_workload(100, 2_000_000),
+    ]
+
+
+def timed(run, client) -> tuple[float, Any]:
+    gc.collect()
+    start = time.perf_counter()
+    result = run(client)
+    return time.perf_counter() - start, result
+
+
+def same(a, b) -> bool:
+    if isinstance(a, pd.DataFrame):
+        return a.equals(b) or bool(np.allclose(a.to_numpy(), b.to_numpy()))
+    if isinstance(a, float):
+        return abs(a - b) <= 1e-9 * max(1.0, abs(a))
+    return a == b
+
+
+def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:
+    from distributed import Client, LocalCluster
+
+    config = {"distributed.scheduler.worker-saturation": float("inf")} if tuned else {}
+    with dask.config.set(config):
+        with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                client.run(lambda: None)
+                return [timed(w.run, client) for w in work]
+
+
+def run_shoal(work: list[Workload]) -> list[tuple[float, Any]]:
+    with shoal.LocalCluster(n_workers=2) as cluster:
+        with cluster.get_client() as client:
+            client.submit(inc, 1).result()
+            return [timed(w.run, client) for w in work]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes at most")
+    args = parser.parse_args()
+    work = workloads(args.quick)
+    shoal_runs = run_shoal(work)
+    dask_default = run_dask(work, tuned=False)
+    dask_tuned = run_dask(work, tuned=True)
+    header = f"{'workload':34} {'tasks':>9} {'dask':>11} {'dask tuned':>11} {'shoal':>11} {'speedup':>8}"
+    print(header)
+    print("-" * len(header))
+    ratios = []
+    for w, (ts, rs), (td, rd), (tt, rt) in zip(work, shoal_runs, dask_default, dask_tuned):
+        if not (same(rs, rd) and same(rs, rt)):
+            raise SystemExit(f"{w.name}: results differ: shoal {rs!r}, dask {rd!r}, dask tuned {rt!r}")
+        best = min(td, tt)
+        ratio = best / ts
+        ratios.append(ratio)
+        print(
+            f"{w.name:34} {w.tasks:>9,} {w.tasks / td:>9,.0f}/s {w.tasks / tt:>9,.0f}/s "
+            f"{w.tasks / ts:>9,.0f}/s {ratio:>7.1f}x"
+        )
+    print("(tasks/s = tasks of the workload / wall seconds, submission to gathered result; "
+          "speedup = faster Dask time / Shoal time)")
+    print(f"min_speedup={min(ratios):.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""Faults with Python tasks on real processes: exceptions reach the caller whole, killed
+workers lose no work, and tasks that crash their executor fail alone with the cause."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+import shoal
+from procs import TOKEN, ProcessCluster
+
+
+def boom(x):
+    raise ValueError(f"bad input {x}")
+
+
+def slow_inc(x):
+    time.sleep(0.02)
+    return x + 1
+
+
+def total(*values):
+    return sum(values)
+
+
+def segfault():
+    import ctypes
+
+    return ctypes.string_at(0)
+
+
+def hard_exit():
+    os._exit(3)
+
+
+def hog_memory():
+    blocks = []
+    for _ in range(40):
+        blocks.append(b"x" * (100 * 2**20))
+    return len(blocks)
+
+
+@pytest.fixture
+def cluster():
+    with ProcessCluster() as c:
+        yield c
+
+
+def connect(cluster: ProcessCluster, workers: int) -> shoal.Client:
+    client = shoal.Client(cluster.address, token=TOKEN)
+    cluster.wait_for_workers(client, workers)
+    return client
+
+
+def test_exception_keeps_type_message_key_and_worker(cluster):
+    """A task's exception is re-raised with its type and message, naming key and worker."""
+    cluster.add_worker("w0")
+    with connect(cluster, 1) as client:
+        future = client.submit(boom, 7)
+        with pytest.raises(ValueError, match="bad input 7") as info:
+            future.result(timeout=60)
+        notes = "\n".join(getattr(info.value, "__notes__", []))
+        assert future.key in notes
+        assert "w0" in notes
+
+
+def test_killed_worker_loses_no_work(cluster):
+    """A worker killed mid-graph: the graph completes with the right result."""
+    cluster.add_worker("w0")
+    cluster.add_worker("w1")
+    with connect(cluster, 2) as client:
+        parts = client.map(slow_inc, range(200))
+        result = client.submit(total, *parts)
+        deadline = time.monotonic() + 60
+        while sum(f.done() for f in parts) < 30 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cluster.kill_worker("w0")
+        assert result.result(timeout=120) == sum(range(1, 201))
+        assert "worker lost" in cluster.log("scheduler")
+
+
+@pytest.mark.parametrize(
+    ("crash", "cause"),
+    [(segfault, "SIGSEGV"), (hard_exit, "exited with code 3")],
+)
+def test_executor_crash_fails_only_that_task(cluster, crash, cause):
+    """A task that kills its executor fails with the task and the cause; the worker goes on."""
+    cluster.add_worker("w0")
+    with connect(cluster, 1) as client:
+        bad = client.submit(crash)
+        with pytest.raises(shoal.TaskError) as info:
+            bad.result(timeout=60)
+        error = info.value
+        assert error.kind == "ExecutorCrashed"
+        assert bad.key in str(error) and cause in str(error)
+        assert error.worker == "w0"
+        assert client.submit(slow_inc, 1).result(timeout=60) == 2
+
+
+def test_memory_hog_is_stopped_before_the_kernel_steps_in(cluster):
+    """A task over the worker's memory limit fails with MemoryLimit; the worker goes on."""
+    cluster.add_worker("w0", "--memory-limit", str(1024 * 2**20))
+    with connect(cluster, 1) as client:
+        hog = client.submit(hog_memory)
+        with pytest.raises(shoal.TaskError) as info:
+            hog.result(timeout=120)
+        assert info.value.kind == "MemoryLimit"
+        assert hog.key in str(info.value) and "memory" in str(info.value)
+        assert client.submit(slow_inc, 41).result(timeout=60) == 42
