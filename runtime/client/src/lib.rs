@@ -16,6 +16,9 @@ use shoal_proto::v1::scheduler_client::SchedulerClient;
 use tonic::codegen::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
 
+/// Keys per Gather call.
+pub const GATHER_BATCH: usize = 65_536;
+
 /// Bytes of encoded tasks per graph chunk sent.
 pub const CHUNK_BYTES: usize = 2 * 1024 * 1024;
 const MAX_MESSAGE_BYTES: usize = 256 * 1024 * 1024;
@@ -215,30 +218,33 @@ impl Client {
             .map_err(|s| ClientError::status("subscribe", s))
     }
 
-    /// Fetches results through the scheduler.
+    /// Fetches results through the scheduler, [`GATHER_BATCH`] keys per call (the
+    /// scheduler holds one call's keys at a time).
     pub async fn gather(&self, keys: Vec<String>) -> Result<HashMap<String, Vec<u8>>, ClientError> {
-        let mut inner = self.inner.clone();
-        let mut stream = inner
-            .gather(v1::GatherParams {
-                session_id: self.session_id,
-                keys,
-            })
-            .await
-            .map_err(|s| ClientError::status("gather", s))?
-            .into_inner();
-        let mut out: HashMap<String, Vec<u8>> = HashMap::new();
-        while let Some(chunk) = stream
-            .message()
-            .await
-            .map_err(|s| ClientError::status("gather", s))?
-        {
-            for v in chunk.values {
-                let entry = out.entry(v.key).or_default();
-                if v.offset == 0 {
-                    entry.clear();
-                    entry.reserve(v.total_size as usize);
+        let mut out: HashMap<String, Vec<u8>> = HashMap::with_capacity(keys.len());
+        for batch in keys.chunks(GATHER_BATCH) {
+            let mut inner = self.inner.clone();
+            let mut stream = inner
+                .gather(v1::GatherParams {
+                    session_id: self.session_id,
+                    keys: batch.to_vec(),
+                })
+                .await
+                .map_err(|s| ClientError::status("gather", s))?
+                .into_inner();
+            while let Some(chunk) = stream
+                .message()
+                .await
+                .map_err(|s| ClientError::status("gather", s))?
+            {
+                for v in chunk.values {
+                    let entry = out.entry(v.key).or_default();
+                    if v.offset == 0 {
+                        entry.clear();
+                        entry.reserve(v.total_size as usize);
+                    }
+                    entry.extend_from_slice(&v.data);
                 }
-                entry.extend_from_slice(&v.data);
             }
         }
         Ok(out)

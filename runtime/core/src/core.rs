@@ -178,14 +178,14 @@ impl Core {
         self.tasks
             .get(r.id.index())
             .and_then(Option::as_ref)
-            .filter(|t| t.generation == r.generation)
+            .filter(|_| self.generations[r.id.index()] == r.generation)
     }
 
     #[inline]
     pub fn task_ref(&self, id: TaskId) -> TaskRef {
         TaskRef {
             id,
-            generation: self.task(id).generation,
+            generation: self.generations[id.index()],
         }
     }
 
@@ -298,7 +298,7 @@ impl Core {
     // ---- arena -------------------------------------------------------------------
 
     /// Puts a task in a free slot (or a new one) and indexes its key.
-    pub(crate) fn insert_task(&mut self, mut task: Task) -> TaskId {
+    pub(crate) fn insert_task(&mut self, task: Task) -> TaskId {
         let id = match self.free_slots.pop() {
             Some(id) => id,
             None => {
@@ -307,7 +307,6 @@ impl Core {
                 TaskId((self.tasks.len() - 1) as u32)
             }
         };
-        task.generation = self.generations[id.index()];
         *self.counts.slot(task.state) += 1;
         let hash = self.hasher.hash_one(&*task.key);
         self.tasks[id.index()] = Some(task);
@@ -376,7 +375,7 @@ impl Core {
                     priority: Reverse(t.priority),
                     order: Reverse(t.order),
                     task: id,
-                    generation: t.generation,
+                    generation: self.generations[id.index()],
                 };
                 self.ready.push(entry);
             }
@@ -574,9 +573,9 @@ impl Core {
             .ready
             .iter()
             .filter(|e| {
-                self.tasks[e.task.index()]
-                    .as_ref()
-                    .is_some_and(|t| t.generation == e.generation && t.state == TaskState::Ready)
+                self.tasks[e.task.index()].as_ref().is_some_and(|t| {
+                    self.generations[e.task.index()] == e.generation && t.state == TaskState::Ready
+                })
             })
             .map(|e| e.task)
             .collect::<std::collections::HashSet<_>>();

@@ -250,7 +250,6 @@ impl Core {
                 order,
                 size: 0,
                 state: TaskState::Released,
-                generation: 0,
                 waiting_deps: 0,
                 pending_dependents: 0,
                 alive_dependents: 0,

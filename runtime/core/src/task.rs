@@ -104,7 +104,6 @@ pub struct Task {
     /// Bytes of the result, once known.
     pub size: u64,
     pub state: TaskState,
-    pub generation: u32,
     /// While `Waiting`: dependencies not in memory. Otherwise 0.
     pub waiting_deps: u32,
     /// Dependents still to run (they need this task's data).
@@ -121,7 +120,7 @@ pub struct Task {
     pub max_retries: u8,
 }
 
-crate::static_assert_size!(Task, 128);
+crate::static_assert_size!(Task, 120);
 
 /// `Task::owner` of a task no client wants (keeps `Task` small; `Option` would not).
 pub const NO_CLIENT: ClientId = ClientId(u32::MAX);
