@@ -51,6 +51,8 @@ class Executor:
             if tag == "call":
                 _, args, kwargs = spec
                 func = self.shared[task.payload.shared]
+                if isinstance(func, _Unloadable):
+                    raise func.error
                 args, kwargs = _payload.substitute(args, kwargs, inputs)
                 result = func(*args, **kwargs)
             elif tag == "dask":
@@ -81,6 +83,26 @@ class Executor:
         )
 
 
+class _Unloadable:
+    """A shared blob that could not be unpickled: the tasks using it fail with why."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _load_shared(data: bytes):
+    try:
+        return _payload.loads(data)
+    except Exception as exc:  # noqa: BLE001 - reported through every task that uses it
+        if isinstance(exc, ModuleNotFoundError):
+            exc.add_note(
+                "The function was pickled by reference to its module, which this worker cannot "
+                "import: install the module where workers run, or ship it by value with "
+                "cloudpickle.register_pickle_by_value(module)."
+            )
+        return _Unloadable(exc)
+
+
 def main() -> None:
     requests = sys.stdin.buffer
     # Frames go to the real stdout; anything tasks print goes to stderr.
@@ -96,7 +118,7 @@ def main() -> None:
             return
         request = executor_pb2.ExecutorRequest.FromString(body)
         for blob in request.blobs:
-            executor.shared[blob.id] = _payload.loads(blob.data)
+            executor.shared[blob.id] = _load_shared(blob.data)
         for task in request.tasks:
             data = executor.run(task).SerializeToString()
             replies.write(_LEN.pack(len(data)))

@@ -31,7 +31,9 @@ def shoal_binary() -> str:
 class ProcessCluster:
     def __init__(self) -> None:
         self.dir = tempfile.TemporaryDirectory(prefix="shoal-faults-")
-        self.env = dict(os.environ, SHOAL_TOKEN=TOKEN, SHOAL_LOG="info")
+        # Executors import test modules (functions are pickled by reference to them).
+        path = os.pathsep.join(filter(None, [str(pathlib.Path(__file__).parent), os.environ.get("PYTHONPATH")]))
+        self.env = dict(os.environ, SHOAL_TOKEN=TOKEN, SHOAL_LOG="info", PYTHONPATH=path)
         self.scheduler_log = open(os.path.join(self.dir.name, "scheduler.log"), "w")
         self.scheduler = subprocess.Popen(
             [shoal_binary(), "scheduler", "--listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"],
