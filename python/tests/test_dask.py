@@ -1,0 +1,225 @@
+"""Dask collections on Shoal (``client.get`` as a Dask scheduler, ``compute``, ``persist``):
+every result is compared with Dask's threaded scheduler."""
+
+from __future__ import annotations
+
+import operator
+import pickle
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from dask.highlevelgraph import HighLevelGraph
+
+import shoal
+from shoal import dask_hook
+
+
+def inc(x):
+    return x + 1
+
+
+def fail(x):
+    raise KeyError(f"missing {x}")
+
+
+@pytest.fixture(scope="module")
+def frame():
+    rng = np.random.RandomState(0)
+    n = 2_000
+    pdf = pd.DataFrame({
+        "a": rng.randint(0, 7, n),
+        "b": rng.randint(0, 3, n),
+        "c": rng.random(n),
+        "d": np.arange(n),
+    })
+    return dd.from_pandas(pdf, npartitions=8)
+
+
+@pytest.fixture(scope="module")
+def matrix():
+    return da.random.RandomState(1).random((240, 240), chunks=60)
+
+
+def _rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Row order of shuffles and merges is not defined: compare sorted rows."""
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+# ---- the hook ----------------------------------------------------------------------------
+
+
+def test_delayed_dag_through_every_way_of_selecting_the_scheduler(client):
+    """scheduler=client.get, scheduler=client and dask.config.set(scheduler=client) all
+    run on Shoal and give the threaded result."""
+    parts = [dask.delayed(inc)(i) for i in range(10)]
+    total = dask.delayed(sum)(parts)
+    pair = dask.delayed(operator.mul)(total, parts[3])
+    expected = dask.compute(total, pair, scheduler="threads")
+    assert dask.compute(total, pair, scheduler=client.get) == expected
+    assert pair.compute(scheduler=client) == expected[1]
+    with dask.config.set(scheduler=client):
+        assert dask.compute(total, pair) == expected
+
+
+def test_plain_dict_graph_with_mixed_key_types_and_nested_keys(client):
+    """A dict graph with str, int, float and tuple keys gives results shaped like `keys`."""
+    dsk = {"x": 1, ("y", 0): (inc, "x"), 5: (inc, ("y", 0)), 2.5: (operator.add, 5, "x")}
+    assert client.get(dsk, [[5], "x", [2.5, ("y", 0)]]) == [[3], 1, [4, 2]]
+    assert client.get(dsk, 2.5) == 4
+
+
+def test_high_level_graph_input(client):
+    """A HighLevelGraph is accepted like a dict."""
+    hlg = HighLevelGraph.from_collections("z", {"z": (inc, 41)}, dependencies=[])
+    assert client.get(hlg, ["z"]) == [42]
+
+
+def test_dask_keys_map_to_distinct_shoal_keys():
+    """Distinct Dask keys (a str that looks like a tuple, 1 vs 1.0 vs "1") never share a
+    Shoal key."""
+    keys = ["x", "1", 1, 1.0, ("x", 1), "('x', 1)", "#1", "'a", ("x", 1.0), ("x", ("y", 2))]
+    assert len({dask_hook.shoal_key(k) for k in keys}) == len(keys)
+    with pytest.raises(TypeError, match="str, int, float or tuples"):
+        dask_hook.shoal_key(object())
+
+
+def test_failing_dask_task_raises_its_exception_naming_the_dependency(client):
+    """A failing node raises its original exception type; the dependent's note names the
+    failed dependency."""
+    bad = dask.delayed(fail)(1)
+    with pytest.raises(KeyError, match="missing 1") as info:
+        dask.delayed(inc)(bad).compute(scheduler=client)
+    assert "dependency" in "\n".join(info.value.__notes__)
+
+
+def test_lambdas_and_main_functions_travel_by_value(client):
+    """Nodes with lambdas or functions of ``__main__`` (notebooks, scripts) are pickled by
+    value, so workers that cannot import them still run them."""
+
+    def double(x):
+        return x * 2
+
+    double.__module__ = "__main__"
+    dsk = {"x": (lambda: 20,), "y": (double, "x")}
+    assert client.get(dsk, "y") == 40
+    assert pickle.loads(dask_hook._dumps_node(inc)) is inc  # importable: by reference
+
+
+def test_results_are_released_after_get(client):
+    """get releases everything it submitted: the client holds no keys afterwards."""
+    client.get({"a": 1, "b": (inc, "a")}, ["b"])
+    client._flush_releases()
+    assert not client._states
+
+
+def test_futures_inside_graphs_are_dependencies(client):
+    """A shoal Future given to dask.delayed is a dependency on its held key."""
+    f = client.submit(inc, 10)
+    assert dask.delayed(inc)(f).compute(scheduler=client) == 12
+    assert dask.delayed(sum)([f, f, 1]).compute(scheduler=client) == 23
+
+
+# ---- arrays ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda x: x.sum(),
+        lambda x: x.mean(axis=0),
+        lambda x: x.std(),
+        lambda x: x.rechunk((120, 30)).sum(axis=1),
+        lambda x: x @ x.T,
+        lambda x: x[::7, 13:200:3],
+        lambda x: (x + x.T)[50:190].max(axis=1),
+    ],
+    ids=["sum", "mean-axis0", "std", "rechunk", "matmul", "slicing", "transpose-slice-max"],
+)
+def test_array_results_equal_threaded(client, matrix, build):
+    """Array reductions, rechunk, matmul and slicing equal the threaded scheduler."""
+    expr = build(matrix)
+    np.testing.assert_allclose(expr.compute(scheduler=client), expr.compute(scheduler="threads"))
+
+
+# ---- dataframes --------------------------------------------------------------------------
+
+
+def test_groupby_on_several_columns(client, frame):
+    """A group-by on two columns with several aggregations equals the threaded result."""
+    expr = frame.groupby(["a", "b"]).agg({"c": ["sum", "mean"], "d": "max"})
+    pd.testing.assert_frame_equal(
+        expr.compute(scheduler=client).sort_index(), expr.compute(scheduler="threads").sort_index()
+    )
+
+
+def test_merge(client, frame):
+    """A merge with another frame on a column equals the threaded result."""
+    names = dd.from_pandas(pd.DataFrame({"a": range(7), "name": list("abcdefg")}), npartitions=2)
+    expr = frame.merge(names, on="a")
+    pd.testing.assert_frame_equal(_rows(expr.compute(scheduler=client)), _rows(expr.compute(scheduler="threads")))
+
+
+def test_shuffle_uses_tasks_and_equals_threaded(client, frame):
+    """While a Shoal client is open Dask shuffles with `tasks`; the shuffle is correct."""
+    assert dask.config.get("dataframe.shuffle.method") == "tasks"
+    expr = frame.shuffle("b")
+    pd.testing.assert_frame_equal(_rows(expr.compute(scheduler=client)), _rows(expr.compute(scheduler="threads")))
+
+
+def test_set_index(client, frame):
+    """set_index on an unsorted column equals the threaded result."""
+    expr = frame.set_index("c")
+    pd.testing.assert_frame_equal(expr.compute(scheduler=client), expr.compute(scheduler="threads"))
+
+
+def test_dataframes_are_fused_before_submission(frame):
+    """dask.compute does not fuse dataframes; the hook does (fewer tasks, same keys' count)."""
+    expr = ((frame.d + 1) * 2 + frame.c).sum()
+    seen = {}
+
+    def spy(dsk, keys, **kwargs):
+        seen["unfused"] = len(dsk.__dask_graph__())
+        seen["fused"] = len(dask_hook.materialize(dsk, keys)[0])
+        return dask.threaded.get(dsk, keys, **kwargs)
+
+    expr.compute(scheduler=spy)
+    assert seen["fused"] < seen["unfused"] / 2
+
+
+# ---- compute and persist -----------------------------------------------------------------
+
+
+def test_compute_returns_futures_of_final_results(client, matrix, frame):
+    """client.compute gives a Future per collection (a list for a list)."""
+    total = client.compute(matrix.sum())
+    assert isinstance(total, shoal.Future)
+    assert total.result() == pytest.approx(float(matrix.sum().compute(scheduler="threads")))
+    counts, mean = client.compute([frame.a.value_counts(), matrix.mean()])
+    pd.testing.assert_series_equal(
+        counts.result().sort_index(), frame.a.value_counts().compute(scheduler="threads").sort_index()
+    )
+    assert mean.result() == pytest.approx(float(matrix.mean().compute(scheduler="threads")))
+
+
+def test_persist_keeps_results_held_and_reusable(client, matrix, frame):
+    """Persisted collections are backed by held Futures and compute like the originals."""
+    held = client.persist(matrix)
+    futures = [v for v in dict(held.__dask_graph__()).values() if isinstance(v, shoal.Future)]
+    assert len(futures) == 16 and all(f.status == "finished" for f in shoal.wait(futures).done)
+    np.testing.assert_allclose(held.sum(axis=0).compute(scheduler=client), matrix.sum(axis=0).compute(scheduler="threads"))
+    frame_held = client.persist(frame)
+    expr = frame_held.groupby("a").d.sum()
+    pd.testing.assert_series_equal(expr.compute(scheduler=client), frame.groupby("a").d.sum().compute(scheduler="threads"))
+
+
+def test_dask_persist_calls_client_persist(client):
+    """dask.persist(..., scheduler=client) goes through client.persist."""
+    d = dask.delayed(inc)(1)
+    (held,) = dask.persist(d, scheduler=client)
+    graph = dict(held.__dask_graph__())
+    assert any(isinstance(v, shoal.Future) for v in graph.values())
+    assert held.compute(scheduler=client) == 2
