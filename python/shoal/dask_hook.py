@@ -110,8 +110,6 @@ def materialize(dsk, keys: list) -> tuple[dict, dict]:
 def submit(client, graph: dict, wanted: list) -> dict:
     """Submits a materialized graph in one submission; returns ``{dask key: Future}`` for
     the wanted keys (those in the graph, or held Futures' keys outside it)."""
-    from dask.order import order
-
     wanted_set = set(wanted)
     outside = [k for k in wanted_set if k not in graph]
     held: dict = {}
@@ -123,8 +121,8 @@ def submit(client, graph: dict, wanted: list) -> dict:
             raise KeyError(f"requested key {k!r} is neither in the graph nor held by this client")
     if not graph:
         return held
-    priority = order(graph)
-    ordered = sorted(graph, key=priority.__getitem__)
+    ordered = depth_first_order(graph)
+    priority = {k: i for i, k in enumerate(ordered)}
     index = {k: i for i, k in enumerate(ordered)}
     skeys = [shoal_key(k) for k in ordered]
     dumps_code = _dumps_node
@@ -137,6 +135,30 @@ def submit(client, graph: dict, wanted: list) -> dict:
     result = dict(zip(wanted_in, futures))
     result.update(held)
     return result
+
+
+def depth_first_order(graph: dict) -> list:
+    """Keys in depth-first post order from the graph's outputs: every task after its
+    dependencies, one branch finished before the next starts (what ``dask.order`` aims
+    for, at a fraction of its cost: it is the priority Shoal runs tasks in)."""
+    needed = set()
+    for node in graph.values():
+        needed.update(node.dependencies)
+    roots = [k for k in graph if k not in needed]
+    out: list = []
+    entered: set = set()
+    stack = [(k, False) for k in reversed(roots)]
+    while stack:
+        key, expanded = stack.pop()
+        if expanded:
+            out.append(key)
+            continue
+        if key in entered:
+            continue
+        entered.add(key)
+        stack.append((key, True))
+        stack.extend((d, False) for d in graph[key].dependencies if d in graph and d not in entered)
+    return out
 
 
 def _dumps_node(obj) -> bytes:
