@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gc
 import operator
+import os
 import time
 
 import numpy as np
@@ -29,6 +30,20 @@ def boom(x):
 
 def slow(seconds, value=None):
     time.sleep(seconds)
+    return value
+
+
+def gated(path, value=None):
+    """Returns once the test creates ``path``: orders events without timing (60 s guard)."""
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    return value
+
+
+def opens(path, value=None):
+    """Creates ``path`` (letting a ``gated`` task finish) and returns ``value``."""
+    open(path, "w").close()
     return value
 
 
@@ -146,15 +161,14 @@ def test_map_accepts_futures_as_items(client):
     assert client.gather(client.map(inc, xs)) == [i + 2 for i in range(5)]
 
 
-def test_map_of_100k_items_submits_in_well_under_a_few_seconds(cluster):
-    """A 100,000-item map is one submission and takes well under a few seconds."""
+def test_map_of_100k_items(cluster):
+    """A 100,000-item map is one submission whose every result comes back (its speed is
+    measured by bench/dask_compare.py, not here)."""
     with cluster.get_client() as c:
-        start = time.perf_counter()
         futures = c.map(inc, range(100_000))
-        elapsed = time.perf_counter() - start
         assert len(futures) == 100_000
         assert futures[-1].result(timeout=120) == 100_000
-    assert elapsed < 2.5, f"map of 100k items took {elapsed:.2f} s"
+        assert sum(c.gather(futures)) == sum(range(1, 100_001))
 
 
 def test_gather_keeps_nested_structures(client):
@@ -236,12 +250,14 @@ def test_events_before_the_submission_reply_are_not_lost(client, monkeypatch):
 # ---- futures ---------------------------------------------------------------------------
 
 
-def test_future_status_done_and_result_timeout(client):
+def test_future_status_done_and_result_timeout(client, tmp_path):
     """A running future is pending; result(timeout) raises TimeoutError; then it finishes."""
-    f = client.submit(slow, 1.0, "done")
+    gate = str(tmp_path / "gate")
+    f = client.submit(gated, gate, "done")
     assert f.status == "pending" and not f.done()
     with pytest.raises(TimeoutError, match=f.key):
         f.result(timeout=0.1)
+    open(gate, "w").close()
     assert f.result(timeout=30) == "done"
     assert f.done() and f.status == "finished" and f.exception() is None
 
@@ -268,22 +284,27 @@ def test_done_callback_runs_once_finished(client):
     assert seen == [7, "again"]
 
 
-def test_as_completed_yields_in_completion_order(client):
+def test_as_completed_yields_in_completion_order(client, tmp_path):
     """as_completed yields futures as they finish, not in submission order."""
-    futures = client.map(slow, [1.0, 0.05], [0, 1])  # two workers: both run at once
-    order = [f.result() for f in shoal.as_completed(futures)]
+    gate = str(tmp_path / "gate")
+    first = client.submit(gated, gate, 0)  # finishes only after the second one
+    second = client.submit(opens, gate, 1)
+    order = [f.result() for f in shoal.as_completed([first, second])]
     assert order == [1, 0]
 
 
-def test_wait_first_completed_and_all(client):
+def test_wait_first_completed_and_all(client, tmp_path):
     """wait returns at the first completion or when all are done, as asked."""
-    fast, long = client.submit(slow, 0.05), client.submit(slow, 1.5)
+    gate = str(tmp_path / "gate")
+    long = client.submit(gated, gate)
+    fast = client.submit(inc, 1)
     done, not_done = shoal.wait([fast, long], return_when=shoal.FIRST_COMPLETED)
     assert done == {fast} and not_done == {long}
+    with pytest.raises(TimeoutError):
+        shoal.wait([long], timeout=0.1)
+    open(gate, "w").close()
     done, not_done = shoal.wait([fast, long], timeout=30)
     assert done == {fast, long} and not not_done
-    with pytest.raises(TimeoutError):
-        shoal.wait([client.submit(slow, 1)], timeout=0.1)
 
 
 def test_key_is_released_when_its_last_future_is_collected(client):

@@ -41,6 +41,9 @@ def test_compute_with_progress_returns_at_once(client, capsys):
     future = client.compute(dask.delayed(sum)(parts), progress=True)
     assert isinstance(future, shoal.Future)
     assert future.result() == pytest.approx(0.3)
-    time.sleep(0.6)
-    err = capsys.readouterr().err
+    err = ""
+    deadline = time.monotonic() + 30  # the bar thread ends shortly after the result
+    while "7/7 tasks" not in err and time.monotonic() < deadline:
+        time.sleep(0.02)
+        err += capsys.readouterr().err
     assert "100%" in err and "7/7 tasks" in err
