@@ -46,12 +46,12 @@ pub async fn run(args: BenchArgs) -> Result<(), String> {
         .cores
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get() as u32));
     let cluster = LocalCluster::start(args.workers, cores, token::generate(), None).await?;
-    let result = measure(&cluster, &args).await;
+    let result = measure(&cluster, &args, cores).await;
     cluster.stop().await;
     result
 }
 
-async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String> {
+async fn measure(cluster: &LocalCluster, args: &BenchArgs, cores: u32) -> Result<(), String> {
     let pid = cluster
         .scheduler_pid
         .ok_or("the scheduler process has no pid")?;
@@ -66,13 +66,13 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
         args.graph,
         built.elapsed().as_secs_f64(),
         args.workers,
-        args.cores.unwrap_or(0)
+        cores
     );
     let idle_rss = proc_status_bytes(pid, "VmRSS:");
     let mut events = client.subscribe().await.map_err(|e| e.to_string())?;
     let wanted: Vec<String> = graph.expected.iter().map(|(k, _)| k.clone()).collect();
     let start = Instant::now();
-    let submitted = client
+    client
         .submit(graph.tasks)
         .await
         .map_err(|e| e.to_string())?;
@@ -125,7 +125,6 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs) -> Result<(), String>
         idle_rss >> 20,
         peak >> 20
     );
-    let _ = submitted;
     client.release(wanted).await.map_err(|e| e.to_string())?;
     println!(
         "tasks={n} seconds={seconds:.3} tasks_per_s={:.0} scheduler_peak_rss_bytes={peak}",
