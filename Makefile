@@ -1,11 +1,12 @@
 # Shoal's front door. `make demo` and `make test` are the whole set-up on a fresh machine.
 SHELL := /bin/bash
 CARGO ?= cargo
-SHOAL := target/release/shoal
+# Build output; CI points CARGO_TARGET_DIR at a cache outside the clone so warm runs reuse it.
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos
 PYTHON ?= python3
-PYDEPS_STAMP := target/.python-deps-$(shell cat python/requirements-test.txt python/pyproject.toml 2>/dev/null | sha256sum | cut -c1-16)
 
 all: build
 
@@ -27,13 +28,11 @@ lint: toolchain
 unit: toolchain
 	$(CARGO) test --workspace
 
-# Python: pinned packages from PyPI and the shoal package in development mode (once per
-# change of the pins).
-python-deps: $(PYDEPS_STAMP)
-$(PYDEPS_STAMP):
+# Python: pinned packages from PyPI and this checkout's shoal package in development mode
+# (a few seconds when they are already there).
+python-deps:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e python
-	@mkdir -p target && touch $@
 
 # Regenerates the Python gRPC stubs from proto/ (commit the result).
 protos: python-deps
@@ -42,7 +41,7 @@ protos: python-deps
 # Python client, executors and Dask on a real local cluster (needs the release binary).
 python-test: python-deps build
 	$(PYTHON) python/gen_protos.py --check
-	SHOAL_BIN=$(CURDIR)/$(SHOAL) $(PYTHON) -m pytest -q python/tests
+	SHOAL_BIN=$(SHOAL) $(PYTHON) -m pytest -q python/tests
 
 test: lint unit python-test
 
@@ -53,10 +52,10 @@ fmt:
 # processes) runs a real Dask array reduction and a dataframe group-by (checked against
 # Dask's threaded scheduler), then a million-task builtin graph; figures printed.
 demo: build python-deps
-	SHOAL_BIN=$(CURDIR)/$(SHOAL) SHOAL_LOG=warn $(PYTHON) examples/dask_demo.py
+	SHOAL_BIN=$(SHOAL) SHOAL_LOG=warn $(PYTHON) examples/dask_demo.py
 	@echo "== the runtime alone: a tree reduction of 1,000,000 builtin tasks =="
 	SHOAL_LOG=warn $(SHOAL) bench --workers 2 --graph tree --tasks 1000000
 
 # Runtime benchmarks at scale (figures printed; nothing asserted on time).
 bench: build
-	bench/runtime.sh
+	SHOAL_BIN=$(SHOAL) bench/runtime.sh

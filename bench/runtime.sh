@@ -4,7 +4,7 @@
 # Prints one line per run; TASKS overrides the graph size (default 1,000,000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shoal=target/release/shoal
+shoal=${SHOAL_BIN:-target/release/shoal}
 tasks=${TASKS:-1000000}
 for graph in map tree shuffle; do
   printf '%-8s ' "$graph"
