@@ -66,24 +66,20 @@ def _fill(value: Any, inputs: list) -> Any:
     return value
 
 
+def _fill_argument(value: Any, inputs: list) -> Any:
+    """An argument with its placeholders filled: itself, or directly inside a container."""
+    if isinstance(value, Dep):
+        return inputs[value.index]
+    if type(value) in (list, tuple):
+        return type(value)(_fill(x, inputs) for x in value)
+    if type(value) is dict:
+        return {k: _fill(v, inputs) for k, v in value.items()}
+    return value
+
+
 def substitute(args: tuple, kwargs: dict, inputs: list) -> tuple[tuple, dict]:
     """Replaces ``Dep`` placeholders by inputs (top level and one container level deep)."""
-    out_args = []
-    for a in args:
-        if isinstance(a, Dep):
-            a = inputs[a.index]
-        elif type(a) in (list, tuple):
-            a = type(a)(_fill(x, inputs) for x in a)
-        elif type(a) is dict:
-            a = {k: _fill(v, inputs) for k, v in a.items()}
-        out_args.append(a)
-    out_kwargs = {}
-    for k, v in kwargs.items():
-        if isinstance(v, Dep):
-            v = inputs[v.index]
-        elif type(v) in (list, tuple):
-            v = type(v)(_fill(x, inputs) for x in v)
-        elif type(v) is dict:
-            v = {kk: _fill(vv, inputs) for kk, vv in v.items()}
-        out_kwargs[k] = v
-    return tuple(out_args), out_kwargs
+    return (
+        tuple(_fill_argument(a, inputs) for a in args),
+        {k: _fill_argument(v, inputs) for k, v in kwargs.items()},
+    )
