@@ -21,6 +21,8 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
     let mut config = SchedulerConfig::new(&args.listen, &args.http_listen, token);
     config.cluster_name = args.cluster_name;
     config.heartbeat_timeout = Duration::from_secs(args.heartbeat_timeout.max(1));
+    // Several heartbeats fit in the timeout, so an idle worker is never taken for a lost one.
+    config.heartbeat_interval = config.heartbeat_interval.min(config.heartbeat_timeout / 4);
     config.max_chunk_bytes = args.max_chunk_bytes;
     let mut handle = shoal_scheduler::start(config)
         .await

@@ -395,3 +395,42 @@ async fn worker_metrics_unauthenticated() {
     );
     assert!(body.contains("shoal_worker_memory_bytes"), "{body}");
 }
+
+/// A worker that stops answering (SIGSTOP: hung, paused, partitioned) is declared lost
+/// after the heartbeat timeout, named with the cause, and its work runs elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_worker_is_declared_lost() {
+    let mut cluster = TestCluster::start(2, &["--heartbeat-timeout", "1"]);
+    let client = cluster.client().await;
+    cluster.wait_for_workers(&client, 2).await;
+    let mut events = client.subscribe().await.expect("subscribe");
+    let tasks = (0..20)
+        .map(|i| task(&format!("nap-{i}"), vec![], Op::SleepMs(50), true))
+        .collect();
+    client.submit(tasks).await.expect("accepted");
+    let pid = cluster.worker_pid("w0");
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .expect("kill -STOP");
+    assert!(stopped.success());
+    let keys: Vec<String> = (0..20).map(|i| format!("nap-{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    wait_finished(&client, &mut events, &refs).await;
+    let info = client.cluster_info().await.expect("info");
+    assert_eq!(info.workers.len(), 1, "the silent worker was removed");
+    let log = cluster.scheduler_log();
+    let lost = log
+        .lines()
+        .find(|l| l.contains("worker lost"))
+        .unwrap_or_else(|| panic!("no loss logged:\n{log}"));
+    assert!(
+        lost.contains("w0") && lost.contains("sent nothing for 1s"),
+        "{lost}"
+    );
+    // The healthy worker, now idle, keeps its place: its heartbeats come often enough.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let info = client.cluster_info().await.expect("info");
+    assert_eq!(info.workers.len(), 1, "{}", cluster.scheduler_log());
+    assert_eq!(info.workers[0].name, "w1");
+}

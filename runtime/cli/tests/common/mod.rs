@@ -112,6 +112,14 @@ impl TestCluster {
         self.log("scheduler")
     }
 
+    pub fn worker_pid(&self, name: &str) -> u32 {
+        self.workers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.id())
+            .expect("known worker")
+    }
+
     /// Kills a worker process with SIGKILL.
     pub fn kill_worker(&mut self, name: &str) {
         let (_, child) = self
