@@ -400,7 +400,7 @@ async fn worker_metrics_unauthenticated() {
 /// after the heartbeat timeout, named with the cause, and its work runs elsewhere.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn silent_worker_is_declared_lost() {
-    let mut cluster = TestCluster::start(2, &["--heartbeat-timeout", "1"]);
+    let cluster = TestCluster::start(2, &["--heartbeat-timeout", "1"]);
     let client = cluster.client().await;
     cluster.wait_for_workers(&client, 2).await;
     let mut events = client.subscribe().await.expect("subscribe");
