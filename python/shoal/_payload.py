@@ -5,6 +5,8 @@ Formats (the first element is the format tag):
 
 - ``("dask", node, dep_keys)``: a node of ``dask._task_spec`` (``Task``, ``Alias``,
   ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
+  When the task has a shared blob, the node was pickled with its function replaced by
+  the persistent id ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
 - ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
   ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
   list, tuple or dict argument) are replaced by the task's i-th input.
@@ -16,6 +18,7 @@ objects plain pickle cannot take (lambdas, classes defined in ``__main__``).
 from __future__ import annotations
 
 import hashlib
+import io
 import pickle
 from typing import Any
 
@@ -52,6 +55,39 @@ def loads(data: bytes) -> Any:
 def dumps_code(obj: Any) -> bytes:
     """Pickles code (functions, task nodes) with cloudpickle: notebook functions travel by value."""
     return cloudpickle.dumps(obj, protocol=5)
+
+
+class _SharingPickler(pickle.Pickler):
+    def __init__(self, file, shared: Any) -> None:
+        super().__init__(file, protocol=5)
+        self._shared = shared
+
+    def persistent_id(self, obj: Any):
+        return "shared" if obj is self._shared else None
+
+
+class _SharingUnpickler(pickle.Unpickler):
+    def __init__(self, file, shared: Any) -> None:
+        super().__init__(file)
+        self._shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == "shared":
+            return self._shared
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def dumps_sharing(value: Any, shared: Any) -> bytes:
+    """Pickles ``value`` (plain pickle) with every occurrence of ``shared`` left out, as a
+    reference to the task's shared blob."""
+    buffer = io.BytesIO()
+    _SharingPickler(buffer, shared).dump(value)
+    return buffer.getvalue()
+
+
+def loads_sharing(data: bytes, shared: Any) -> Any:
+    """Unpickles what ``dumps_sharing`` made, putting ``shared`` back."""
+    return _SharingUnpickler(io.BytesIO(data), shared).load()
 
 
 def blob_id(data: bytes) -> int:

@@ -46,13 +46,18 @@ class Executor:
         reply = executor_pb2.ExecutorReply(task=task.task)
         try:
             inputs = [_payload.loads(x) for x in task.inputs]
-            spec = _payload.loads(task.payload.pickled)
+            if task.payload.shared:
+                shared = self.shared[task.payload.shared]
+                if isinstance(shared, _Unloadable):
+                    raise shared.error
+                spec = _payload.loads_sharing(task.payload.pickled, shared)
+            else:
+                shared = None
+                spec = _payload.loads(task.payload.pickled)
             tag = spec[0]
             if tag == "call":
                 _, args, kwargs = spec
-                func = self.shared[task.payload.shared]
-                if isinstance(func, _Unloadable):
-                    raise func.error
+                func = shared
                 args, kwargs = _payload.substitute(args, kwargs, inputs)
                 result = func(*args, **kwargs)
             elif tag == "dask":
