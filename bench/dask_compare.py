@@ -139,6 +139,11 @@ def same(a, b) -> bool:
     return a == b
 
 
+def warm_up(client) -> None:
+    """Every worker has run a task (its processes are started and imported) before timing."""
+    client.gather(client.map(inc, range(200)))
+
+
 def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:
     from distributed import Client, LocalCluster
 
@@ -146,14 +151,14 @@ def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:
     with dask.config.set(config):
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:
-                client.run(lambda: None)
+                warm_up(client)
                 return [timed(w.run, client) for w in work]
 
 
 def run_shoal(work: list[Workload]) -> list[tuple[float, Any]]:
     with shoal.LocalCluster(n_workers=2) as cluster:
         with cluster.get_client() as client:
-            client.submit(inc, 1).result()
+            warm_up(client)
             return [timed(w.run, client) for w in work]
 
 

@@ -44,7 +44,7 @@ from shoal.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 log = logging.getLogger("shoal")
 
-__version__ = "0.1.0"
+from shoal import __version__
 _MAX_MESSAGE = 256 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
