@@ -247,11 +247,6 @@ impl Core {
         self.finished_total
     }
 
-    /// The current estimate of a task's run time (moving average of reports).
-    pub fn task_duration_us(&self) -> f64 {
-        self.task_duration_us
-    }
-
     pub fn error_of(&self, id: TaskId) -> Option<&Arc<TaskError>> {
         self.errors.get(&id)
     }

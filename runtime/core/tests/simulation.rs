@@ -10,8 +10,8 @@ use std::collections::{HashMap, VecDeque};
 
 use proptest::prelude::*;
 use shoal_core::{
-    BuiltinOp, ClientId, Core, CoreConfig, NewTask, Payload, Sent, TaskError, TaskRef, TestComm,
-    WorkerId,
+    BuiltinOp, ClientId, Core, CoreConfig, NewTask, Payload, Report, Sent, TaskError, TaskRef,
+    TestComm, WorkerId,
 };
 
 /// A graph of `Sum` tasks: (add, deps by ordinal, wanted).
@@ -464,4 +464,49 @@ fn disconnect_releases() {
     sim.step();
     assert_eq!(sim.core.task_count(), 0);
     assert!(sim.workers.values().all(|w| w.store.is_empty()));
+}
+
+/// Reports about a task a worker no longer owns change nothing: a repeated completion is
+/// ignored, and a completion for a forgotten task makes the worker drop the data.
+#[test]
+fn stale_reports_are_ignored() {
+    let mut sim = Sim::new(1);
+    sim.core
+        .on_graph(
+            sim.client,
+            new_tasks(&vec![(1, vec![], true)], "t"),
+            &mut sim.comm,
+        )
+        .expect("valid");
+    sim.step();
+    let (task, ..) = sim
+        .workers
+        .values_mut()
+        .flat_map(|w| w.queue.drain(..))
+        .next()
+        .expect("assigned");
+    let w = WorkerId(0);
+    assert_eq!(
+        sim.core.on_task_finished(w, task, 8, 1, &mut sim.comm),
+        Report::Applied
+    );
+    assert_eq!(
+        sim.core.on_task_finished(w, task, 8, 1, &mut sim.comm),
+        Report::Stale
+    );
+    assert!(
+        sim.comm
+            .take()
+            .iter()
+            .all(|s| !matches!(s, Sent::ReleaseData(..)))
+    );
+    sim.core
+        .on_release(sim.client, &["t0".to_string()], &mut sim.comm);
+    sim.comm.take();
+    assert_eq!(
+        sim.core.on_task_finished(w, task, 8, 1, &mut sim.comm),
+        Report::Stale
+    );
+    assert_eq!(sim.comm.take(), vec![Sent::ReleaseData(w, task)]);
+    sim.core.sanity_check().expect("sane");
 }
