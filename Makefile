@@ -5,7 +5,8 @@ CARGO ?= cargo
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SHOAL := $(TARGET_DIR)/release/shoal
 
-.PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos
+.PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
+	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images
 PYTHON ?= python3
 
 all: build
@@ -43,7 +44,7 @@ python-test: python-deps build
 	$(PYTHON) python/gen_protos.py --check
 	SHOAL_BIN=$(SHOAL) $(PYTHON) -m pytest -q python/tests
 
-test: lint unit python-test
+test: lint unit python-test e2e-control-plane
 
 fmt:
 	$(CARGO) fmt --all
@@ -59,3 +60,38 @@ demo: build python-deps
 # Runtime benchmarks at scale (figures printed; nothing asserted on time).
 bench: build
 	SHOAL_BIN=$(SHOAL) bench/runtime.sh
+
+# --- The Kubernetes test bed (e2e/): built from upstream sources, cached in
+# ~/.cache/shoal-e2e (SHOAL_E2E_HOME), logs in its logs/ folder. Needs root.
+E2E := e2e/scripts
+MODE ?= full
+
+e2e-deps:
+	@$(E2E)/deps.sh
+
+# Builds the pinned Kubernetes, etcd, helm and CoreDNS binaries once (MODE=control-plane
+# builds only what the control plane needs).
+e2e-build: e2e-deps
+	@$(E2E)/build.sh $(MODE)
+
+# Starts the test bed; the last line printed is `export KUBECONFIG=<path>`.
+# MODE=control-plane: etcd + kube-apiserver + kube-controller-manager on loopback.
+# MODE=full (default): plus kube-scheduler, containerd, kubelet, kube-proxy and CoreDNS.
+e2e-up: e2e-deps
+	@$(E2E)/up.sh $(MODE)
+
+# Stops every test-bed process by PID and removes its mounts, netns, bridge, rules, cgroups.
+e2e-down:
+	@$(E2E)/down.sh
+
+# The runtime and pause images, built without Docker and imported into the test node.
+images: e2e-deps build
+	@SHOAL_BIN=$(SHOAL) $(E2E)/images.sh all
+
+# End-to-end tests on the full test bed (reuses a running one; stops it if it started it).
+e2e: e2e-deps build
+	@SHOAL_BIN=$(SHOAL) $(E2E)/e2e.sh full
+
+# The control-plane tier alone (part of `make test`).
+e2e-control-plane: e2e-deps
+	@$(E2E)/e2e.sh control-plane

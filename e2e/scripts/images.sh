@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Builds container images with no Docker engine and no registry, as docker-archive
+# tarballs in $E2E_HOME/images/, and imports them into the test node's containerd when
+# one runs. Usage: images.sh [pause|runtime|all]
+#   pause:   the pod sandbox image ($PAUSE_IMAGE), one static C program
+#   runtime: shoal.dev/shoal:<version>: Debian (debootstrap) + Python with the shoal
+#            package, numpy, pandas, dask + the `shoal` binary; runs as uid 10001
+# The Debian + Python part is cached, keyed by the suite and the pinned requirements.
+# The same images are described by Dockerfiles in e2e/images/ for users with Docker.
+source "$(dirname "$0")/lib.sh"
+source "$E2E_DIR/scripts/daemons.sh"
+
+WHAT="${1:-all}"
+IMAGES="$E2E_HOME/images"
+CACHE="$E2E_HOME/cache"
+SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
+RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION"
+DEBIAN_SUITE=bookworm
+mkdir -p "$IMAGES" "$CACHE" "$LOG_DIR"
+
+need() {
+  command -v "$1" >/dev/null || die "$1 is missing; run 'make e2e-deps' (installs the Debian packages the test bed needs)"
+}
+need umoci
+need skopeo
+
+# pack LAYOUT TAG REF ARCHIVE: name the image REF and write it as a docker archive.
+pack() {
+  local layout="$1" tag="$2" ref="$3" archive="$4"
+  rm -f "$archive.tmp"
+  skopeo copy --quiet "oci:$layout:$tag" "docker-archive:$archive.tmp:$ref"
+  mv "$archive.tmp" "$archive"
+  log "image $ref written to $archive"
+}
+
+build_pause() {
+  local work="$CACHE/pause-work"
+  rm -rf "$work" && mkdir -p "$work"
+  gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" "$E2E_DIR/images/pause/pause.c"
+  strip "$work/pause"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:pause"
+  umoci unpack --image "$work/oci:pause" "$work/bundle" >/dev/null
+  install -m 0755 "$work/pause" "$work/bundle/rootfs/pause"
+  umoci repack --image "$work/oci:pause" "$work/bundle"
+  umoci config --image "$work/oci:pause" --config.entrypoint /pause --config.user 65535:65535
+  pack "$work/oci" pause "$PAUSE_IMAGE" "$IMAGES/pause.tar"
+  rm -rf "$work"
+}
+
+# The Debian mirror apt on this machine already uses (override with DEBIAN_MIRROR).
+debian_mirror() {
+  if [ -n "${DEBIAN_MIRROR:-}" ]; then
+    echo "$DEBIAN_MIRROR"
+    return
+  fi
+  grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | awk '{print $2}' |
+    grep -v security | grep -E '/debian/?$' | head -1 ||
+    true
+}
+
+# The Python packages the image carries: the runtime pins from requirements-test.txt.
+image_requirements() {
+  grep -E '^[a-zA-Z]' "$REPO_DIR/python/requirements-test.txt" |
+    grep -v -E '^(grpcio-tools|pytest|distributed)=='
+}
+
+# runtime_base: an OCI layout with Debian + Python + pinned packages (cached).
+runtime_base() {
+  local key layout mirror work
+  key="$({ echo "$DEBIAN_SUITE"; image_requirements; } | sha256sum | cut -c1-16)"
+  layout="$CACHE/runtime-base-$key"
+  if [ -f "$layout/index.json" ]; then
+    echo "$layout"
+    return
+  fi
+  mirror="$(debian_mirror)"
+  [ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list.d; set DEBIAN_MIRROR"
+  need debootstrap
+  work="$CACHE/runtime-base-work"
+  rm -rf "$work" && mkdir -p "$work"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:base"
+  umoci unpack --image "$work/oci:base" "$work/bundle" >/dev/null
+  log "debootstrap $DEBIAN_SUITE with Python; log: $LOG_DIR/build-image-debootstrap.log"
+  debootstrap --variant=minbase --include=python3,ca-certificates,tini \
+    "$DEBIAN_SUITE" "$work/bundle/rootfs" "$mirror" >"$LOG_DIR/build-image-debootstrap.log" 2>&1 ||
+    { tail -n 40 "$LOG_DIR/build-image-debootstrap.log" >&2; die "debootstrap failed"; }
+  rm -rf "$work/bundle/rootfs/var/cache/apt/archives/"*.deb "$work/bundle/rootfs/var/lib/apt/lists/"*
+  log "installing the image's Python packages; log: $LOG_DIR/build-image-pip.log"
+  # Debian's python3 is 3.11 like the machine's, so the machine's pip picks matching wheels.
+  image_requirements >"$work/requirements.txt"
+  python3 -m pip install --quiet --no-compile --target "$work/bundle/rootfs/usr/local/lib/python3.11/dist-packages" \
+    -r "$work/requirements.txt" >"$LOG_DIR/build-image-pip.log" 2>&1 ||
+    { tail -n 40 "$LOG_DIR/build-image-pip.log" >&2; die "pip install into the image failed"; }
+  umoci repack --image "$work/oci:base" "$work/bundle"
+  rm -rf "$work/bundle"
+  mv "$work/oci" "$layout"
+  rm -rf "$work"
+  echo "$layout"
+}
+
+build_runtime() {
+  local base work shoal_bin
+  base="$(runtime_base)"
+  shoal_bin="${SHOAL_BIN:-}"
+  [ -x "$shoal_bin" ] || die "SHOAL_BIN must name the release shoal binary; run 'make images'"
+  work="$CACHE/runtime-work"
+  rm -rf "$work" && mkdir -p "$work"
+  cp -a "$base" "$work/oci"
+  umoci unpack --image "$work/oci:base" "$work/bundle" >/dev/null
+  local rootfs="$work/bundle/rootfs"
+  install -m 0755 "$shoal_bin" "$rootfs/usr/local/bin/shoal"
+  python3 -m pip install --quiet --no-deps --no-compile \
+    --target "$rootfs/usr/local/lib/python3.11/dist-packages" "$REPO_DIR/python" \
+    >"$LOG_DIR/build-image-shoal-python.log" 2>&1 ||
+    { tail -n 40 "$LOG_DIR/build-image-shoal-python.log" >&2; die "installing the shoal package failed"; }
+  echo "shoal:x:10001:10001:shoal:/home/shoal:/usr/sbin/nologin" >>"$rootfs/etc/passwd"
+  echo "shoal:x:10001:" >>"$rootfs/etc/group"
+  install -d -o 10001 -g 10001 "$rootfs/home/shoal"
+  umoci repack --image "$work/oci:base" "$work/bundle"
+  umoci config --image "$work/oci:base" --tag runtime \
+    --config.user 10001:10001 --config.workingdir /home/shoal \
+    --config.env PYTHONUNBUFFERED=1 --config.env SHOAL_PYTHON=python3 \
+    --config.entrypoint /usr/bin/tini --config.entrypoint -- \
+    --config.cmd shoal --config.cmd version \
+    --config.label "org.opencontainers.image.version=$SHOAL_VERSION"
+  pack "$work/oci" runtime "$RUNTIME_IMAGE" "$IMAGES/runtime.tar"
+  rm -rf "$work"
+}
+
+case "$WHAT" in
+  pause) [ -f "$IMAGES/pause.tar" ] || build_pause ;;
+  runtime) build_runtime ;;
+  all) build_pause && build_runtime ;;
+  *) die "unknown image '$WHAT'; use pause, runtime or all" ;;
+esac
+
+if [ "$WHAT" != pause ] && [ -S "$CONTAINERD_SOCK" ]; then
+  import_images
+fi
