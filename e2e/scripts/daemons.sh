@@ -9,6 +9,7 @@ start_daemon() {
   local name="$1"
   shift
   log "starting $name"
+  STARTING="$name"
   setsid "$@" >"$LOG_DIR/$name.log" 2>&1 </dev/null &
   echo $! >"$RUN_DIR/pids/$name.pid"
 }
@@ -48,6 +49,9 @@ cluster_healthy() {
 
 # The host settings the full node changes; down.sh puts them back.
 SYSCTLS="net.ipv4.ip_forward net.ipv4.conf.all.route_localnet net.bridge.bridge-nf-call-iptables"
+# Folders containerd, the CNI plugins and the kubelet create at fixed paths; down.sh
+# removes those that did not exist before start-up.
+FIXED_DIRS="/run/containerd /run/netns /var/lib/cni /var/lib/kubelet /var/log/containers /var/log/pods"
 
 # record_host_state: what down.sh must restore or remove (firewall, sysctls, netns, cgroups).
 record_host_state() {
@@ -59,6 +63,9 @@ record_host_state() {
     echo "$s=$(sysctl -n "$s")" >>"$state/sysctl.conf"
   done
   ip netns list | awk '{print $1}' | sort >"$state/netns.before"
+  for s in $FIXED_DIRS; do
+    [ -e "$s" ] || echo "$s"
+  done >"$state/dirs.created"
   for c in /sys/fs/cgroup/*/; do
     [ -L "${c%/}" ] && continue
     find "$c" -mindepth 1 -maxdepth 1 -type d | sort
@@ -204,7 +211,7 @@ start_node() {
     --authentication-kubeconfig "$pki/kube-scheduler.kubeconfig" \
     --authorization-kubeconfig "$pki/kube-scheduler.kubeconfig" \
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false
-  wait_for kube-scheduler 60 curl -skf "https://127.0.0.1:$SCHEDULER_PORT/healthz"
+  wait_for kube-scheduler 60 curl -skf --max-time 2 "https://127.0.0.1:$SCHEDULER_PORT/healthz"
 
   write_containerd_config
   start_daemon containerd containerd --config "$RUN_DIR/containerd/config.toml"
@@ -222,12 +229,12 @@ start_node() {
     --proxy-mode iptables --cluster-cidr "$POD_CIDR" --conntrack-max-per-core 0 \
     --bind-address "$NODE_IP" --healthz-bind-address 127.0.0.1:10256 \
     --metrics-bind-address 127.0.0.1:10249
-  wait_for kube-proxy 60 curl -sf http://127.0.0.1:10256/healthz
+  wait_for kube-proxy 60 curl -sf --max-time 2 http://127.0.0.1:10256/healthz
 
   echo "$COREDNS_RBAC" | kctl apply -f - >/dev/null
   write_corefile
   start_daemon coredns "$BIN_DIR/coredns" -conf "$RUN_DIR/Corefile"
-  wait_for coredns 60 curl -sf http://127.0.0.1:18181/ready
+  wait_for coredns 60 curl -sf --max-time 2 http://127.0.0.1:18181/ready
 }
 
 # import_images: load every image archive built by images.sh into the node's containerd.

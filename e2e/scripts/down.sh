@@ -6,25 +6,31 @@ source "$(dirname "$0")/lib.sh"
 source "$E2E_DIR/scripts/daemons.sh"
 set +e
 
-# stop_daemon NAME: SIGTERM by recorded PID, SIGKILL after 10 s.
-stop_daemon() {
-  local name="$1" pidfile="$RUN_DIR/pids/$1.pid" pid i
-  [ -f "$pidfile" ] || return 0
-  pid="$(cat "$pidfile")"
-  if kill -0 "$pid" 2>/dev/null; then
-    log "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null
-    for i in $(seq 1 100); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
+# stop_daemons NAME...: SIGTERM to each by recorded PID, SIGKILL to any still running
+# after 10 s; returns once all have exited.
+stop_daemons() {
+  local name pidfile pid pids=() i
+  for name in "$@"; do
+    pidfile="$RUN_DIR/pids/$name.pid"
+    [ -f "$pidfile" ] || continue
+    pid="$(cat "$pidfile")"
     if kill -0 "$pid" 2>/dev/null; then
-      log "$name did not stop in 10 s; killing it"
-      kill -KILL "$pid" 2>/dev/null
-      sleep 0.2
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null
+      pids+=("$pid")
     fi
-  fi
-  rm -f "$pidfile"
+    echo "$pid" >>"$RUN_DIR/stopped-pids"
+    rm -f "$pidfile"
+  done
+  for i in $(seq 1 100); do
+    alive=()
+    for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive+=("$pid"); done
+    [ "${#alive[@]}" = 0 ] && return 0
+    sleep 0.1
+  done
+  log "processes ${alive[*]} did not stop in 10 s; killing them"
+  kill -KILL "${alive[@]}" 2>/dev/null
+  sleep 0.2
 }
 
 # delete_pods: let the kubelet tear pods down properly (CNI DEL, unmounts) while it runs.
@@ -104,18 +110,49 @@ restore_host() {
     done
   fi
   find /var/log/containers -maxdepth 1 -type l -lname "$RUN_DIR/*" -delete 2>/dev/null
+  if [ -f "$state/dirs.created" ]; then
+    while read -r dir; do
+      grep -q " $dir[/ ]" /proc/mounts && { log "not removing $dir: something is mounted in it"; continue; }
+      rm -rf "$dir"
+    done <"$state/dirs.created"
+  fi
+}
+
+# verify_clean: fail, naming each leftover, if a process, mount, netns, bridge or
+# folder of the test bed survived the teardown.
+verify_clean() {
+  local state="$RUN_DIR/host" leftovers=() pid dir
+  for pid in $(cat "$RUN_DIR/stopped-pids" 2>/dev/null); do
+    kill -0 "$pid" 2>/dev/null && leftovers+=("process $pid")
+  done
+  while read -r dir; do leftovers+=("mount $dir"); done < <(awk '{print $2}' /proc/mounts | grep "^$RUN_DIR/")
+  ip link show "$BRIDGE" >/dev/null 2>&1 && leftovers+=("bridge $BRIDGE")
+  if [ -f "$state/netns.before" ]; then
+    while read -r dir; do
+      [ -n "$dir" ] && leftovers+=("netns $dir")
+    done < <(ip netns list | awk '{print $1}' | sort | comm -13 "$state/netns.before" -)
+  fi
+  if [ -f "$state/dirs.created" ]; then
+    while read -r dir; do [ -e "$dir" ] && leftovers+=("folder $dir"); done <"$state/dirs.created"
+  fi
+  if [ "${#leftovers[@]}" != 0 ]; then
+    log "teardown left behind: ${leftovers[*]}"
+    return 1
+  fi
 }
 
 [ -d "$RUN_DIR" ] || { log "nothing to stop"; exit 0; }
 delete_pods
-for d in coredns kube-proxy kubelet kube-scheduler; do stop_daemon "$d"; done
+stop_daemons coredns kube-proxy kubelet kube-scheduler
 remove_containers
-stop_daemon containerd
+stop_daemons containerd
 kill_shims
-for d in kube-controller-manager kube-apiserver etcd; do stop_daemon "$d"; done
-for f in "$RUN_DIR"/pids/*.pid; do [ -e "$f" ] && stop_daemon "$(basename "$f" .pid)"; done
+stop_daemons kube-controller-manager kube-apiserver
+stop_daemons etcd
+for f in "$RUN_DIR"/pids/*.pid; do [ -e "$f" ] && stop_daemons "$(basename "$f" .pid)"; done
 unmount_all
 remove_netns
 restore_host
+verify_clean || exit 1
 rm -rf "$RUN_DIR"
-log "test bed stopped and cleaned up"
+log "test bed stopped; no process, mount, network namespace, bridge or folder left behind"

@@ -34,7 +34,11 @@ pack() {
 }
 
 build_pause() {
-  local work="$CACHE/pause-work"
+  local work="$CACHE/pause-work" key
+  key="$(sha256sum "$E2E_DIR/images/pause/pause.c" "$0" | sha256sum | cut -c1-16)"
+  if [ -f "$IMAGES/pause.tar" ] && [ "$(cat "$IMAGES/pause.key" 2>/dev/null)" = "$key" ]; then
+    return
+  fi
   rm -rf "$work" && mkdir -p "$work"
   gcc -static -Os -Wall -Wextra -Werror -o "$work/pause" "$E2E_DIR/images/pause/pause.c"
   strip "$work/pause"
@@ -45,6 +49,7 @@ build_pause() {
   umoci repack --image "$work/oci:pause" "$work/bundle"
   umoci config --image "$work/oci:pause" --config.entrypoint /pause --config.user 65535:65535
   pack "$work/oci" pause "$PAUSE_IMAGE" "$IMAGES/pause.tar"
+  echo "$key" >"$IMAGES/pause.key"
   rm -rf "$work"
 }
 
@@ -100,11 +105,25 @@ runtime_base() {
   echo "$layout"
 }
 
+# runtime_key BASE BINARY: what the runtime image is built from; unchanged inputs reuse it.
+runtime_key() {
+  {
+    echo "$1"
+    sha256sum "$2" "$0" "$REPO_DIR/python/pyproject.toml"
+    find "$REPO_DIR/python/shoal" -name '*.py' -print0 | sort -z | xargs -0 sha256sum
+  } | sha256sum | cut -c1-16
+}
+
 build_runtime() {
-  local base work shoal_bin
+  local base work shoal_bin key
   base="$(runtime_base)"
   shoal_bin="${SHOAL_BIN:-}"
   [ -x "$shoal_bin" ] || die "SHOAL_BIN must name the release shoal binary; run 'make images'"
+  key="$(runtime_key "$base" "$shoal_bin")"
+  if [ -f "$IMAGES/runtime.tar" ] && [ "$(cat "$IMAGES/runtime.key" 2>/dev/null)" = "$key" ]; then
+    log "image $RUNTIME_IMAGE is up to date ($IMAGES/runtime.tar)"
+    return
+  fi
   work="$CACHE/runtime-work"
   rm -rf "$work" && mkdir -p "$work"
   cp -a "$base" "$work/oci"
@@ -126,11 +145,12 @@ build_runtime() {
     --config.cmd shoal --config.cmd version \
     --config.label "org.opencontainers.image.version=$SHOAL_VERSION"
   pack "$work/oci" runtime "$RUNTIME_IMAGE" "$IMAGES/runtime.tar"
+  echo "$key" >"$IMAGES/runtime.key"
   rm -rf "$work"
 }
 
 case "$WHAT" in
-  pause) [ -f "$IMAGES/pause.tar" ] || build_pause ;;
+  pause) build_pause ;;
   runtime) build_runtime ;;
   all) build_pause && build_runtime ;;
   *) die "unknown image '$WHAT'; use pause, runtime or all" ;;

@@ -41,11 +41,13 @@ bin_key() {
 }
 BIN_DIR="$E2E_HOME/bin/$(bin_key)"
 
-# Print the last lines of every log in a folder, so a red run says which part failed.
+# Print the last lines of every daemon log in a folder (build logs are printed by the
+# build that fails), so a red run says which part failed and why.
 dump_logs() {
   local dir="$1" f
   for f in "$dir"/*.log; do
     [ -e "$f" ] || continue
+    case "$(basename "$f")" in build-* | apt.log) continue ;; esac
     printf '\n===== %s (last 40 lines) =====\n' "$f" >&2
     tail -n 40 "$f" >&2
   done

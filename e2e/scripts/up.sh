@@ -33,19 +33,22 @@ if [ "$MODE" = full ]; then
   "$E2E_DIR/scripts/images.sh" pause
 fi
 
+STARTING=
 mkdir -p "$RUN_DIR/pids" "$LOG_DIR"
 rm -f "$LOG_DIR"/*.log.old
 for f in "$LOG_DIR"/*.log; do
   case "$f" in */build-*) ;; *) [ -e "$f" ] && mv "$f" "$f.old" ;; esac
 done
 echo "$MODE" >"$RUN_DIR/mode"
-trap 'on_failure' ERR
-on_failure() {
-  log "start-up failed; logs are in $LOG_DIR"
+on_exit() {
+  local rc=$?
+  [ "$rc" = 0 ] && return
   dump_logs "$LOG_DIR"
   "$E2E_DIR/scripts/down.sh" || true
-  exit 1
+  log "start-up of the $MODE test bed failed${STARTING:+ at $STARTING (log: $LOG_DIR/$STARTING.log)}; logs are in $LOG_DIR"
+  exit "$rc"
 }
+trap on_exit EXIT
 
 if [ "$MODE" = full ]; then
   API_ADDRESS="$NODE_IP"
@@ -69,7 +72,7 @@ start_daemon etcd "$BIN_DIR/etcd" \
   --initial-cluster "shoal-e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
   --cert-file "$PKI/etcd.crt" --key-file "$PKI/etcd.key" \
   --client-cert-auth --trusted-ca-file "$PKI/ca.crt"
-wait_for etcd 60 curl -sf --cacert "$PKI/ca.crt" --cert "$PKI/etcd-client.crt" \
+wait_for etcd 60 curl -sf --max-time 2 --cacert "$PKI/ca.crt" --cert "$PKI/etcd-client.crt" \
   --key "$PKI/etcd-client.key" "https://127.0.0.1:$ETCD_PORT/readyz"
 
 start_daemon kube-apiserver "$BIN_DIR/kube-apiserver" \
@@ -85,7 +88,7 @@ start_daemon kube-apiserver "$BIN_DIR/kube-apiserver" \
   --authorization-mode Node,RBAC --allow-privileged=true --profiling=false \
   --kubelet-client-certificate "$PKI/apiserver-kubelet-client.crt" \
   --kubelet-client-key "$PKI/apiserver-kubelet-client.key" \
-  --kubelet-certificate-authority "$PKI/ca.crt"
+  --kubelet-certificate-authority "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP
 wait_for kube-apiserver 120 kctl get --raw /readyz
 
 start_daemon kube-controller-manager "$BIN_DIR/kube-controller-manager" \
@@ -97,13 +100,12 @@ start_daemon kube-controller-manager "$BIN_DIR/kube-controller-manager" \
   --root-ca-file "$PKI/ca.crt" \
   --cluster-signing-cert-file "$PKI/ca.crt" --cluster-signing-key-file "$PKI/ca.key" \
   --allocate-node-cidrs=false --profiling=false
-wait_for kube-controller-manager 60 curl -skf "https://127.0.0.1:$KCM_PORT/healthz"
+wait_for kube-controller-manager 60 curl -skf --max-time 2 "https://127.0.0.1:$KCM_PORT/healthz"
 wait_for "default service account" 60 kctl -n default get serviceaccount default
 
 if [ "$MODE" = full ]; then
   start_node
 fi
 
-trap - ERR
 log "the $MODE test bed is up; logs in $LOG_DIR"
 echo "export KUBECONFIG=$KUBECONFIG_ADMIN"

@@ -1,0 +1,121 @@
+"""What a Python task's bytes hold (``PythonTask.pickled``), shared by the client that
+makes them and the executor that runs them. Not part of the public API.
+
+Formats (the first element is the format tag):
+
+- ``("dask", node, dep_keys)``: a node of ``dask._task_spec`` (``Task``, ``Alias``,
+  ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
+  When the task has a shared blob, the node was pickled with its function replaced by
+  the persistent id ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
+- ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
+  ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
+  list, tuple or dict argument) are replaced by the task's i-th input.
+
+Values (results and inputs) are pickled with protocol 5, falling back to cloudpickle for
+objects plain pickle cannot take (lambdas, classes defined in ``__main__``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import pickle
+from typing import Any
+
+import cloudpickle
+
+
+class Dep:
+    """Placeholder for the i-th input of a ``call`` task."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __reduce__(self):
+        return (Dep, (self.index,))
+
+    def __repr__(self) -> str:
+        return f"Dep({self.index})"
+
+
+def dumps(value: Any) -> bytes:
+    """Pickles a value (protocol 5), with cloudpickle when plain pickle cannot."""
+    try:
+        return pickle.dumps(value, protocol=5)
+    except Exception:
+        return cloudpickle.dumps(value, protocol=5)
+
+
+def loads(data: bytes) -> Any:
+    return pickle.loads(data)
+
+
+def dumps_code(obj: Any) -> bytes:
+    """Pickles code (functions, task nodes) with cloudpickle: notebook functions travel by value."""
+    return cloudpickle.dumps(obj, protocol=5)
+
+
+class _SharingPickler(pickle.Pickler):
+    def __init__(self, file, shared: Any) -> None:
+        super().__init__(file, protocol=5)
+        self._shared = shared
+
+    def persistent_id(self, obj: Any):
+        return "shared" if obj is self._shared else None
+
+
+class _SharingUnpickler(pickle.Unpickler):
+    def __init__(self, file, shared: Any) -> None:
+        super().__init__(file)
+        self._shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        if pid == "shared":
+            return self._shared
+        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
+
+
+def dumps_sharing(value: Any, shared: Any) -> bytes:
+    """Pickles ``value`` (plain pickle) with every occurrence of ``shared`` left out, as a
+    reference to the task's shared blob."""
+    buffer = io.BytesIO()
+    _SharingPickler(buffer, shared).dump(value)
+    return buffer.getvalue()
+
+
+def loads_sharing(data: bytes, shared: Any) -> Any:
+    """Unpickles what ``dumps_sharing`` made, putting ``shared`` back."""
+    return _SharingUnpickler(io.BytesIO(data), shared).load()
+
+
+def blob_id(data: bytes) -> int:
+    """The id of a shared blob: 64 bits of its BLAKE2b digest (never 0)."""
+    value = int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+    return value or 1
+
+
+def _fill(value: Any, inputs: list) -> Any:
+    if isinstance(value, Dep):
+        return inputs[value.index]
+    return value
+
+
+def _fill_argument(value: Any, inputs: list) -> Any:
+    """An argument with its placeholders filled: itself, or directly inside a container."""
+    if isinstance(value, Dep):
+        return inputs[value.index]
+    if type(value) in (list, tuple):
+        return type(value)(_fill(x, inputs) for x in value)
+    if type(value) is dict:
+        return {k: _fill(v, inputs) for k, v in value.items()}
+    return value
+
+
+def substitute(args: tuple, kwargs: dict, inputs: list) -> tuple[tuple, dict]:
+    """Replaces ``Dep`` placeholders by inputs (top level and one container level deep)."""
+    return (
+        tuple(_fill_argument(a, inputs) for a in args),
+        {k: _fill_argument(v, inputs) for k, v in kwargs.items()},
+    )

@@ -1,0 +1,135 @@
+"""``python -m shoal.executor``: runs Python tasks for a Shoal worker.
+
+The worker starts one such process per core and speaks to it over stdin (requests) and
+stdout (replies): frames of a 4-byte little-endian length and one protobuf message
+(``shoal.v1.ExecutorRequest`` / ``ExecutorReply``, proto/shoal/v1/executor.proto). Tasks run
+in the order sent and each reply is written as soon as its task ends. ``print`` output of
+tasks goes to stderr (the worker's log), never into the frame stream.
+
+A task's exception is sent back with its type, message, traceback and the pickled exception
+(the client re-raises it). A crash of this process (segfault, ``os._exit``, memory) is seen by
+the worker, which fails only the running task with the cause and starts a new executor.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import time
+import traceback
+
+from shoal import _payload
+from shoal.v1 import common_pb2, executor_pb2
+
+_LEN = struct.Struct("<I")
+
+
+def _read_exact(stream, n: int) -> bytes | None:
+    chunks = []
+    while n:
+        chunk = stream.read(n)
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+class Executor:
+    def __init__(self, worker: str) -> None:
+        self.worker = worker
+        self.shared: dict[int, object] = {}
+
+    def run(self, task: executor_pb2.ExecTask) -> executor_pb2.ExecutorReply:
+        start = time.perf_counter()
+        reply = executor_pb2.ExecutorReply(task=task.task)
+        try:
+            inputs = [_payload.loads(x) for x in task.inputs]
+            if task.payload.shared:
+                shared = self.shared[task.payload.shared]
+                if isinstance(shared, _Unloadable):
+                    raise shared.error
+                spec = _payload.loads_sharing(task.payload.pickled, shared)
+            else:
+                shared = None
+                spec = _payload.loads(task.payload.pickled)
+            tag = spec[0]
+            if tag == "call":
+                _, args, kwargs = spec
+                func = shared
+                args, kwargs = _payload.substitute(args, kwargs, inputs)
+                result = func(*args, **kwargs)
+            elif tag == "dask":
+                _, node, dep_keys = spec
+                result = node(dict(zip(dep_keys, inputs)))
+            else:
+                raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
+            reply.value = _payload.dumps(result)
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the client
+            if isinstance(exc, KeyboardInterrupt):
+                raise
+            reply.error.CopyFrom(self._error(task.key, exc))
+        reply.duration_us = int((time.perf_counter() - start) * 1e6)
+        return reply
+
+    def _error(self, key: str, exc: BaseException) -> common_pb2.TaskError:
+        try:
+            pickled = _payload.dumps_code(exc)
+        except Exception:  # noqa: BLE001 - an unpicklable exception still reports its text
+            pickled = b""
+        name = type(exc).__name__
+        return common_pb2.TaskError(
+            kind=name,
+            message=f"{name}: {exc}",
+            detail="".join(traceback.format_exception(exc)),
+            worker=self.worker,
+            exception=pickled,
+        )
+
+
+class _Unloadable:
+    """A shared blob that could not be unpickled: the tasks using it fail with why."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+def _load_shared(data: bytes):
+    try:
+        return _payload.loads(data)
+    except Exception as exc:  # noqa: BLE001 - reported through every task that uses it
+        if isinstance(exc, ModuleNotFoundError):
+            exc.add_note(
+                "The function was pickled by reference to its module, which this worker cannot "
+                "import: install the module where workers run, or ship it by value with "
+                "cloudpickle.register_pickle_by_value(module)."
+            )
+        return _Unloadable(exc)
+
+
+def main() -> None:
+    requests = sys.stdin.buffer
+    # Frames go to the real stdout; anything tasks print goes to stderr.
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    executor = Executor(os.environ.get("SHOAL_WORKER_NAME", "unknown"))
+    while True:
+        header = _read_exact(requests, 4)
+        if header is None:
+            return
+        body = _read_exact(requests, _LEN.unpack(header)[0])
+        if body is None:
+            return
+        request = executor_pb2.ExecutorRequest.FromString(body)
+        for blob in request.blobs:
+            executor.shared[blob.id] = _load_shared(blob.data)
+        for task in request.tasks:
+            data = executor.run(task).SerializeToString()
+            replies.write(_LEN.pack(len(data)))
+            replies.write(data)
+            replies.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+from shoal.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ExecutorRequest(_message.Message):
+    __slots__ = ("tasks", "blobs")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    BLOBS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[ExecTask]
+    blobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.SharedBlob]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[ExecTask, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ...) -> None: ...
+
+class ExecTask(_message.Message):
+    __slots__ = ("task", "key", "payload", "inputs")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PAYLOAD_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    key: str
+    payload: _common_pb2.PythonTask
+    inputs: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ExecutorReply(_message.Message):
+    __slots__ = ("task", "value", "error", "duration_us")
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    DURATION_US_FIELD_NUMBER: _ClassVar[int]
+    task: int
+    value: bytes
+    error: _common_pb2.TaskError
+    duration_us: int
+    def __init__(self, task: _Optional[int] = ..., value: _Optional[bytes] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., duration_us: _Optional[int] = ...) -> None: ...
