@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 
 import pytest
 
@@ -78,3 +79,24 @@ def test_pods_get_ips_and_resolve_services(kubectl):
     service_ip = kubectl.run("-n", "default", "get", "service", "kubernetes", "-o", "jsonpath={.spec.clusterIP}").stdout
     assert logs.split() == [service_ip, "connected"]
     assert kubectl.get("pod", "dns")["status"]["podIP"].startswith("10.213.0.")
+
+
+def test_helm_installs_and_uninstalls_a_chart(kubectl, tmp_path):
+    """The test bed's helm installs a chart into the cluster and uninstalls it cleanly."""
+    helm = os.environ.get("SHOAL_E2E_HELM")
+    if not helm:
+        raise pytest.UsageError("SHOAL_E2E_HELM is not set; run the tests through `make e2e`")
+    chart = tmp_path / "probe"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\ndata: {value: {{ .Values.value | quote }}}\n"
+    )
+    (chart / "values.yaml").write_text("value: from-helm\n")
+    env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM_CACHE_HOME": str(tmp_path / "cache"),
+           "HELM_CONFIG_HOME": str(tmp_path / "config"), "HELM_DATA_HOME": str(tmp_path / "data")}
+    helm_cmd = [helm, "--namespace", kubectl.namespace]
+    subprocess.run([*helm_cmd, "install", "probe", str(chart), "--wait"], env=env, check=True, capture_output=True)
+    assert kubectl.get("configmap", "probe")["data"] == {"value": "from-helm"}
+    subprocess.run([*helm_cmd, "uninstall", "probe", "--wait"], env=env, check=True, capture_output=True)
+    assert not kubectl.exists("configmap", "probe")
