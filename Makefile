@@ -6,7 +6,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
-	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images
+	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check
 PYTHON ?= python3
 
 all: build
@@ -21,9 +21,18 @@ toolchain:
 build: toolchain
 	$(CARGO) build --release -p shoal
 
-lint: toolchain
+lint: toolchain crds-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The CRD YAML is generated from the operator's Rust types (one source of truth).
+crds: toolchain
+	$(CARGO) run --quiet -p shoal-operator -- crds > crds/shoal.dev.yaml
+
+# Fails when crds/ is stale (run `make crds` and commit).
+crds-check: toolchain
+	@$(CARGO) run --quiet -p shoal-operator -- crds | diff -u crds/shoal.dev.yaml - \
+		|| { echo "crds/shoal.dev.yaml is stale: run 'make crds' and commit it"; exit 1; }
 
 # Unit, property and integration tests (real scheduler and worker processes on 127.0.0.1).
 unit: toolchain

@@ -1,0 +1,437 @@
+//! Stage 3, pure: the Kubernetes objects a validated cluster should have. Every function
+//! takes a `ValidatedCluster` and plain values (the token, the image to run) and returns
+//! an object ready for server-side apply. No client, no clock, no randomness.
+
+use super::validate::{ValidatedCluster, ValidatedGroup};
+use crate::names::{self, COMPONENT_SCHEDULER, COMPONENT_WORKER};
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
+    HTTPGetAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
+    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use std::collections::BTreeMap;
+
+fn metadata(cluster: &ValidatedCluster, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(cluster.namespace.clone()),
+        labels: Some(names::cluster_labels(
+            &cluster.name,
+            component,
+            &cluster.version,
+        )),
+        owner_references: Some(vec![cluster.owner.clone()]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// The Secret holding the cluster's auth token (only when the operator owns it).
+pub fn token_secret(cluster: &ValidatedCluster, token: &str) -> Secret {
+    Secret {
+        metadata: metadata(cluster, cluster.token_secret.clone(), "auth"),
+        data: Some(BTreeMap::from([(
+            names::TOKEN_KEY.to_owned(),
+            ByteString(token.as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Secret::default()
+    }
+}
+
+/// The scheduler's Service: gRPC for clients and workers, HTTP for dashboard and metrics.
+pub fn scheduler_service(cluster: &ValidatedCluster) -> Service {
+    let port = |name: &str, port: i32| ServicePort {
+        name: Some(name.to_owned()),
+        port,
+        target_port: Some(IntOrString::String(name.to_owned())),
+        protocol: Some("TCP".to_owned()),
+        ..ServicePort::default()
+    };
+    Service {
+        metadata: metadata(
+            cluster,
+            names::scheduler_service(&cluster.name),
+            COMPONENT_SCHEDULER,
+        ),
+        spec: Some(ServiceSpec {
+            selector: Some(BTreeMap::from([
+                (names::LABEL_CLUSTER.to_owned(), cluster.name.clone()),
+                (
+                    names::LABEL_COMPONENT.to_owned(),
+                    COMPONENT_SCHEDULER.to_owned(),
+                ),
+            ])),
+            ports: Some(vec![
+                port("grpc", names::SCHEDULER_PORT),
+                port("http", names::DASHBOARD_PORT),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.into()),
+        ..EnvVar::default()
+    }
+}
+
+fn env_from_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                field_path: path.to_owned(),
+                ..ObjectFieldSelector::default()
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn token_env(cluster: &ValidatedCluster) -> EnvVar {
+    EnvVar {
+        name: "SHOAL_TOKEN".to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: cluster.token_secret.clone(),
+                key: names::TOKEN_KEY.to_owned(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn container_port(name: &str, port: i32) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: port,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    }
+}
+
+fn http_probe(path: &str, port: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::String(port.to_owned()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(5),
+        ..Probe::default()
+    }
+}
+
+/// Non-root, no privilege escalation, no capabilities, runtime-default seccomp.
+fn container_security() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".to_owned()]),
+            add: None,
+        }),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        ..SecurityContext::default()
+    }
+}
+
+fn pod_security() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(names::RUNTIME_UID),
+        run_as_group: Some(names::RUNTIME_UID),
+        fs_group: Some(names::RUNTIME_UID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+/// A scratch volume at /tmp (the root filesystem is read-only; workers spill here).
+fn scratch() -> (Volume, VolumeMount) {
+    (
+        Volume {
+            name: "scratch".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "scratch".to_owned(),
+            mount_path: "/tmp".to_owned(),
+            ..VolumeMount::default()
+        },
+    )
+}
+
+fn pull_policy(cluster: &ValidatedCluster) -> String {
+    format!("{:?}", cluster.pull_policy)
+}
+
+/// The scheduler pod, from the image by tag (its digest then pins the workers).
+pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
+    let (volume, mount) = scratch();
+    let command = [
+        "shoal",
+        "scheduler",
+        "--listen",
+        &format!("0.0.0.0:{}", names::SCHEDULER_PORT),
+        "--http-listen",
+        &format!("0.0.0.0:{}", names::DASHBOARD_PORT),
+        "--cluster-name",
+        &cluster.name,
+        "--heartbeat-timeout",
+        &cluster.heartbeat_timeout_seconds.to_string(),
+    ]
+    .map(str::to_owned);
+    Pod {
+        metadata: metadata(
+            cluster,
+            names::scheduler_pod(&cluster.name),
+            COMPONENT_SCHEDULER,
+        ),
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "scheduler".to_owned(),
+                image: Some(cluster.image_by_tag()),
+                image_pull_policy: Some(pull_policy(cluster)),
+                command: Some(command.to_vec()),
+                env: Some(vec![
+                    token_env(cluster),
+                    env("SHOAL_VERSION", &cluster.version),
+                    env("SHOAL_LOG", "info"),
+                ]),
+                ports: Some(vec![
+                    container_port("grpc", names::SCHEDULER_PORT),
+                    container_port("http", names::DASHBOARD_PORT),
+                ]),
+                readiness_probe: Some(http_probe("/readyz", "http")),
+                liveness_probe: Some(Probe {
+                    failure_threshold: Some(6),
+                    ..http_probe("/healthz", "http")
+                }),
+                resources: cluster.scheduler_resources.clone(),
+                security_context: Some(container_security()),
+                volume_mounts: Some(vec![mount]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![volume]),
+            restart_policy: Some("Always".to_owned()),
+            security_context: Some(pod_security()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+/// Worker pod `index` of `group`, running `image` (the scheduler's digest once known).
+/// Dead workers are replaced by the operator (restart policy `Never`), so a pod killed
+/// for memory stays visible as `OOMKilled` until it is handled.
+pub fn worker_pod(
+    cluster: &ValidatedCluster,
+    group: &ValidatedGroup,
+    index: i32,
+    image: &str,
+) -> Pod {
+    let (volume, mount) = scratch();
+    let mut metadata = metadata(
+        cluster,
+        names::worker_pod(&cluster.name, &group.name, index),
+        COMPONENT_WORKER,
+    );
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(names::LABEL_GROUP.to_owned(), group.name.clone());
+    labels.insert(names::LABEL_INDEX.to_owned(), index.to_string());
+
+    let mut command: Vec<String> = [
+        "shoal",
+        "worker",
+        "--scheduler",
+        &cluster.scheduler_address(),
+        "--listen",
+        &format!("0.0.0.0:{}", names::WORKER_DATA_PORT),
+        "--metrics-listen",
+        &format!("0.0.0.0:{}", names::WORKER_METRICS_PORT),
+        "--spill-dir",
+        "/tmp/spill",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    if let Some(cores) = group.pool.cores {
+        command.extend(["--cores".to_owned(), cores.to_string()]);
+    }
+    let mut env_vars = vec![
+        token_env(cluster),
+        env_from_field("SHOAL_WORKER_NAME", "metadata.name"),
+        env_from_field("SHOAL_ADVERTISE_HOST", "status.podIP"),
+        env("SHOAL_VERSION", &cluster.version),
+        env("SHOAL_LOG", "info"),
+    ];
+    env_vars.extend(group.pool.env.iter().map(|(k, v)| env(k, v)));
+
+    Pod {
+        metadata,
+        spec: Some(PodSpec {
+            containers: vec![Container {
+                name: "worker".to_owned(),
+                image: Some(image.to_owned()),
+                image_pull_policy: Some(pull_policy(cluster)),
+                command: Some(command),
+                env: Some(env_vars),
+                ports: Some(vec![
+                    container_port("data", names::WORKER_DATA_PORT),
+                    container_port("http", names::WORKER_METRICS_PORT),
+                ]),
+                readiness_probe: Some(http_probe("/healthz", "http")),
+                resources: group.pool.resources.clone(),
+                security_context: Some(container_security()),
+                volume_mounts: Some(vec![mount]),
+                ..Container::default()
+            }],
+            volumes: Some(vec![volume]),
+            restart_policy: Some("Never".to_owned()),
+            hostname: None,
+            node_selector: (!group.pool.node_selector.is_empty())
+                .then(|| group.pool.node_selector.clone()),
+            tolerations: (!group.pool.tolerations.is_empty())
+                .then(|| group.pool.tolerations.clone()),
+            security_context: Some(pod_security()),
+            automount_service_account_token: Some(false),
+            enable_service_links: Some(false),
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        }),
+        ..Pod::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::cluster;
+    use crate::reconcile::validate::validate;
+
+    fn validated() -> ValidatedCluster {
+        validate(&cluster("demo"), &[], "0.3.0").expect("valid")
+    }
+
+    /// Every object is owned by the cluster (deletion cascades) and labelled with its version.
+    #[test]
+    fn objects_are_owned_and_version_labelled() {
+        let c = validated();
+        let metas = [
+            token_secret(&c, "t").metadata,
+            scheduler_service(&c).metadata,
+            scheduler_pod(&c).metadata,
+            worker_pod(&c, &c.groups[0], 0, "img").metadata,
+        ];
+        for meta in metas {
+            let owners = meta.owner_references.expect("owned");
+            assert_eq!(owners.len(), 1);
+            assert_eq!(owners[0].kind, "ShoalCluster");
+            assert_eq!(owners[0].controller, Some(true));
+            assert_eq!(meta.labels.expect("labels")[names::LABEL_VERSION], "0.3.0");
+        }
+    }
+
+    /// The scheduler runs the tag; a worker runs exactly the image it is given (the digest).
+    #[test]
+    fn scheduler_uses_tag_and_workers_use_given_image() {
+        let c = validated();
+        let image = |pod: Pod| {
+            pod.spec.expect("spec").containers[0]
+                .image
+                .clone()
+                .expect("image")
+        };
+        assert_eq!(image(scheduler_pod(&c)), "shoal.dev/shoal:0.3.0");
+        assert_eq!(
+            image(worker_pod(&c, &c.groups[0], 1, "repo@sha256:abc")),
+            "repo@sha256:abc"
+        );
+    }
+
+    /// Pods run as the non-root runtime user with no capabilities and the token from the Secret.
+    #[test]
+    fn pods_are_non_root_and_read_the_token_from_the_secret() {
+        let c = validated();
+        for pod in [scheduler_pod(&c), worker_pod(&c, &c.groups[0], 0, "img")] {
+            let spec = pod.spec.expect("spec");
+            let security = spec.security_context.expect("pod security");
+            assert_eq!(security.run_as_non_root, Some(true));
+            assert_eq!(security.run_as_user, Some(names::RUNTIME_UID));
+            let container = &spec.containers[0];
+            let sc = container
+                .security_context
+                .as_ref()
+                .expect("container security");
+            assert_eq!(sc.allow_privilege_escalation, Some(false));
+            let token = container
+                .env
+                .as_ref()
+                .expect("env")
+                .iter()
+                .find(|e| e.name == "SHOAL_TOKEN");
+            let source = token
+                .and_then(|e| e.value_from.as_ref())
+                .and_then(|v| v.secret_key_ref.as_ref());
+            assert_eq!(source.map(|s| s.name.as_str()), Some("demo-token"));
+        }
+    }
+
+    /// Worker pods have stable names, group labels and point at the scheduler Service.
+    #[test]
+    fn worker_pods_are_named_and_labelled_by_group_and_index() {
+        let c = validated();
+        let pod = worker_pod(&c, &c.groups[0], 3, "img");
+        assert_eq!(pod.metadata.name.as_deref(), Some("demo-default-worker-3"));
+        let labels = pod.metadata.labels.expect("labels");
+        assert_eq!(labels[names::LABEL_GROUP], "default");
+        assert_eq!(labels[names::LABEL_INDEX], "3");
+        let command = pod.spec.expect("spec").containers[0]
+            .command
+            .clone()
+            .expect("command");
+        assert!(
+            command.contains(&"demo-scheduler.ns.svc:8786".to_owned()),
+            "{command:?}"
+        );
+    }
+
+    /// The Service selects the scheduler pod's labels and exposes both named ports.
+    #[test]
+    fn service_selects_the_scheduler() {
+        let c = validated();
+        let service = scheduler_service(&c);
+        let selector = service
+            .spec
+            .clone()
+            .and_then(|s| s.selector)
+            .expect("selector");
+        let labels = scheduler_pod(&c).metadata.labels.expect("labels");
+        assert!(selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+        let ports: Vec<i32> = service
+            .spec
+            .and_then(|s| s.ports)
+            .expect("ports")
+            .iter()
+            .map(|p| p.port)
+            .collect();
+        assert_eq!(ports, [8786, 8787]);
+    }
+}

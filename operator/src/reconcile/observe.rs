@@ -1,0 +1,139 @@
+//! Pure reading of observed pods: which group and index a pod is, whether it runs, is
+//! ready, died (and why), and which image it really runs. No client.
+
+use crate::names;
+use k8s_openapi::api::core::v1::Pod;
+
+/// What a pod is doing, as far as the operator cares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PodState {
+    /// Being deleted; it no longer counts and its name is not free yet.
+    Terminating,
+    /// Not running yet (scheduling, pulling, starting).
+    Pending,
+    /// Its container runs; `ready` once the readiness probe passes.
+    Running { ready: bool },
+    /// Its container ended. `reason` is the kubelet's (e.g. `OOMKilled`, `Error`).
+    Finished {
+        reason: String,
+        exit_code: Option<i32>,
+    },
+}
+
+pub fn state(pod: &Pod) -> PodState {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodState::Terminating;
+    }
+    let status = pod.status.as_ref();
+    let container = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|c| c.first());
+    let terminated = container.and_then(|c| {
+        c.state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .or_else(|| c.last_state.as_ref().and_then(|s| s.terminated.as_ref()))
+    });
+    match status.and_then(|s| s.phase.as_deref()) {
+        Some("Running") => PodState::Running {
+            ready: container.is_some_and(|c| c.ready),
+        },
+        Some("Failed") | Some("Succeeded") => PodState::Finished {
+            reason: terminated
+                .and_then(|t| t.reason.clone())
+                .or_else(|| status.and_then(|s| s.reason.clone()))
+                .unwrap_or_else(|| "Unknown".to_owned()),
+            exit_code: terminated.map(|t| t.exit_code),
+        },
+        _ => PodState::Pending,
+    }
+}
+
+pub fn name(pod: &Pod) -> &str {
+    pod.metadata.name.as_deref().unwrap_or_default()
+}
+
+fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(key))
+        .map(String::as_str)
+}
+
+pub fn is_scheduler(pod: &Pod) -> bool {
+    label(pod, names::LABEL_COMPONENT) == Some(names::COMPONENT_SCHEDULER)
+}
+
+/// A worker pod's group and index, from its labels.
+pub fn worker_slot(pod: &Pod) -> Option<(&str, i32)> {
+    if label(pod, names::LABEL_COMPONENT) != Some(names::COMPONENT_WORKER) {
+        return None;
+    }
+    let group = label(pod, names::LABEL_GROUP)?;
+    let index = label(pod, names::LABEL_INDEX)?.parse().ok()?;
+    Some((group, index))
+}
+
+/// The version the pod was created for (its label).
+pub fn version_label(pod: &Pod) -> Option<&str> {
+    label(pod, names::LABEL_VERSION)
+}
+
+/// The image the pod's spec asks for.
+pub fn spec_image(pod: &Pod) -> Option<&str> {
+    pod.spec.as_ref()?.containers.first()?.image.as_deref()
+}
+
+/// The image the container runs, as the kubelet reports it (by digest), if it started.
+pub fn running_image_id(pod: &Pod) -> Option<&str> {
+    let id = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .first()?
+        .image_id
+        .as_str();
+    (!id.is_empty()).then_some(id)
+}
+
+/// A pullable reference for a reported image id: `repo@sha256:...` as is, or a bare
+/// `sha256:...` id qualified with the repository.
+pub fn image_from_id(repository: &str, image_id: &str) -> String {
+    let id = image_id
+        .strip_prefix("docker-pullable://")
+        .unwrap_or(image_id);
+    if id.contains('@') {
+        id.to_owned()
+    } else {
+        format!("{repository}@{id}")
+    }
+}
+
+/// The version an image reference names by its tag, if it has one.
+pub fn version_of_image(image: &str) -> Option<&str> {
+    let last = image.rsplit('/').next()?;
+    if last.contains('@') {
+        return None;
+    }
+    last.split_once(':').map(|(_, tag)| tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Image ids become pullable references; tags give versions, digests do not.
+    #[test]
+    fn images_and_versions() {
+        assert_eq!(image_from_id("r/shoal", "sha256:ab"), "r/shoal@sha256:ab");
+        assert_eq!(
+            image_from_id("r/shoal", "docker-pullable://x/y@sha256:ab"),
+            "x/y@sha256:ab"
+        );
+        assert_eq!(version_of_image("host:5000/a/shoal:0.2.0"), Some("0.2.0"));
+        assert_eq!(version_of_image("a/shoal@sha256:ab"), None);
+        assert_eq!(version_of_image("host:5000/a/shoal"), None);
+    }
+}

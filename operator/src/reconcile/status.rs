@@ -1,0 +1,306 @@
+//! Pure status: phase, counts per group, conditions (with `observedGeneration` and
+//! transition times kept when a condition does not change), from what was observed and
+//! planned. `now` is an argument; no client.
+
+use super::observe::{self, PodState};
+use super::plan::Plan;
+use super::validate::ValidatedCluster;
+use crate::crd::{Phase, ShoalClusterStatus, WorkerGroupStatus};
+use crate::names;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+/// Sets a condition, keeping its transition time when its status is unchanged.
+pub fn set_condition(
+    conditions: &mut Vec<Condition>,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: Time,
+) {
+    let status = if ok { "True" } else { "False" }.to_owned();
+    let last_transition_time = conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(now, |c| c.last_transition_time.clone());
+    conditions.retain(|c| c.type_ != type_);
+    conditions.push(Condition {
+        type_: type_.to_owned(),
+        status,
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    });
+    conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
+}
+
+/// Counts of one group's pods.
+pub fn group_status(cluster: &ValidatedCluster, pods: &[Pod], group: &str) -> WorkerGroupStatus {
+    let desired = cluster
+        .groups
+        .iter()
+        .find(|g| g.name == group)
+        .map_or(0, |g| g.pool.replicas);
+    let mut status = WorkerGroupStatus {
+        name: group.to_owned(),
+        desired,
+        current: 0,
+        ready: 0,
+    };
+    for pod in pods
+        .iter()
+        .filter(|p| observe::worker_slot(p).is_some_and(|(g, _)| g == group))
+    {
+        match observe::state(pod) {
+            PodState::Pending => status.current += 1,
+            PodState::Running { ready } => {
+                status.current += 1;
+                status.ready += i32::from(ready);
+            }
+            PodState::Terminating | PodState::Finished { .. } => {}
+        }
+    }
+    status
+}
+
+/// The whole cluster status. `previous` supplies condition transition times.
+pub fn cluster_status(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    plan: &Plan,
+    previous: Option<&ShoalClusterStatus>,
+    now: Time,
+) -> ShoalClusterStatus {
+    let generation = cluster.generation;
+    let groups: Vec<WorkerGroupStatus> = cluster
+        .groups
+        .iter()
+        .map(|g| group_status(cluster, pods, &g.name))
+        .collect();
+    let ready_workers: i32 = groups.iter().map(|g| g.ready).sum();
+    let desired_workers: i32 = groups.iter().map(|g| g.desired).sum();
+    let scheduler = pods.iter().find(|p| observe::is_scheduler(p));
+    let scheduler_state = scheduler.map(observe::state);
+    let scheduler_ready = matches!(scheduler_state, Some(PodState::Running { ready: true }));
+    let upgrading = scheduler.is_some_and(|p| observe::version_label(p) != Some(&cluster.version));
+
+    let mut conditions = previous.map(|p| p.conditions.clone()).unwrap_or_default();
+    let mut set = |type_: &str, ok: bool, reason: &str, message: String| {
+        set_condition(
+            &mut conditions,
+            type_,
+            ok,
+            reason,
+            message,
+            generation,
+            now.clone(),
+        );
+    };
+    set("Valid", true, "Validated", "the spec is valid".to_owned());
+    let (reason, message) = match &scheduler_state {
+        _ if upgrading => (
+            "Upgrading",
+            format!("replacing the scheduler with version {}", cluster.version),
+        ),
+        Some(PodState::Running { ready: true }) => ("Ready", "the scheduler is ready".to_owned()),
+        Some(PodState::Running { ready: false }) => (
+            "Starting",
+            "the scheduler runs but is not ready yet".to_owned(),
+        ),
+        Some(PodState::Finished { reason, .. }) => (
+            "Died",
+            format!("the scheduler pod ended ({reason}); it is being replaced"),
+        ),
+        Some(PodState::Terminating) => (
+            "Terminating",
+            "the scheduler pod is being deleted".to_owned(),
+        ),
+        Some(PodState::Pending) | None => {
+            ("Pending", "the scheduler pod is not running yet".to_owned())
+        }
+    };
+    set("SchedulerReady", scheduler_ready, reason, message);
+    let workers_ready = ready_workers >= desired_workers;
+    set(
+        "WorkersReady",
+        workers_ready,
+        if workers_ready { "Ready" } else { "Pending" },
+        format!("{ready_workers} of {desired_workers} worker pods ready"),
+    );
+    let skew_message = match plan.skew.as_slice() {
+        [] => format!("every worker runs version {}", cluster.version),
+        skews => skews
+            .iter()
+            .map(|s| {
+                let version = observe::version_of_image(&s.image).unwrap_or("unknown");
+                format!(
+                    "worker pod {} runs image {} (version {version}) but the cluster is pinned to version {} ({}); \
+                     the scheduler refuses it: delete the pod and the operator recreates it on {}",
+                    s.pod, s.image, cluster.version, plan.worker_image, cluster.version
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+    };
+    set(
+        "VersionSkew",
+        !plan.skew.is_empty(),
+        if plan.skew.is_empty() {
+            "Consistent"
+        } else {
+            "WorkerImageDiffers"
+        },
+        skew_message,
+    );
+    let ready = scheduler_ready && workers_ready && plan.skew.is_empty();
+    set(
+        "Ready",
+        ready,
+        if ready { "Ready" } else { "NotReady" },
+        if ready {
+            "the scheduler and every wanted worker are ready".to_owned()
+        } else {
+            "see the other conditions".to_owned()
+        },
+    );
+
+    let phase = if upgrading {
+        Phase::Upgrading
+    } else if ready {
+        Phase::Running
+    } else if scheduler_ready && !plan.skew.is_empty() {
+        Phase::Degraded
+    } else {
+        Phase::Pending
+    };
+    let default_group = groups.first().cloned().unwrap_or_default();
+    ShoalClusterStatus {
+        phase: Some(phase),
+        version: Some(cluster.version.clone()),
+        image_digest: plan.image_digest.clone(),
+        scheduler_address: Some(cluster.scheduler_address()),
+        dashboard_url: Some(format!(
+            "http://{}.{}.svc:{}/",
+            names::scheduler_service(&cluster.name),
+            cluster.namespace,
+            names::DASHBOARD_PORT
+        )),
+        token_secret: Some(cluster.token_secret.clone()),
+        replicas: default_group.current,
+        selector: Some(names::group_selector(&cluster.name, names::DEFAULT_GROUP)),
+        ready_workers,
+        desired_workers,
+        worker_groups: groups,
+        observed_generation: generation,
+        conditions,
+    }
+}
+
+/// Status when the spec cannot be reconciled: phase `Failed`, `Valid=False` with why.
+pub fn invalid_status(
+    previous: Option<&ShoalClusterStatus>,
+    generation: Option<i64>,
+    message: String,
+    now: Time,
+) -> ShoalClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    set_condition(
+        &mut status.conditions,
+        "Valid",
+        false,
+        "InvalidSpec",
+        message,
+        generation,
+        now.clone(),
+    );
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        false,
+        "InvalidSpec",
+        "the spec is invalid; see Valid".to_owned(),
+        generation,
+        now,
+    );
+    status.phase = Some(Phase::Failed);
+    status.observed_generation = generation;
+    status
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{cluster, ready, time};
+    use crate::reconcile::{plan::plan, validate::validate};
+
+    /// A fresh cluster is Pending with counts and conditions filled in.
+    #[test]
+    fn fresh_cluster_is_pending() {
+        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let p = plan(&c, &[], None);
+        let status = cluster_status(&c, &p.create, &p, None, time(1));
+        assert_eq!(status.phase, Some(Phase::Pending));
+        assert_eq!(
+            (
+                status.ready_workers,
+                status.desired_workers,
+                status.replicas
+            ),
+            (0, 2, 2)
+        );
+        assert_eq!(status.observed_generation, Some(1));
+        let ready = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .expect("Ready");
+        assert_eq!(ready.status, "False");
+    }
+
+    /// All pods ready: Running; a condition's transition time stays while its status holds.
+    #[test]
+    fn ready_cluster_is_running_and_transition_times_are_kept() {
+        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let pods: Vec<Pod> = plan(&c, &[], None)
+            .create
+            .into_iter()
+            .map(|p| ready(p, "sha256:d"))
+            .collect();
+        let p = plan(&c, &pods, None);
+        let first = cluster_status(&c, &pods, &p, None, time(1));
+        assert_eq!(first.phase, Some(Phase::Running));
+        let second = cluster_status(&c, &pods, &p, Some(&first), time(2));
+        let valid = second
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Valid")
+            .expect("Valid");
+        assert_eq!(valid.last_transition_time, time(1));
+    }
+
+    /// Version skew names the pod and both versions.
+    #[test]
+    fn skew_condition_names_both_versions() {
+        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let mut pods = plan(&c, &[], None).create;
+        if let Some(spec) = pods[1].spec.as_mut() {
+            spec.containers[0].image = Some("shoal.dev/shoal:0.0.9".to_owned());
+        }
+        let p = plan(&c, &pods, None);
+        let status = cluster_status(&c, &pods, &p, None, time(1));
+        let skew = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "VersionSkew")
+            .expect("VersionSkew");
+        assert_eq!(skew.status, "True");
+        assert!(
+            skew.message.contains("version 0.0.9") && skew.message.contains("version 0.3.0"),
+            "{}",
+            skew.message
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Stage 2, pure: checks what the API server's schema cannot (names that would be too
+//! long, group names that clash, a missing namespace) and resolves defaults into a
+//! `ValidatedCluster`, the only input the builders accept. No client, no clock.
+
+use crate::crd::{
+    ImagePullPolicy, ShoalCluster, ShoalWorkerGroup, UpgradeStrategy, WorkerPoolSpec,
+};
+use crate::names;
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::Resource;
+
+/// Longest pod name the operator creates: pod host names are DNS labels (63 characters).
+const MAX_POD_NAME: usize = 63;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValidateError {
+    #[error("the ShoalCluster has no {field}; it was not read from the API server")]
+    MissingMetadata { field: &'static str },
+    #[error(
+        "worker pod name {pod:?} would be {len} characters, over the limit of {MAX_POD_NAME}; \
+         use a shorter cluster or worker group name"
+    )]
+    NameTooLong { pod: String, len: usize },
+    #[error(
+        "ShoalWorkerGroup {group:?} clashes with the cluster's default worker group; rename it"
+    )]
+    GroupNameClash { group: String },
+}
+
+/// One worker group, ready to build pods from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedGroup {
+    pub name: String,
+    pub pool: WorkerPoolSpec,
+}
+
+/// A `ShoalCluster` with its worker groups, checked and with defaults resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidatedCluster {
+    pub name: String,
+    pub namespace: String,
+    pub generation: Option<i64>,
+    pub owner: OwnerReference,
+    pub version: String,
+    pub image_repository: String,
+    pub pull_policy: ImagePullPolicy,
+    pub upgrade_strategy: UpgradeStrategy,
+    pub scheduler_resources: Option<ResourceRequirements>,
+    pub heartbeat_timeout_seconds: i32,
+    pub token_secret: String,
+    /// True when the operator owns (and creates) the token Secret.
+    pub owns_token_secret: bool,
+    /// The default group first, then the worker groups by name.
+    pub groups: Vec<ValidatedGroup>,
+}
+
+impl ValidatedCluster {
+    /// The image by tag; workers use the scheduler's digest once it is known.
+    pub fn image_by_tag(&self) -> String {
+        format!("{}:{}", self.image_repository, self.version)
+    }
+
+    /// `host:port` of the scheduler inside the Kubernetes cluster.
+    pub fn scheduler_address(&self) -> String {
+        format!(
+            "{}.{}.svc:{}",
+            names::scheduler_service(&self.name),
+            self.namespace,
+            names::SCHEDULER_PORT
+        )
+    }
+}
+
+/// Validates a cluster and the worker groups attached to it. `default_version` is the
+/// operator's own version, used when the spec names none.
+pub fn validate(
+    cluster: &ShoalCluster,
+    groups: &[ShoalWorkerGroup],
+    default_version: &str,
+) -> Result<ValidatedCluster, ValidateError> {
+    let meta = &cluster.metadata;
+    let name = meta
+        .name
+        .clone()
+        .ok_or(ValidateError::MissingMetadata { field: "name" })?;
+    let namespace = meta
+        .namespace
+        .clone()
+        .ok_or(ValidateError::MissingMetadata { field: "namespace" })?;
+    let owner = cluster
+        .controller_owner_ref(&())
+        .ok_or(ValidateError::MissingMetadata { field: "uid" })?;
+    let spec = &cluster.spec;
+
+    let mut validated_groups = vec![ValidatedGroup {
+        name: names::DEFAULT_GROUP.to_owned(),
+        pool: spec.workers.clone(),
+    }];
+    let mut attached: Vec<&ShoalWorkerGroup> =
+        groups.iter().filter(|g| g.spec.cluster == name).collect();
+    attached.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    for group in attached {
+        let group_name = group
+            .metadata
+            .name
+            .clone()
+            .ok_or(ValidateError::MissingMetadata {
+                field: "worker group name",
+            })?;
+        if group_name == names::DEFAULT_GROUP {
+            return Err(ValidateError::GroupNameClash { group: group_name });
+        }
+        validated_groups.push(ValidatedGroup {
+            name: group_name,
+            pool: group.spec.workers.clone(),
+        });
+    }
+    for group in &validated_groups {
+        let widest = names::worker_pod(&name, &group.name, group.pool.max_replicas.max(1) - 1);
+        if widest.len() > MAX_POD_NAME {
+            return Err(ValidateError::NameTooLong {
+                len: widest.len(),
+                pod: widest,
+            });
+        }
+    }
+
+    Ok(ValidatedCluster {
+        generation: meta.generation,
+        owner,
+        version: spec
+            .version
+            .clone()
+            .unwrap_or_else(|| default_version.to_owned()),
+        image_repository: spec
+            .image
+            .clone()
+            .unwrap_or_else(|| names::DEFAULT_IMAGE.to_owned()),
+        pull_policy: spec.image_pull_policy,
+        upgrade_strategy: spec.upgrade_strategy,
+        scheduler_resources: spec.scheduler.resources.clone(),
+        heartbeat_timeout_seconds: spec.scheduler.heartbeat_timeout_seconds,
+        owns_token_secret: spec.token_secret.is_none(),
+        token_secret: spec
+            .token_secret
+            .clone()
+            .unwrap_or_else(|| names::token_secret(&name)),
+        groups: validated_groups,
+        name,
+        namespace,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{cluster, worker_group};
+
+    /// Defaults resolve: the operator's version, the default repository, an owned token Secret.
+    #[test]
+    fn defaults_are_resolved() {
+        let validated = validate(&cluster("demo"), &[], "1.2.3").expect("valid");
+        assert_eq!(validated.version, "1.2.3");
+        assert_eq!(validated.image_by_tag(), "shoal.dev/shoal:1.2.3");
+        assert_eq!(validated.token_secret, "demo-token");
+        assert!(validated.owns_token_secret);
+        assert_eq!(validated.scheduler_address(), "demo-scheduler.ns.svc:8786");
+        assert_eq!(validated.groups.len(), 1);
+    }
+
+    /// Worker groups attach only to the cluster they name, in name order after the default.
+    #[test]
+    fn groups_attach_by_cluster_name() {
+        let groups = [
+            worker_group("gpu", "demo"),
+            worker_group("big", "demo"),
+            worker_group("x", "other"),
+        ];
+        let validated = validate(&cluster("demo"), &groups, "1.2.3").expect("valid");
+        let names: Vec<&str> = validated.groups.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(names, ["default", "big", "gpu"]);
+    }
+
+    /// A worker group named like the default group is refused with the fix.
+    #[test]
+    fn default_group_name_clash_is_refused() {
+        let err = validate(
+            &cluster("demo"),
+            &[worker_group("default", "demo")],
+            "1.0.0",
+        )
+        .expect_err("must clash");
+        assert!(err.to_string().contains("rename it"), "{err}");
+    }
+
+    /// Pod names that could not be host names are refused before anything is created.
+    #[test]
+    fn overlong_names_are_refused() {
+        let long = "c".repeat(50);
+        let err = validate(&cluster(&long), &[], "1.0.0").expect_err("too long");
+        assert!(matches!(err, ValidateError::NameTooLong { .. }), "{err}");
+    }
+}
