@@ -102,5 +102,5 @@ e2e: e2e-deps build
 	@SHOAL_BIN=$(SHOAL) $(E2E)/e2e.sh full
 
 # The control-plane tier alone (part of `make test`).
-e2e-control-plane: e2e-deps
+e2e-control-plane: e2e-deps toolchain
 	@$(E2E)/e2e.sh control-plane

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the end-to-end tests on the test bed. Usage: e2e.sh control-plane|full
 # Brings the test bed up in MODE (reusing a healthy running one), runs e2e/tests (the
-# control-plane tier selects the tests that need no node), prints every daemon's log
+# control-plane tier selects the tests that need no node, then runs the operator's
+# integration tests, operator/tests/control_plane.rs), prints every daemon's log
 # tail if a test fails, and stops the test bed if this run started it.
 source "$(dirname "$0")/lib.sh"
 source "$E2E_DIR/scripts/daemons.sh"
@@ -25,6 +26,10 @@ export SHOAL_E2E_KUBECTL="$BIN_DIR/kubectl" SHOAL_E2E_HELM="$BIN_DIR/helm" SHOAL
 export SHOAL_E2E_RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION"
 rc=0
 python3 -m pytest -q -p no:cacheprovider "$E2E_DIR/tests" "${SELECT[@]}" || rc=$?
+if [ "$MODE" = control-plane ]; then
+  # The operator against the real API server (its tests are #[ignore]d without one).
+  (cd "$REPO_DIR" && cargo test -q -p shoal-operator --test control_plane -- --ignored) || rc=$?
+fi
 if [ "$rc" != 0 ]; then
   log "end-to-end tests failed ($MODE tier); daemon logs follow"
   dump_logs "$LOG_DIR"

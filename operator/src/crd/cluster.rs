@@ -114,7 +114,7 @@ pub enum UpgradeStrategy {
 }
 
 /// The scheduler pod's settings.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchedulerSpec {
     /// CPU and memory requests and limits of the scheduler container.
@@ -128,6 +128,15 @@ pub struct SchedulerSpec {
 
 fn default_heartbeat_timeout() -> i32 {
     30
+}
+
+impl Default for SchedulerSpec {
+    fn default() -> Self {
+        Self {
+            resources: None,
+            heartbeat_timeout_seconds: default_heartbeat_timeout(),
+        }
+    }
 }
 
 /// What the operator observed and did.

@@ -1,0 +1,307 @@
+//! The operator against a real API server (etcd + kube-apiserver + kube-controller-manager
+//! from `make e2e-up MODE=control-plane`; no kubelet, so pods stay Pending). Each test
+//! runs its own operator process on its own namespace. Run by `make e2e-control-plane`.
+#![allow(clippy::panic, reason = "test failures panic with what was expected")]
+
+mod harness;
+
+use harness::{Bed, OperatorProcess};
+use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use kube::ResourceExt;
+use shoal_operator::crd::ShoalCluster;
+use std::collections::BTreeSet;
+
+/// examples/cluster.yaml creates the token Secret, scheduler Pod and Service, and workers,
+/// all owned by the cluster; status and conditions follow with observedGeneration.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn example_cluster_creates_owned_objects_and_status() {
+    let bed = Bed::new("example").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+
+    let pods = bed
+        .wait_for_pod_names(
+            "the scheduler and two workers",
+            &[
+                "demo-default-worker-0",
+                "demo-default-worker-1",
+                "demo-scheduler",
+            ],
+        )
+        .await;
+    let cluster: ShoalCluster = bed.get("demo").await;
+    let uid = cluster.uid().expect("uid");
+    for pod in &pods {
+        bed.assert_owned_by(
+            pod.metadata.owner_references.as_ref(),
+            &uid,
+            &pod.name_any(),
+        );
+    }
+    let service: Service = bed.get("demo-scheduler").await;
+    bed.assert_owned_by(service.metadata.owner_references.as_ref(), &uid, "service");
+    let secret: Secret = bed.get("demo-token").await;
+    bed.assert_owned_by(secret.metadata.owner_references.as_ref(), &uid, "secret");
+    assert!(secret.data.expect("data").contains_key("token"));
+
+    let status = bed
+        .wait_for("status with observedGeneration", || async {
+            let c: ShoalCluster = bed.get("demo").await;
+            c.status
+                .filter(|s| s.observed_generation == c.metadata.generation)
+        })
+        .await;
+    assert_eq!(
+        status.phase.map(|p| p.to_string()).as_deref(),
+        Some("Pending")
+    );
+    assert_eq!(status.desired_workers, 2);
+    assert_eq!(status.version.as_deref(), Some(shoal_operator::VERSION));
+    let condition = |t: &str| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == t)
+            .map(|c| c.status.clone())
+    };
+    assert_eq!(condition("Valid").as_deref(), Some("True"));
+    assert_eq!(condition("SchedulerReady").as_deref(), Some("False"));
+    assert_eq!(condition("Ready").as_deref(), Some("False"));
+    let events = bed.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
+    assert!(events.contains("Created"), "events: {events}");
+}
+
+/// `kubectl scale` on the cluster changes the worker count both ways.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn kubectl_scale_changes_the_worker_count() {
+    let bed = Bed::new("scale").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.wait_for_worker_count(2).await;
+    bed.kubectl(&["scale", "shoalcluster/demo", "--replicas=4"]);
+    bed.wait_for_worker_count(4).await;
+    bed.kubectl(&["scale", "shoalcluster/demo", "--replicas=1"]);
+    let pods = bed.wait_for_worker_count(1).await;
+    assert_eq!(pods[0].name_any(), "demo-default-worker-0");
+    let replicas = bed.kubectl(&[
+        "get",
+        "shoalcluster/demo",
+        "-o",
+        "jsonpath={.spec.workers.replicas}",
+    ]);
+    assert_eq!(replicas, "1");
+}
+
+/// Deleting the cluster removes every object it owns (owner references + garbage collector).
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn deleting_the_cluster_removes_everything() {
+    let bed = Bed::new("delete").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.wait_for_worker_count(2).await;
+    bed.kubectl(&["delete", "shoalcluster/demo", "--wait=true"]);
+    bed.wait_for(
+        "every pod, Service and Secret of the cluster to be gone",
+        || async {
+            let left = bed.kubectl(&[
+                "get",
+                "pods,services,secrets",
+                "-l",
+                "shoal.dev/cluster=demo",
+                "-o",
+                "name",
+            ]);
+            left.is_empty().then_some(())
+        },
+    )
+    .await;
+}
+
+/// Invalid manifests are refused by the API server, naming the field and why.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn invalid_manifests_are_refused_with_the_field_and_why() {
+    let bed = Bed::new("invalid").await;
+    let refused = |manifest: &str| bed.kubectl_apply_refused(manifest);
+
+    let min_over_max = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: a}\nspec: {workers: {replicas: 1, minReplicas: 5, maxReplicas: 2}}\n",
+    );
+    assert!(
+        min_over_max.contains("spec.workers.minReplicas")
+            && min_over_max.contains("minReplicas must not exceed maxReplicas"),
+        "{min_over_max}"
+    );
+
+    let negative = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: b}\nspec: {workers: {replicas: -1}}\n",
+    );
+    assert!(
+        negative.contains("spec.workers.replicas")
+            && negative.contains("greater than or equal to 0"),
+        "{negative}"
+    );
+
+    let bad_version = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: c}\nspec: {version: latest}\n",
+    );
+    assert!(bad_version.contains("spec.version"), "{bad_version}");
+
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: d}\nspec: {tokenSecret: first}\n");
+    let immutable = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: d}\nspec: {tokenSecret: second}\n",
+    );
+    assert!(
+        immutable.contains("spec.tokenSecret") && immutable.contains("tokenSecret is immutable"),
+        "{immutable}"
+    );
+
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalWorkerGroup\nmetadata: {name: g}\nspec: {cluster: d}\n");
+    let moved = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalWorkerGroup\nmetadata: {name: g}\nspec: {cluster: e}\n",
+    );
+    assert!(
+        moved.contains("spec.cluster") && moved.contains("cluster is immutable"),
+        "{moved}"
+    );
+}
+
+/// An operator killed mid-reconcile and started again creates no duplicate pods and keeps the token.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn restart_mid_reconcile_creates_no_duplicates() {
+    let bed = Bed::new("restart").await;
+    let first = OperatorProcess::start(&bed);
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: demo}\nspec: {workers: {replicas: 40}}\n");
+    bed.wait_for("the first pods", || async {
+        (!bed.pods().await.is_empty()).then_some(())
+    })
+    .await;
+    first.kill();
+    let token_before = bed.kubectl(&[
+        "get",
+        "secret",
+        "demo-token",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    let _second = OperatorProcess::start(&bed);
+    let pods = bed.wait_for_worker_count(40).await;
+    let names: BTreeSet<String> = pods.iter().map(ResourceExt::name_any).collect();
+    let expected: BTreeSet<String> = (0..40)
+        .map(|i| format!("demo-default-worker-{i}"))
+        .collect();
+    assert_eq!(names, expected);
+    let all = bed.pods().await;
+    assert_eq!(
+        all.len(),
+        41,
+        "exactly one scheduler and 40 workers: {:?}",
+        all.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
+    );
+    let token_after = bed.kubectl(&[
+        "get",
+        "secret",
+        "demo-token",
+        "-o",
+        "jsonpath={.data.token}",
+    ]);
+    assert_eq!(token_before, token_after);
+}
+
+/// A ShoalWorkerGroup adds its own pods; deleting it removes them.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn worker_groups_add_and_remove_their_pods() {
+    let bed = Bed::new("groups").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalWorkerGroup\nmetadata: {name: highmem}\nspec: {cluster: demo, workers: {replicas: 2}}\n");
+    bed.wait_for_worker_count(4).await;
+    let status = bed
+        .wait_for("the group's status", || async {
+            let out = bed.kubectl(&[
+                "get",
+                "shoalworkergroup/highmem",
+                "-o",
+                "jsonpath={.status.workers.current}",
+            ]);
+            (out == "2").then_some(out)
+        })
+        .await;
+    assert_eq!(status, "2");
+    bed.kubectl(&["delete", "shoalworkergroup/highmem"]);
+    let pods = bed.wait_for_worker_count(2).await;
+    assert!(
+        pods.iter()
+            .all(|p| p.name_any().starts_with("demo-default-"))
+    );
+}
+
+/// A worker pod edited to another image is reported as a VersionSkew condition naming both versions.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn edited_worker_image_shows_a_version_skew_condition() {
+    let bed = Bed::new("skew").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.wait_for_worker_count(2).await;
+    bed.kubectl(&[
+        "set",
+        "image",
+        "pod/demo-default-worker-1",
+        "worker=shoal.dev/shoal:0.0.9",
+    ]);
+    let message = bed
+        .wait_for("a VersionSkew condition", || async {
+            let c: ShoalCluster = bed.get("demo").await;
+            c.status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "VersionSkew" && c.status == "True")
+                .map(|c| c.message)
+        })
+        .await;
+    assert!(message.contains("demo-default-worker-1"), "{message}");
+    assert!(message.contains("version 0.0.9"), "{message}");
+    assert!(
+        message.contains(&format!("version {}", shoal_operator::VERSION)),
+        "{message}"
+    );
+}
+
+/// Changing spec.version replaces every pod with pods of the new version (Recreate).
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn version_change_recreates_every_pod() {
+    let bed = Bed::new("upgrade").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: demo}\nspec: {version: 0.0.1, workers: {replicas: 2}}\n");
+    bed.wait_for_worker_count(2).await;
+    bed.kubectl(&[
+        "patch",
+        "shoalcluster/demo",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"version":"0.0.2"}}"#,
+    ]);
+    bed.wait_for("every pod on version 0.0.2", || async {
+        let pods: Vec<Pod> = bed.pods().await;
+        let versions: Vec<String> = pods
+            .iter()
+            .filter_map(|p| p.labels().get("app.kubernetes.io/version").cloned())
+            .collect();
+        (pods.len() == 3 && versions.iter().all(|v| v == "0.0.2")).then_some(())
+    })
+    .await;
+    let image = bed.kubectl(&[
+        "get",
+        "pod/demo-scheduler",
+        "-o",
+        "jsonpath={.spec.containers[0].image}",
+    ]);
+    assert_eq!(image, "shoal.dev/shoal:0.0.2");
+}
