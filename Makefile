@@ -25,14 +25,19 @@ lint: toolchain crds-check
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-# The CRD YAML is generated from the operator's Rust types (one source of truth).
+# The CRD YAML is generated from the operator's Rust types (one source of truth), into
+# crds/ and the chart.
+CRD_FILES := crds/shoal.dev.yaml charts/shoal-operator/crds/shoal.dev.yaml
 crds: toolchain
 	$(CARGO) run --quiet -p shoal-operator -- crds > crds/shoal.dev.yaml
+	cp crds/shoal.dev.yaml charts/shoal-operator/crds/shoal.dev.yaml
 
-# Fails when crds/ is stale (run `make crds` and commit).
+# Fails when a generated CRD file is stale (run `make crds` and commit).
 crds-check: toolchain
-	@$(CARGO) run --quiet -p shoal-operator -- crds | diff -u crds/shoal.dev.yaml - \
-		|| { echo "crds/shoal.dev.yaml is stale: run 'make crds' and commit it"; exit 1; }
+	@for f in $(CRD_FILES); do \
+		$(CARGO) run --quiet -p shoal-operator -- crds | diff -u $$f - \
+			|| { echo "$$f is stale: run 'make crds' and commit it"; exit 1; }; \
+	done
 
 # Unit, property and integration tests (real scheduler and worker processes on 127.0.0.1).
 unit: toolchain

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the pinned test-bed binaries once into $E2E_HOME/bin/<key>/ and reuses them.
 # Usage: build.sh control-plane|full
-# control-plane: etcd, kube-apiserver, kube-controller-manager, kubectl
-# full:          the above plus kube-scheduler, kubelet, kube-proxy, helm, coredns
+# control-plane: etcd, kube-apiserver, kube-controller-manager, kubectl, helm
+# full:          the above plus kube-scheduler, kubelet, kube-proxy, coredns
 source "$(dirname "$0")/lib.sh"
 
 MODE="${1:-full}"
@@ -58,11 +58,11 @@ build etcd "$E2E_DIR/build/etcd" go.etcd.io/etcd/server/v3 \
 for cmd in kube-apiserver kube-controller-manager kubectl; do
   build "$cmd" "$K8S_MOD" "k8s.io/kubernetes/cmd/$cmd" "$K8S_LDFLAGS"
 done
+install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
 if [ "$MODE" = full ]; then
   for cmd in kube-scheduler kubelet kube-proxy; do
     build "$cmd" "$K8S_MOD" "k8s.io/kubernetes/cmd/$cmd" "$K8S_LDFLAGS"
   done
-  install_tool helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
   install_tool coredns "github.com/coredns/coredns@$COREDNS_VERSION"
 fi
 log "binaries ready in $BIN_DIR"

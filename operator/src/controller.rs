@@ -1,12 +1,13 @@
-//! Wiring: the kube-runtime Controller for `ShoalCluster`, re-triggered by the pods,
-//! Services and Secrets it owns and by `ShoalWorkerGroup`s naming it. Runs until the
+//! Wiring: the kube-runtime Controller for `ShoalCluster`, re-triggered by the pods and
+//! Services it owns and by `ShoalWorkerGroup`s naming it. Secrets are read by name only,
+//! never watched, so the operator needs no right to list Secrets. Runs until the
 //! shutdown future resolves, finishing in-flight reconciles first.
 
 use crate::crd::{ShoalCluster, ShoalWorkerGroup};
 use crate::names;
 use crate::reconcile::{Context, error_policy, reconcile};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -38,8 +39,7 @@ pub fn controller(
         watcher::Config::default(),
     )
     .owns(api::<Pod>(&client, namespace), owned.clone())
-    .owns(api::<Service>(&client, namespace), owned.clone())
-    .owns(api::<Secret>(&client, namespace), owned)
+    .owns(api::<Service>(&client, namespace), owned)
     .watches(
         api::<ShoalWorkerGroup>(&client, namespace),
         watcher::Config::default(),

@@ -10,6 +10,13 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
+pub fn defaults(version: &str) -> crate::reconcile::validate::Defaults {
+    crate::reconcile::validate::Defaults {
+        version: version.to_owned(),
+        image: names::DEFAULT_IMAGE.to_owned(),
+    }
+}
+
 pub fn time(seconds: i64) -> Time {
     Time(jiff::Timestamp::from_second(seconds).unwrap_or(jiff::Timestamp::UNIX_EPOCH))
 }

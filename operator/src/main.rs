@@ -7,6 +7,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use shoal_operator::http::{HttpState, router};
 use shoal_operator::leader::{self, LeaseConfig};
 use shoal_operator::reconcile::Context;
+use shoal_operator::reconcile::validate::Defaults;
 use shoal_operator::{VERSION, controller, crd};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -52,6 +53,9 @@ struct RunArgs {
     /// This replica's identity in the Lease and in Events (default: the pod name).
     #[arg(long, env = "POD_NAME")]
     identity: Option<String>,
+    /// Image repository (no tag) of clusters whose spec names none; the tag is the version.
+    #[arg(long, env = "SHOAL_OPERATOR_DEFAULT_IMAGE", default_value = shoal_operator::names::DEFAULT_IMAGE)]
+    default_image: String,
     /// Log format.
     #[arg(
         long,
@@ -189,7 +193,10 @@ async fn run(args: RunArgs) -> Result<(), String> {
             },
         ),
         metrics: state.metrics.clone(),
-        version: VERSION.to_owned(),
+        defaults: Defaults {
+            version: VERSION.to_owned(),
+            image: args.default_image.clone(),
+        },
     });
     let namespace = (!args.watch_namespace.is_empty()).then_some(args.watch_namespace.as_str());
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<leader::LeaderError>();

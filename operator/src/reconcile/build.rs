@@ -323,11 +323,11 @@ pub fn worker_pod(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::cluster;
+    use crate::fixtures::{cluster, defaults};
     use crate::reconcile::validate::validate;
 
     fn validated() -> ValidatedCluster {
-        validate(&cluster("demo"), &[], "0.3.0").expect("valid")
+        validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid")
     }
 
     /// Every object is owned by the cluster (deletion cascades) and labelled with its version.

@@ -28,8 +28,8 @@ pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
-    /// The operator's version: the runtime version clusters get when they name none.
-    pub version: String,
+    /// The version and image clusters get when they name none.
+    pub defaults: validate::Defaults,
 }
 
 impl Context {
@@ -107,7 +107,7 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
     // Stage 1: read (client).
     let observed = read::read(&ctx.client, cluster, &token_secret).await?;
     // Stage 2: validate (pure).
-    let validated = match validate::validate(cluster, &observed.groups, &ctx.version) {
+    let validated = match validate::validate(cluster, &observed.groups, &ctx.defaults) {
         Ok(validated) => validated,
         Err(invalid) => {
             let status = status::invalid_status(

@@ -192,13 +192,13 @@ fn skew(cluster: &ValidatedCluster, plan: &Plan, pod: &Pod) -> Option<Skew> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{cluster, finished, running, with_version};
+    use crate::fixtures::{cluster, defaults, finished, running, with_version};
     use crate::reconcile::validate::validate;
 
     fn validated(replicas: i32) -> ValidatedCluster {
         let mut c = cluster("demo");
         c.spec.workers.replicas = replicas;
-        validate(&c, &[], "0.3.0").expect("valid")
+        validate(&c, &[], &defaults("0.3.0")).expect("valid")
     }
 
     fn names(pods: &[Pod]) -> Vec<&str> {

@@ -233,13 +233,13 @@ pub fn invalid_status(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{cluster, ready, time};
+    use crate::fixtures::{cluster, defaults, ready, time};
     use crate::reconcile::{plan::plan, validate::validate};
 
     /// A fresh cluster is Pending with counts and conditions filled in.
     #[test]
     fn fresh_cluster_is_pending() {
-        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let c = validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid");
         let p = plan(&c, &[], None);
         let status = cluster_status(&c, &p.create, &p, None, time(1));
         assert_eq!(status.phase, Some(Phase::Pending));
@@ -263,7 +263,7 @@ mod tests {
     /// All pods ready: Running; a condition's transition time stays while its status holds.
     #[test]
     fn ready_cluster_is_running_and_transition_times_are_kept() {
-        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let c = validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid");
         let pods: Vec<Pod> = plan(&c, &[], None)
             .create
             .into_iter()
@@ -284,7 +284,7 @@ mod tests {
     /// Version skew names the pod and both versions.
     #[test]
     fn skew_condition_names_both_versions() {
-        let c = validate(&cluster("demo"), &[], "0.3.0").expect("valid");
+        let c = validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid");
         let mut pods = plan(&c, &[], None).create;
         if let Some(spec) = pods[1].spec.as_mut() {
             spec.containers[0].image = Some("shoal.dev/shoal:0.0.9".to_owned());

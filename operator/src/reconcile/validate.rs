@@ -72,12 +72,20 @@ impl ValidatedCluster {
     }
 }
 
-/// Validates a cluster and the worker groups attached to it. `default_version` is the
-/// operator's own version, used when the spec names none.
+/// What a cluster gets when its spec names no version or image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Defaults {
+    /// The operator's own version (never `latest`).
+    pub version: String,
+    /// The image repository, without a tag.
+    pub image: String,
+}
+
+/// Validates a cluster and the worker groups attached to it.
 pub fn validate(
     cluster: &ShoalCluster,
     groups: &[ShoalWorkerGroup],
-    default_version: &str,
+    defaults: &Defaults,
 ) -> Result<ValidatedCluster, ValidateError> {
     let meta = &cluster.metadata;
     let name = meta
@@ -132,11 +140,8 @@ pub fn validate(
         version: spec
             .version
             .clone()
-            .unwrap_or_else(|| default_version.to_owned()),
-        image_repository: spec
-            .image
-            .clone()
-            .unwrap_or_else(|| names::DEFAULT_IMAGE.to_owned()),
+            .unwrap_or_else(|| defaults.version.clone()),
+        image_repository: spec.image.clone().unwrap_or_else(|| defaults.image.clone()),
         pull_policy: spec.image_pull_policy,
         upgrade_strategy: spec.upgrade_strategy,
         scheduler_resources: spec.scheduler.resources.clone(),
@@ -155,12 +160,12 @@ pub fn validate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixtures::{cluster, worker_group};
+    use crate::fixtures::{cluster, defaults, worker_group};
 
     /// Defaults resolve: the operator's version, the default repository, an owned token Secret.
     #[test]
     fn defaults_are_resolved() {
-        let validated = validate(&cluster("demo"), &[], "1.2.3").expect("valid");
+        let validated = validate(&cluster("demo"), &[], &defaults("1.2.3")).expect("valid");
         assert_eq!(validated.version, "1.2.3");
         assert_eq!(validated.image_by_tag(), "shoal.dev/shoal:1.2.3");
         assert_eq!(validated.token_secret, "demo-token");
@@ -177,7 +182,7 @@ mod tests {
             worker_group("big", "demo"),
             worker_group("x", "other"),
         ];
-        let validated = validate(&cluster("demo"), &groups, "1.2.3").expect("valid");
+        let validated = validate(&cluster("demo"), &groups, &defaults("1.2.3")).expect("valid");
         let names: Vec<&str> = validated.groups.iter().map(|g| g.name.as_str()).collect();
         assert_eq!(names, ["default", "big", "gpu"]);
     }
@@ -188,7 +193,7 @@ mod tests {
         let err = validate(
             &cluster("demo"),
             &[worker_group("default", "demo")],
-            "1.0.0",
+            &defaults("1.0.0"),
         )
         .expect_err("must clash");
         assert!(err.to_string().contains("rename it"), "{err}");
@@ -198,7 +203,7 @@ mod tests {
     #[test]
     fn overlong_names_are_refused() {
         let long = "c".repeat(50);
-        let err = validate(&cluster(&long), &[], "1.0.0").expect_err("too long");
+        let err = validate(&cluster(&long), &[], &defaults("1.0.0")).expect_err("too long");
         assert!(matches!(err, ValidateError::NameTooLong { .. }), "{err}");
     }
 }
