@@ -6,7 +6,8 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
-	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check
+	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
+	operator-static
 PYTHON ?= python3
 
 all: build
@@ -98,13 +99,23 @@ e2e-up: e2e-deps
 e2e-down:
 	@$(E2E)/down.sh
 
-# The runtime and pause images, built without Docker and imported into the test node.
-images: e2e-deps build
-	@SHOAL_BIN=$(SHOAL) $(E2E)/images.sh all
+# The operator as one static binary (musl), for its image.
+MUSL := x86_64-unknown-linux-musl
+OPERATOR_STATIC := $(TARGET_DIR)/$(MUSL)/release/shoal-operator
+operator-static: toolchain e2e-deps
+	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
+	$(CARGO) build --release --target $(MUSL) -p shoal-operator
+
+IMAGE_BINS := SHOAL_BIN=$(SHOAL) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC)
+
+# The runtime, operator and pause images, built without Docker and imported into the
+# test node when it runs.
+images: e2e-deps build operator-static
+	@$(IMAGE_BINS) $(E2E)/images.sh all
 
 # End-to-end tests on the full test bed (reuses a running one; stops it if it started it).
-e2e: e2e-deps build
-	@SHOAL_BIN=$(SHOAL) $(E2E)/e2e.sh full
+e2e: e2e-deps build operator-static python-deps
+	@$(IMAGE_BINS) $(E2E)/e2e.sh full
 
 # The control-plane tier alone (part of `make test`).
 e2e-control-plane: e2e-deps toolchain

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the test bed uses, only when one is missing:
 # containerd, runc, CNI plugins, umoci + skopeo (images without Docker), debootstrap,
-# iptables/nftables/conntrack (kube-proxy and teardown), curl and openssl.
+# iptables/nftables/conntrack (kube-proxy and teardown), curl, openssl, and musl-tools
+# (the operator's static binary).
 source "$(dirname "$0")/lib.sh"
 
 declare -A PACKAGE_OF=(
   [containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
   [umoci]=umoci [skopeo]=skopeo [debootstrap]=debootstrap [iptables]=iptables
   [nft]=nftables [conntrack]=conntrack [curl]=curl [openssl]=openssl [ss]=iproute2
+  [musl-gcc]=musl-tools
 )
 missing=()
 for cmd in "${!PACKAGE_OF[@]}"; do

@@ -15,6 +15,7 @@ IMAGES="$E2E_HOME/images"
 CACHE="$E2E_HOME/cache"
 SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
 RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION"
+OPERATOR_IMAGE="shoal.dev/shoal-operator:$SHOAL_VERSION"
 DEBIAN_SUITE=bookworm
 mkdir -p "$IMAGES" "$CACHE" "$LOG_DIR"
 
@@ -149,11 +150,37 @@ build_runtime() {
   rm -rf "$work"
 }
 
+build_operator() {
+  local bin="${SHOAL_OPERATOR_BIN:-}" work="$CACHE/operator-work" key
+  [ -x "$bin" ] || die "SHOAL_OPERATOR_BIN must name the static shoal-operator binary; run 'make images'"
+  key="$(sha256sum "$bin" "$0" | sha256sum | cut -c1-16)"
+  if [ -f "$IMAGES/operator.tar" ] && [ "$(cat "$IMAGES/operator.key" 2>/dev/null)" = "$key" ]; then
+    log "image $OPERATOR_IMAGE is up to date ($IMAGES/operator.tar)"
+    return
+  fi
+  rm -rf "$work" && mkdir -p "$work"
+  umoci init --layout "$work/oci"
+  umoci new --image "$work/oci:operator"
+  umoci unpack --image "$work/oci:operator" "$work/bundle" >/dev/null
+  install -m 0755 "$bin" "$work/bundle/rootfs/shoal-operator"
+  install -d "$work/bundle/rootfs/etc" "$work/bundle/rootfs/tmp"
+  echo "nonroot:x:65532:65532:nonroot:/:/sbin/nologin" >"$work/bundle/rootfs/etc/passwd"
+  echo "nonroot:x:65532:" >"$work/bundle/rootfs/etc/group"
+  umoci repack --image "$work/oci:operator" "$work/bundle"
+  umoci config --image "$work/oci:operator" --config.user 65532:65532 \
+    --config.entrypoint /shoal-operator --config.cmd run \
+    --config.label "org.opencontainers.image.version=$SHOAL_VERSION"
+  pack "$work/oci" operator "$OPERATOR_IMAGE" "$IMAGES/operator.tar"
+  echo "$key" >"$IMAGES/operator.key"
+  rm -rf "$work"
+}
+
 case "$WHAT" in
   pause) build_pause ;;
   runtime) build_runtime ;;
-  all) build_pause && build_runtime ;;
-  *) die "unknown image '$WHAT'; use pause, runtime or all" ;;
+  operator) build_operator ;;
+  all) build_pause && build_runtime && build_operator ;;
+  *) die "unknown image '$WHAT'; use pause, runtime, operator or all" ;;
 esac
 
 if [ "$WHAT" != pause ] && [ -S "$CONTAINERD_SOCK" ]; then
