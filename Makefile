@@ -101,10 +101,10 @@ e2e-down:
 
 # The operator as one static binary (musl), for its image.
 MUSL := x86_64-unknown-linux-musl
-OPERATOR_STATIC := $(TARGET_DIR)/$(MUSL)/release/shoal-operator
+OPERATOR_STATIC := $(TARGET_DIR)/$(MUSL)/static/shoal-operator
 operator-static: toolchain e2e-deps
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
-	$(CARGO) build --release --target $(MUSL) -p shoal-operator
+	$(CARGO) build --profile static --target $(MUSL) -p shoal-operator
 
 IMAGE_BINS := SHOAL_BIN=$(SHOAL) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC)
 

@@ -237,12 +237,18 @@ start_node() {
   wait_for coredns 60 curl -sf --max-time 2 http://127.0.0.1:18181/ready
 }
 
-# import_images: load every image archive built by images.sh into the node's containerd.
+# import_images: load every image archive built by images.sh into the node's containerd,
+# and name each image by digest too (`repo@sha256:...`), as a registry pull would: the
+# kubelet then reports that digest and pods may start from it.
 import_images() {
-  local archive
+  local archive ctr_k8s="ctr --address $CONTAINERD_SOCK -n k8s.io" ref digest
   for archive in "$E2E_HOME"/images/*.tar; do
     [ -e "$archive" ] || continue
     log "importing $(basename "$archive") into the node's containerd"
-    ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$archive" >/dev/null
+    $ctr_k8s images import "$archive" >/dev/null
   done
+  $ctr_k8s images ls | awk 'NR > 1 && $1 ~ /^shoal\.dev\/.*:[^\/]+$/ && $1 !~ /@/ {print $1, $3}' |
+    while read -r ref digest; do
+      $ctr_k8s images tag --force "$ref" "${ref%:*}@$digest" >/dev/null
+    done
 }

@@ -98,17 +98,14 @@ pub fn running_image_id(pod: &Pod) -> Option<&str> {
     (!id.is_empty()).then_some(id)
 }
 
-/// A pullable reference for a reported image id: `repo@sha256:...` as is, or a bare
-/// `sha256:...` id qualified with the repository.
-pub fn image_from_id(repository: &str, image_id: &str) -> String {
+/// A pullable reference for a reported image id: `repo@sha256:...` (a registry digest).
+/// A bare `sha256:...` (an image loaded without a registry) names no repository digest
+/// a pod could start from: `None`, and the tag is used while skew checks compare ids.
+pub fn image_from_id(image_id: &str) -> Option<String> {
     let id = image_id
         .strip_prefix("docker-pullable://")
         .unwrap_or(image_id);
-    if id.contains('@') {
-        id.to_owned()
-    } else {
-        format!("{repository}@{id}")
-    }
+    id.contains('@').then(|| id.to_owned())
 }
 
 /// The version an image reference names by its tag, if it has one.
@@ -127,10 +124,10 @@ mod tests {
     /// Image ids become pullable references; tags give versions, digests do not.
     #[test]
     fn images_and_versions() {
-        assert_eq!(image_from_id("r/shoal", "sha256:ab"), "r/shoal@sha256:ab");
+        assert_eq!(image_from_id("sha256:ab"), None);
         assert_eq!(
-            image_from_id("r/shoal", "docker-pullable://x/y@sha256:ab"),
-            "x/y@sha256:ab"
+            image_from_id("docker-pullable://x/y@sha256:ab").as_deref(),
+            Some("x/y@sha256:ab")
         );
         assert_eq!(version_of_image("host:5000/a/shoal:0.2.0"), Some("0.2.0"));
         assert_eq!(version_of_image("a/shoal@sha256:ab"), None);

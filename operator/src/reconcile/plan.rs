@@ -68,10 +68,11 @@ pub fn plan(cluster: &ValidatedCluster, pods: &[Pod], recorded_digest: Option<&s
             .and_then(observe::running_image_id)
             .map(str::to_owned)
     });
-    plan.worker_image = match &plan.image_digest {
-        Some(id) => observe::image_from_id(&cluster.image_repository, id),
-        None => cluster.image_by_tag(),
-    };
+    plan.worker_image = plan
+        .image_digest
+        .as_deref()
+        .and_then(observe::image_from_id)
+        .unwrap_or_else(|| cluster.image_by_tag());
 
     match scheduler {
         None => plan.create.push(build::scheduler_pod(cluster)),
@@ -231,13 +232,26 @@ mod tests {
         assert!(second.delete.is_empty());
     }
 
-    /// Once the scheduler runs, its digest is recorded and later workers start from it.
+    /// A bare image id (no registry digest) is recorded, but workers start from the tag.
     #[test]
-    fn workers_start_from_the_scheduler_digest() {
+    fn bare_image_ids_are_recorded_and_workers_use_the_tag() {
         let c = validated(1);
         let scheduler = running(build::scheduler_pod(&c), "sha256:feed");
         let plan = plan(&c, &[scheduler], None);
         assert_eq!(plan.image_digest.as_deref(), Some("sha256:feed"));
+        assert_eq!(plan.worker_image, "shoal.dev/shoal:0.3.0");
+    }
+
+    /// Once the scheduler runs, its digest is recorded and later workers start from it.
+    #[test]
+    fn workers_start_from_the_scheduler_digest() {
+        let c = validated(1);
+        let scheduler = running(build::scheduler_pod(&c), "shoal.dev/shoal@sha256:feed");
+        let plan = plan(&c, &[scheduler], None);
+        assert_eq!(
+            plan.image_digest.as_deref(),
+            Some("shoal.dev/shoal@sha256:feed")
+        );
         assert_eq!(plan.worker_image, "shoal.dev/shoal@sha256:feed");
         assert_eq!(
             plan.create[0].spec.as_ref().expect("spec").containers[0]
