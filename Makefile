@@ -7,7 +7,7 @@ SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
-	operator-static
+	operator-static skew-bin
 PYTHON ?= python3
 
 all: build
@@ -106,15 +106,23 @@ operator-static: toolchain e2e-deps
 	@rustup target list --installed | grep -qx $(MUSL) || rustup target add $(MUSL)
 	$(CARGO) build --profile static --target $(MUSL) -p shoal-operator
 
-IMAGE_BINS := SHOAL_BIN=$(SHOAL) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC)
+# The runtime built to claim another version, for the version-skew test (own target
+# folder, so it never displaces the real build).
+include e2e/versions.env
+SHOAL_SKEW := $(TARGET_DIR)/skew/static/shoal
+skew-bin: toolchain
+	SHOAL_BUILD_VERSION=$(SHOAL_SKEW_VERSION) CARGO_TARGET_DIR=$(TARGET_DIR)/skew \
+		$(CARGO) build --profile static -p shoal
+
+IMAGE_BINS := SHOAL_BIN=$(SHOAL) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC) SHOAL_SKEW_BIN=$(SHOAL_SKEW)
 
 # The runtime, operator and pause images, built without Docker and imported into the
 # test node when it runs.
-images: e2e-deps build operator-static
+images: e2e-deps build operator-static skew-bin
 	@$(IMAGE_BINS) $(E2E)/images.sh all
 
 # End-to-end tests on the full test bed (reuses a running one; stops it if it started it).
-e2e: e2e-deps build operator-static python-deps
+e2e: e2e-deps build operator-static skew-bin python-deps
 	@$(IMAGE_BINS) $(E2E)/e2e.sh full
 
 # The control-plane tier alone (part of `make test`).

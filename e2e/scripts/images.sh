@@ -14,7 +14,6 @@ WHAT="${1:-all}"
 IMAGES="$E2E_HOME/images"
 CACHE="$E2E_HOME/cache"
 SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
-RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION"
 OPERATOR_IMAGE="shoal.dev/shoal-operator:$SHOAL_VERSION"
 DEBIAN_SUITE=bookworm
 mkdir -p "$IMAGES" "$CACHE" "$LOG_DIR"
@@ -106,7 +105,7 @@ runtime_base() {
   echo "$layout"
 }
 
-# runtime_key BASE BINARY: what the runtime image is built from; unchanged inputs reuse it.
+# runtime_key BASE BINARY: what a runtime image is built from; unchanged inputs reuse it.
 runtime_key() {
   {
     echo "$1"
@@ -115,17 +114,18 @@ runtime_key() {
   } | sha256sum | cut -c1-16
 }
 
-build_runtime() {
-  local base work shoal_bin key
+# build_runtime_image BINARY VERSION NAME: shoal.dev/shoal:VERSION from the cached base,
+# the given `shoal` binary and this checkout's Python package, into $IMAGES/NAME.tar.
+build_runtime_image() {
+  local shoal_bin="$1" version="$2" name="$3" base work key ref="shoal.dev/shoal:$2"
+  [ -x "$shoal_bin" ] || die "no shoal binary at '$shoal_bin'; run 'make images'"
   base="$(runtime_base)"
-  shoal_bin="${SHOAL_BIN:-}"
-  [ -x "$shoal_bin" ] || die "SHOAL_BIN must name the release shoal binary; run 'make images'"
   key="$(runtime_key "$base" "$shoal_bin")"
-  if [ -f "$IMAGES/runtime.tar" ] && [ "$(cat "$IMAGES/runtime.key" 2>/dev/null)" = "$key" ]; then
-    log "image $RUNTIME_IMAGE is up to date ($IMAGES/runtime.tar)"
+  if [ -f "$IMAGES/$name.tar" ] && [ "$(cat "$IMAGES/$name.key" 2>/dev/null)" = "$key" ]; then
+    log "image $ref is up to date ($IMAGES/$name.tar)"
     return
   fi
-  work="$CACHE/runtime-work"
+  work="$CACHE/$name-work"
   rm -rf "$work" && mkdir -p "$work"
   cp -a "$base" "$work/oci"
   umoci unpack --image "$work/oci:base" "$work/bundle" >/dev/null
@@ -144,10 +144,20 @@ build_runtime() {
     --config.env PYTHONUNBUFFERED=1 --config.env SHOAL_PYTHON=python3 \
     --config.entrypoint /usr/bin/tini --config.entrypoint -- \
     --config.cmd shoal --config.cmd version \
-    --config.label "org.opencontainers.image.version=$SHOAL_VERSION"
-  pack "$work/oci" runtime "$RUNTIME_IMAGE" "$IMAGES/runtime.tar"
-  echo "$key" >"$IMAGES/runtime.key"
+    --config.label "org.opencontainers.image.version=$version"
+  pack "$work/oci" runtime "$ref" "$IMAGES/$name.tar"
+  echo "$key" >"$IMAGES/$name.key"
   rm -rf "$work"
+}
+
+build_runtime() {
+  build_runtime_image "${SHOAL_BIN:-}" "$SHOAL_VERSION" runtime
+}
+
+# The version-skew image: the same runtime built to claim $SKEW_VERSION, so the e2e tests
+# can start a worker of "another version" and watch the scheduler refuse it.
+build_skew() {
+  build_runtime_image "${SHOAL_SKEW_BIN:-}" "$SKEW_VERSION" runtime-skew
 }
 
 build_operator() {
@@ -179,8 +189,9 @@ case "$WHAT" in
   pause) build_pause ;;
   runtime) build_runtime ;;
   operator) build_operator ;;
-  all) build_pause && build_runtime && build_operator ;;
-  *) die "unknown image '$WHAT'; use pause, runtime, operator or all" ;;
+  skew) build_skew ;;
+  all) build_pause && build_runtime && build_operator && build_skew ;;
+  *) die "unknown image '$WHAT'; use pause, runtime, operator, skew or all" ;;
 esac
 
 if [ "$WHAT" != pause ] && [ -S "$CONTAINERD_SOCK" ]; then

@@ -26,16 +26,18 @@ ETCD_PEER_PORT=23800
 KCM_PORT=10257
 SCHEDULER_PORT=10259
 PAUSE_IMAGE=shoal.dev/e2e/pause:1
+SKEW_VERSION="$SHOAL_SKEW_VERSION"
 CONTAINERD_SOCK="$RUN_DIR/containerd/containerd.sock"
 KUBECONFIG_ADMIN="$RUN_DIR/admin.kubeconfig"
 
 log() { printf '[e2e %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
-# The cache key: every pinned version, both go.sum files and the Go toolchain.
+# The cache key: every pinned upstream version, both go.sum files and the Go toolchain.
 bin_key() {
   {
-    cat "$E2E_DIR/versions.env" "$E2E_DIR"/build/*/go.sum "$E2E_DIR"/build/*/go.mod
+    grep -v '^SHOAL_' "$E2E_DIR/versions.env"
+    cat "$E2E_DIR"/build/*/go.sum "$E2E_DIR"/build/*/go.mod
     go env GOVERSION
   } | sha256sum | cut -c1-16
 }

@@ -17,7 +17,12 @@ pub mod v1 {
 pub const PROTOCOL_VERSION: u32 = v1::ProtocolVersion::Current as u32;
 
 /// The runtime version of this build: the workspace version shared by every crate.
-pub const RUNTIME_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// A build may claim another version by setting `SHOAL_BUILD_VERSION` at compile time;
+/// only the version-skew test image does (`make skew-bin`).
+pub const RUNTIME_VERSION: &str = match option_env!("SHOAL_BUILD_VERSION") {
+    Some(version) => version,
+    None => env!("CARGO_PKG_VERSION"),
+};
 
 /// Metadata key carrying `Bearer <token>` on every authenticated call.
 pub const AUTHORIZATION: &str = "authorization";

@@ -100,7 +100,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             }),
     );
 
-    let channel = shoal_client::channel(&config.scheduler).await?;
+    let channel = connect_patiently(&config.scheduler).await?;
     let mut client =
         WorkerSessionClient::with_interceptor(channel, AttachToken::new(&config.token))
             .max_decoding_message_size(256 * 1024 * 1024)
@@ -696,6 +696,33 @@ impl Loop {
                     msg: Some(Out::DataAdded(v1::DataAdded { tasks })),
                 })
                 .await;
+        }
+    }
+}
+
+/// How long a starting worker keeps trying to reach its scheduler: on Kubernetes the
+/// worker pods often start before the scheduler listens.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Connects to the scheduler, retrying with backoff for up to [`CONNECT_PATIENCE`].
+async fn connect_patiently(
+    address: &str,
+) -> Result<tonic::transport::Channel, shoal_client::ClientError> {
+    let start = std::time::Instant::now();
+    let mut delay = std::time::Duration::from_millis(100);
+    let mut told = false;
+    loop {
+        match shoal_client::channel(address).await {
+            Ok(channel) => return Ok(channel),
+            Err(error) if start.elapsed() < CONNECT_PATIENCE => {
+                if !told {
+                    tracing::info!(scheduler = address, %error, "scheduler not reachable yet; retrying for up to {CONNECT_PATIENCE:?}");
+                    told = true;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(std::time::Duration::from_secs(2));
+            }
+            Err(error) => return Err(error),
         }
     }
 }
