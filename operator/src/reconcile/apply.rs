@@ -35,7 +35,7 @@ where
         .map_err(|source| Error::Apply {
             kind: K::kind(&()).into_owned(),
             name,
-            source,
+            source: Box::new(source),
         })?;
     Ok(())
 }
@@ -101,7 +101,7 @@ pub async fn delete_pod(
         Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
         Err(source) => Err(Error::Delete {
             name: deletion.name.clone(),
-            source,
+            source: Box::new(source),
         }),
     }
 }
@@ -139,7 +139,7 @@ pub async fn retire(
     .await
     .map_err(|source| Error::Retire {
         cluster: cluster.name.clone(),
-        source,
+        source: Box::new(source),
     })?;
     for (worker, why) in &retirement.refused {
         tracing::warn!(cluster = %cluster.name, worker = %worker, reason = %why, "the scheduler refused to retire a worker; it stays");

@@ -10,6 +10,9 @@ pub mod read;
 pub mod status;
 pub mod validate;
 
+#[cfg(test)]
+mod api_tests;
+
 use crate::crd::{ShoalCluster, ShoalClusterStatus, ShoalWorkerGroup, ShoalWorkerGroupStatus};
 use crate::metrics::Metrics;
 use crate::names;
@@ -42,7 +45,7 @@ impl Context {
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum Error {
     #[error(transparent)]
-    Read(#[from] read::ReadError),
+    Read(#[from] Box<read::ReadError>),
     #[error(
         "the token Secret {secret} of cluster {cluster} does not exist; create it with the key \
          `token`, or remove spec.tokenSecret so the operator makes one"
@@ -52,22 +55,25 @@ pub enum Error {
     Apply {
         kind: String,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
     #[error("deleting pod {name} failed")]
-    Delete { name: String, source: kube::Error },
+    Delete {
+        name: String,
+        source: Box<kube::Error>,
+    },
     #[error(
         "retiring workers of cluster {cluster} through its scheduler failed (scale-down waits)"
     )]
     Retire {
         cluster: String,
-        source: crate::scheduler_api::SchedulerApiError,
+        source: Box<crate::scheduler_api::SchedulerApiError>,
     },
     #[error("writing the status of {kind} {name} failed")]
     Status {
         kind: &'static str,
         name: String,
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -105,7 +111,9 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         .clone()
         .unwrap_or_else(|| names::token_secret(&cluster.name_any()));
     // Stage 1: read (client).
-    let observed = read::read(&ctx.client, cluster, &token_secret).await?;
+    let observed = read::read(&ctx.client, cluster, &token_secret)
+        .await
+        .map_err(Box::new)?;
     // Stage 2: validate (pure).
     let validated = match validate::validate(cluster, &observed.groups, &ctx.defaults) {
         Ok(validated) => validated,
@@ -306,7 +314,7 @@ async fn write_cluster_status(
         .map_err(|source| Error::Status {
             kind: "ShoalCluster",
             name,
-            source,
+            source: Box::new(source),
         })?;
     Ok(())
 }
@@ -368,7 +376,7 @@ async fn write_group_statuses(
         .map_err(|source| Error::Status {
             kind: "ShoalWorkerGroup",
             name: name.clone(),
-            source,
+            source: Box::new(source),
         })?;
     }
     Ok(())
