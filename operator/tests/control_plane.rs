@@ -305,3 +305,43 @@ async fn version_change_recreates_every_pod() {
     ]);
     assert_eq!(image, "shoal.dev/shoal:0.0.2");
 }
+
+/// Two replicas: one holds the Lease and reconciles; when it dies the other takes over.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn a_standby_replica_takes_over_when_the_leader_dies() {
+    let bed = Bed::new("leader").await;
+    let first = OperatorProcess::start(&bed);
+    let holder = bed
+        .wait_for("a Lease holder", || async {
+            let out = bed.kubectl(&[
+                "get",
+                "lease",
+                "shoal-operator",
+                "--ignore-not-found",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]);
+            (!out.is_empty()).then_some(out)
+        })
+        .await;
+    let _second = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.wait_for_worker_count(2).await;
+    first.kill();
+    let new_holder = bed
+        .wait_for("another replica to take the Lease", || async {
+            let out = bed.kubectl(&[
+                "get",
+                "lease",
+                "shoal-operator",
+                "-o",
+                "jsonpath={.spec.holderIdentity}",
+            ]);
+            (!out.is_empty() && out != holder).then_some(out)
+        })
+        .await;
+    assert_ne!(new_holder, holder);
+    bed.kubectl(&["scale", "shoalcluster/demo", "--replicas=3"]);
+    bed.wait_for_worker_count(3).await;
+}
