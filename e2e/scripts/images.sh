@@ -131,8 +131,11 @@ build_runtime_image() {
   umoci unpack --image "$work/oci:base" "$work/bundle" >/dev/null
   local rootfs="$work/bundle/rootfs"
   install -m 0755 "$shoal_bin" "$rootfs/usr/local/bin/shoal"
+  # Build from a copy: setuptools writes build/ next to the sources it is given.
+  mkdir -p "$work/python-src"
+  cp -r "$REPO_DIR/python/pyproject.toml" "$REPO_DIR/python/shoal" "$work/python-src/"
   python3 -m pip install --quiet --no-deps --no-compile \
-    --target "$rootfs/usr/local/lib/python3.11/dist-packages" "$REPO_DIR/python" \
+    --target "$rootfs/usr/local/lib/python3.11/dist-packages" "$work/python-src" \
     >"$LOG_DIR/build-image-shoal-python.log" 2>&1 ||
     { tail -n 40 "$LOG_DIR/build-image-shoal-python.log" >&2; die "installing the shoal package failed"; }
   echo "shoal:x:10001:10001:shoal:/home/shoal:/usr/sbin/nologin" >>"$rootfs/etc/passwd"

@@ -1,1 +1,0 @@
-"""Generated from proto/shoal/v1 by gen_protos.py; do not edit."""
