@@ -121,7 +121,6 @@ pub async fn create_pods(
 /// Asks the scheduler to retire the planned workers; returns those it retired. While
 /// the scheduler is unreachable nothing is retired (no scale-down without it).
 pub async fn retire(
-    ctx: &Context,
     cluster: &ValidatedCluster,
     token: &str,
     plan: &Plan,
@@ -129,7 +128,8 @@ pub async fn retire(
     if plan.retire.is_empty() {
         return Ok(Vec::new());
     }
-    let address = ctx.scheduler_address(cluster);
+    // The scheduler's Service, by in-cluster DNS.
+    let address = cluster.scheduler_address();
     let retirement = crate::scheduler_api::retire(
         &address,
         token,

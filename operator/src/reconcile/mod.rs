@@ -35,13 +35,6 @@ pub struct Context {
     pub defaults: validate::Defaults,
 }
 
-impl Context {
-    /// Where the operator reaches a cluster's scheduler (its Service, in-cluster DNS).
-    pub fn scheduler_address(&self, cluster: &ValidatedCluster) -> String {
-        cluster.scheduler_address()
-    }
-}
-
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
 pub enum Error {
     #[error(transparent)]
@@ -198,7 +191,7 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         )
         .await;
     }
-    let retire_result = apply::retire(ctx, &validated, &token, &plan).await;
+    let retire_result = apply::retire(&validated, &token, &plan).await;
     let retired = match &retire_result {
         Ok(retired) => retired.clone(),
         Err(error) => {
