@@ -28,7 +28,8 @@ rc=0
 python3 -m pytest -q -p no:cacheprovider "$E2E_DIR/tests" "${SELECT[@]}" || rc=$?
 if [ "$MODE" = control-plane ]; then
   # The operator against the real API server (its tests are #[ignore]d without one).
-  (cd "$REPO_DIR" && cargo test -q -p shoal-operator --test control_plane -- --ignored) || rc=$?
+  # --workspace: the same feature set as `cargo test --workspace`, so nothing rebuilds.
+  (cd "$REPO_DIR" && cargo test -q --workspace --test control_plane -- --ignored) || rc=$?
 fi
 if [ "$rc" != 0 ]; then
   log "end-to-end tests failed ($MODE tier); daemon logs follow"
