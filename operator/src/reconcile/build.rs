@@ -297,7 +297,7 @@ pub fn worker_pod(
                     container_port("data", names::WORKER_DATA_PORT),
                     container_port("http", names::WORKER_METRICS_PORT),
                 ]),
-                readiness_probe: Some(http_probe("/healthz", "http")),
+                readiness_probe: Some(http_probe("/readyz", "http")),
                 resources: group.pool.resources.clone(),
                 security_context: Some(container_security()),
                 volume_mounts: Some(vec![mount]),

@@ -365,7 +365,8 @@ async fn health_and_metrics_unauthenticated() {
     );
 }
 
-/// A worker's metrics endpoint answers without a token with its task and memory figures.
+/// A worker's metrics endpoint answers without a token with its task and memory figures,
+/// and reports ready once the scheduler has accepted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_metrics_unauthenticated() {
     let mut cluster = TestCluster::start(0, &[]);
@@ -394,6 +395,7 @@ async fn worker_metrics_unauthenticated() {
         "{body}"
     );
     assert!(body.contains("shoal_worker_memory_bytes"), "{body}");
+    assert!(cluster.http_get_at(&address, "/readyz").contains("200 OK"));
 }
 
 /// A worker that stops answering (SIGSTOP: hung, paused, partitioned) is declared lost

@@ -1,10 +1,12 @@
 //! Prometheus metrics of a worker and its unauthenticated HTTP endpoint (`/metrics`,
-//! `/healthz`). Labels are never task keys or names.
+//! `/healthz`, and `/readyz`: ready once the scheduler accepted the worker). Labels are
+//! never task keys or names.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use axum::Router;
+use axum::http::StatusCode;
 use axum::routing::get;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -22,6 +24,8 @@ pub struct WorkerMetrics {
     pub spilled_bytes: Gauge,
     pub memory_bytes: Gauge,
     pub fetched_bytes: Counter<u64, AtomicU64>,
+    /// Set once the scheduler has accepted this worker's session.
+    pub registered: Arc<AtomicBool>,
 }
 
 impl WorkerMetrics {
@@ -36,6 +40,7 @@ impl WorkerMetrics {
             spilled_bytes: Gauge::default(),
             memory_bytes: Gauge::default(),
             fetched_bytes: Counter::default(),
+            registered: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
             "tasks_finished",
@@ -82,12 +87,26 @@ impl WorkerMetrics {
         out
     }
 
-    /// Serves `/metrics` and `/healthz` on the listener.
+    /// Serves `/metrics`, `/healthz` and `/readyz` on the listener.
     pub fn serve(&self, listener: TcpListener) {
         let metrics = self.clone();
+        let registered = self.registered.clone();
         let app = Router::new()
             .route("/metrics", get(move || async move { metrics.encode() }))
-            .route("/healthz", get(|| async { "ok" }));
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || async move {
+                    if registered.load(Ordering::Relaxed) {
+                        (StatusCode::OK, "ok")
+                    } else {
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "not registered with the scheduler",
+                        )
+                    }
+                }),
+            );
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "worker metrics server stopped");

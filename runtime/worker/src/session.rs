@@ -132,6 +132,9 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         scheduler = config.scheduler,
         "worker connected"
     );
+    metrics
+        .registered
+        .store(true, std::sync::atomic::Ordering::Relaxed);
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
