@@ -74,6 +74,11 @@ record_host_state() {
 
 # setup_bridge: the node's bridge, with the node address the API server binds to.
 setup_bridge() {
+  # A bridge of this name left by a run that was killed before its teardown is ours.
+  if ip link show "$BRIDGE" >/dev/null 2>&1; then
+    log "removing the bridge $BRIDGE left by an earlier run"
+    ip link delete "$BRIDGE"
+  fi
   ip link add "$BRIDGE" type bridge
   ip addr add "$NODE_IP/${POD_CIDR#*/}" dev "$BRIDGE"
   ip link set "$BRIDGE" up
