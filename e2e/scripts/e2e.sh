@@ -21,7 +21,6 @@ fi
 "$E2E_DIR/scripts/up.sh" "$MODE" | tail -n 1 >"$E2E_HOME/kubeconfig.env"
 source "$E2E_HOME/kubeconfig.env"
 
-SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
 export SHOAL_E2E_KUBECTL="$BIN_DIR/kubectl" SHOAL_E2E_HELM="$BIN_DIR/helm" SHOAL_E2E_HOME="$E2E_HOME"
 export SHOAL_E2E_RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION" SHOAL_E2E_SKEW_VERSION="$SKEW_VERSION"
 rc=0

@@ -13,7 +13,6 @@ source "$E2E_DIR/scripts/daemons.sh"
 WHAT="${1:-all}"
 IMAGES="$E2E_HOME/images"
 CACHE="$E2E_HOME/cache"
-SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
 OPERATOR_IMAGE="shoal.dev/shoal-operator:$SHOAL_VERSION"
 DEBIAN_SUITE=bookworm
 mkdir -p "$IMAGES" "$CACHE" "$LOG_DIR"

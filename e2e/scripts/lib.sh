@@ -12,6 +12,8 @@ RUN_DIR="$E2E_HOME/run"
 LOG_DIR="$E2E_HOME/logs"
 # shellcheck source=../versions.env
 source "$E2E_DIR/versions.env"
+# The runtime version (the workspace version): the tag of the images built here.
+SHOAL_VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$REPO_DIR/Cargo.toml" | head -1)"
 
 # Network plan: the test node's bridge and the addresses daemons bind to.
 NODE_NAME=shoal-e2e-node

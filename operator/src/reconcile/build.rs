@@ -178,7 +178,7 @@ fn scratch() -> (Volume, VolumeMount) {
 }
 
 fn pull_policy(cluster: &ValidatedCluster) -> String {
-    format!("{:?}", cluster.pull_policy)
+    cluster.pull_policy.as_str().to_owned()
 }
 
 /// The scheduler pod, from the image by tag (its digest then pins the workers).
@@ -305,7 +305,6 @@ pub fn worker_pod(
             }],
             volumes: Some(vec![volume]),
             restart_policy: Some("Never".to_owned()),
-            hostname: None,
             node_selector: (!group.pool.node_selector.is_empty())
                 .then(|| group.pool.node_selector.clone()),
             tolerations: (!group.pool.tolerations.is_empty())

@@ -98,11 +98,7 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         // Owner references let the garbage collector remove everything.
         return Ok(Action::await_change());
     }
-    let token_secret = cluster
-        .spec
-        .token_secret
-        .clone()
-        .unwrap_or_else(|| names::token_secret(&cluster.name_any()));
+    let token_secret = validate::token_secret_name(cluster);
     // Stage 1: read (client).
     let observed = read::read(&ctx.client, cluster, &token_secret)
         .await

@@ -81,6 +81,16 @@ pub struct Defaults {
     pub image: String,
 }
 
+/// The Secret holding a cluster's token: `spec.tokenSecret`, or `<cluster>-token`.
+pub fn token_secret_name(cluster: &ShoalCluster) -> String {
+    let name = cluster.metadata.name.as_deref().unwrap_or_default();
+    cluster
+        .spec
+        .token_secret
+        .clone()
+        .unwrap_or_else(|| names::token_secret(name))
+}
+
 /// Validates a cluster and the worker groups attached to it.
 pub fn validate(
     cluster: &ShoalCluster,
@@ -147,10 +157,7 @@ pub fn validate(
         scheduler_resources: spec.scheduler.resources.clone(),
         heartbeat_timeout_seconds: spec.scheduler.heartbeat_timeout_seconds,
         owns_token_secret: spec.token_secret.is_none(),
-        token_secret: spec
-            .token_secret
-            .clone()
-            .unwrap_or_else(|| names::token_secret(&name)),
+        token_secret: token_secret_name(cluster),
         groups: validated_groups,
         name,
         namespace,
