@@ -98,16 +98,18 @@ class TasksFailed(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskFailed, _Mapping]]] = ...) -> None: ...
 
 class TaskFailed(_message.Message):
-    __slots__ = ("task", "error", "missing_input", "missing_task")
+    __slots__ = ("task", "error", "missing_input", "missing_task", "missing_from")
     TASK_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     MISSING_INPUT_FIELD_NUMBER: _ClassVar[int]
     MISSING_TASK_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FROM_FIELD_NUMBER: _ClassVar[int]
     task: int
     error: _common_pb2.TaskError
     missing_input: bool
     missing_task: int
-    def __init__(self, task: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., missing_input: _Optional[bool] = ..., missing_task: _Optional[int] = ...) -> None: ...
+    missing_from: int
+    def __init__(self, task: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., missing_input: _Optional[bool] = ..., missing_task: _Optional[int] = ..., missing_from: _Optional[int] = ...) -> None: ...
 
 class DataAdded(_message.Message):
     __slots__ = ("tasks",)

@@ -658,22 +658,30 @@ impl Core {
         Report::Applied
     }
 
-    /// The worker could not get an input of `r`: that copy of the input is treated as lost
-    /// (recomputed if it was the last), and the task waits for it again. Not a failure of
-    /// the task.
+    /// The worker could not get an input of `r` from `tried` (the holder its assignment
+    /// named): that copy is treated as lost (recomputed if it was the last), and the task
+    /// waits for the input again. Not a failure of the task.
     pub fn on_input_missing(
         &mut self,
         worker: WorkerId,
         r: TaskRef,
         missing: TaskRef,
+        tried: WorkerId,
         comm: &mut impl Comm,
     ) -> Report {
         if self.resolve(r).map(|t| t.state) != Some(TaskState::Assigned(worker)) {
             return Report::Stale;
         }
-        if let Some(TaskState::Memory(holder)) = self.resolve(missing).map(|t| t.state) {
-            comm.release_data(holder, missing);
-            self.lose_data(missing.id, holder, comm);
+        // Only the copy the worker looked for is gone. When the input has moved since the
+        // assignment (recomputed or copied elsewhere), its current copies are intact and
+        // the task just runs again with fresh locations.
+        let in_memory = matches!(
+            self.resolve(missing).map(|t| t.state),
+            Some(TaskState::Memory(_))
+        );
+        if in_memory && self.holders(missing.id).contains(&tried) {
+            comm.release_data(tried, missing);
+            self.lose_data(missing.id, tried, comm);
         }
         if self.task(r.id).state == TaskState::Assigned(worker) {
             self.rerun(r.id, comm);

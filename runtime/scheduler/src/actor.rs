@@ -410,10 +410,12 @@ impl State {
                 for t in batch.tasks {
                     let task = TaskRef::from_wire(t.task);
                     if t.missing_input {
+                        let tried = t.missing_from.map_or(worker, WorkerId);
                         self.core.on_input_missing(
                             worker,
                             task,
                             TaskRef::from_wire(t.missing_task),
+                            tried,
                             &mut self.comm,
                         );
                         continue;

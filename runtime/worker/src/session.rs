@@ -454,6 +454,7 @@ impl Loop {
                 continue;
             };
             self.drop_fetched_inputs(&w.assignment);
+            let missing_from = looked_on(&w.assignment, input);
             self.failed.push(v1::TaskFailed {
                 task,
                 error: Some(v1::TaskError {
@@ -465,6 +466,7 @@ impl Loop {
                 }),
                 missing_input: true,
                 missing_task: input,
+                missing_from,
             });
         }
     }
@@ -530,6 +532,7 @@ impl Loop {
             }
             self.drop_fetched_inputs(&assignment);
             if let Some(input) = lost {
+                let missing_from = looked_on(&assignment, input);
                 self.failed.push(v1::TaskFailed {
                     task: assignment.task,
                     error: Some(v1::TaskError {
@@ -544,6 +547,7 @@ impl Loop {
                     }),
                     missing_input: true,
                     missing_task: input,
+                    missing_from,
                 });
                 continue;
             }
@@ -601,6 +605,7 @@ impl Loop {
                         }),
                         missing_input: false,
                         missing_task: 0,
+                        missing_from: None,
                     }),
                 }
             }
@@ -609,6 +614,7 @@ impl Loop {
                 error: Some(error),
                 missing_input: false,
                 missing_task: 0,
+                missing_from: None,
             }),
         }
     }
@@ -728,4 +734,13 @@ async fn connect_patiently(
             Err(error) => return Err(error),
         }
     }
+}
+
+/// The worker an assignment named as the holder of `input` (the one it is fetched from).
+fn looked_on(assignment: &v1::TaskAssignment, input: u64) -> Option<u32> {
+    assignment
+        .inputs
+        .iter()
+        .find(|i| i.task == input)
+        .and_then(|i| i.workers.first().copied())
 }
