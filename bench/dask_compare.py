@@ -86,7 +86,8 @@ def array_workload(chunks: int) -> Workload:
     return Workload(f"dask.array sum {chunks:,} chunks", graph_size(total), run)
 
 
-def dataframe_workload(partitions: int, rows: int) -> Workload:
+def frame_groupby(partitions: int, rows: int):
+    """The group-by of the dataframe workload, on random data."""
     rng = np.random.default_rng(0)
     pdf = pd.DataFrame(
         {
@@ -98,7 +99,11 @@ def dataframe_workload(partitions: int, rows: int) -> Workload:
     )
 
     df = dd.from_pandas(pdf, npartitions=partitions)
-    agg = df.groupby(["a", "b"]).agg({"x": "sum", "y": "mean"})
+    return df.groupby(["a", "b"]).agg({"x": "sum", "y": "mean"})
+
+
+def dataframe_workload(partitions: int, rows: int) -> Workload:
+    agg = frame_groupby(partitions, rows)
 
     def run(client):
         (out,) = dask.compute(agg, scheduler=client)

@@ -1,11 +1,12 @@
 """Where one ``dask.compute`` on Shoal spends its time, phase by phase, for the
-``dask.array`` workload of ``dask_compare.py`` (``da.ones((chunks * 10,), chunks=10).sum()``).
+``dask.array`` or ``dask.dataframe`` workload of ``dask_compare.py``.
 
 Prints, per warm run: Dask's optimisation and materialisation, Shoal's node encoding and
 submission, and the rest (execution and gather); then the same graph's nodes run in order
 in one thread with no scheduler, the floor of its task cost. Nothing is asserted.
 
-    PYTHONPATH=bench SHOAL_BIN=target/release/shoal python bench/dask_phases.py [--chunks N] [--workers N]
+    PYTHONPATH=bench SHOAL_BIN=target/release/shoal python bench/dask_phases.py \
+        [--workload array|dataframe] [--chunks N] [--workers N]
 """
 
 from __future__ import annotations
@@ -32,11 +33,9 @@ def timed(phases: dict, name: str, func):
 
 
 def task_floor(total) -> tuple[int, float]:
-    """Runs every node of the optimized graph in dependency order, in this thread."""
-    from dask._task_spec import convert_legacy_graph
-    from dask.base import collections_to_expr
-
-    graph = convert_legacy_graph(dict(collections_to_expr([total]).optimize().__dask_graph__()))
+    """Runs every node of the graph Shoal runs in dependency order, in this thread."""
+    expr = dask_hook._collections_expr([total], True)
+    graph, _ = dask_hook.materialize(expr, dask_hook._flatten(list(expr.__dask_keys__())))
     order = dask_hook.depth_first_order(graph)
     values: dict = {}
     start = time.perf_counter()
@@ -48,7 +47,8 @@ def task_floor(total) -> tuple[int, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--chunks", type=int, default=2000)
+    parser.add_argument("--workload", choices=["array", "dataframe"], default="array")
+    parser.add_argument("--chunks", type=int, default=2000, help="array chunks or dataframe partitions")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
@@ -56,7 +56,13 @@ def main() -> None:
     phases: dict = {}
     dask_hook.materialize = timed(phases, "materialize", dask_hook.materialize)
     dask_hook.submit = timed(phases, "encode+submit", dask_hook.submit)
-    total = da.ones((args.chunks * 10,), chunks=10).sum()
+    if args.workload == "array":
+        total = da.ones((args.chunks * 10,), chunks=10).sum()
+    else:
+        from dask_compare import frame_groupby
+
+        dask.config.set({"dataframe.shuffle.method": "tasks"})  # as Shoal clients do
+        total = frame_groupby(args.chunks // 4, 200 * (args.chunks // 4))
     with shoal.LocalCluster(n_workers=args.workers) as cluster, cluster.get_client() as client:
         client.gather(client.map(abs, range(200)))  # warm every executor
         for run in range(args.runs):

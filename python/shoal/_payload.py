@@ -7,6 +7,9 @@ Formats (the first element is the format tag):
   ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
   When the task has a shared blob, the node was pickled with its function replaced by
   the persistent id ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
+- ``("dask-group", nodes, dep_keys)``: several such nodes (see ``_grouping``), run in order in
+  one call, each on the inputs and the values of the nodes before it; the task's value is
+  the last node's. The shared blob, if any, is the function most of the nodes call.
 - ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
   ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
   list, tuple or dict argument) are replaced by the task's i-th input.

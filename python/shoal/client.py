@@ -56,6 +56,8 @@ _KEYS_PER_CALL = 16_384
 _GATHER_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0, None)
 #: How often dropped Futures are turned into one Release call.
 _RELEASE_INTERVAL = 0.05
+#: Seconds a count of the cluster's cores is reused for grouping Dask graphs.
+_CORES_MAX_AGE = 5.0
 
 
 class _KeyState:
@@ -137,6 +139,7 @@ class Client:
         self._closed = False
         self._lock = threading.RLock()  # key states, submissions, serial map
         self._submit_lock = threading.Lock()  # orders SubmitGraph and Release calls
+        self._cores_seen = (0, -1e9)  # (cores of the cluster, when counted)
         self._states: dict[str, _KeyState] = {}
         self._firsts: list[int] = []  # first serial of each submission
         self._subkeys: list[list[str]] = []  # keys of each submission
@@ -248,6 +251,15 @@ class Client:
             return self._stub.GetClusterInfo(common_pb2.Empty(), metadata=self._metadata, timeout=30)
         except grpc.RpcError as e:
             raise self._error("cluster info", e) from None
+
+    def _cores(self) -> int:
+        """The cluster's cores, counted at most every few seconds (for grouping graphs)."""
+        cores, when = self._cores_seen
+        now = time.monotonic()
+        if now - when > _CORES_MAX_AGE:
+            cores = sum(w.cores for w in self.cluster_info().workers)
+            self._cores_seen = (cores, now)
+        return cores
 
     # ---- events ----------------------------------------------------------------------
 

@@ -3,9 +3,11 @@
 ``dask.config.set(scheduler=client)`` work), ``Client.compute`` and ``Client.persist``.
 
 A graph (an expression, a ``HighLevelGraph`` or a plain dict) is materialized into
-``dask._task_spec`` nodes; each node becomes one task whose payload is
-``("dask", node, dep_keys)`` (see ``_payload.py``; pickled like distributed does, see
-``_dumps_node``), submitted in ``dask.order`` order with
+``dask._task_spec`` nodes, grouped into small in-trees (``_grouping``: a node whose only
+consumer is one other node runs in that node's task; ``dask.config`` ``shoal.max-group-size``
+bounds or, at 1, disables it), and each group becomes one task whose payload is
+``("dask", node, dep_keys)`` or ``("dask-group", nodes, dep_keys)`` (see ``_payload.py``;
+pickled like distributed does, see ``_dumps_node``), submitted in depth-first order with
 that order as priority. Dask keys (str, int, float, tuples) become Shoal keys with
 :func:`shoal_key`. Dask-expr dataframes are blockwise-fused before submission (``dask.compute``
 does not fuse them). Shoal Futures inside graphs (``__dask_future__``) are dependencies on
@@ -22,7 +24,7 @@ import pickle
 from collections.abc import Mapping
 from typing import Any
 
-from shoal import _payload, _wire
+from shoal import _grouping, _payload, _wire
 from shoal.futures import Future, pickled_as_refs
 
 
@@ -107,9 +109,10 @@ def materialize(dsk, keys: list) -> tuple[dict, dict]:
     return graph, renamed
 
 
-def submit(client, graph: dict, wanted: list) -> dict:
+def submit(client, graph: dict, wanted: list) -> tuple[dict, int]:
     """Submits a materialized graph in one submission; returns ``{dask key: Future}`` for
-    the wanted keys (those in the graph, or held Futures' keys outside it)."""
+    the wanted keys (those in the graph, or held Futures' keys outside it) and the number
+    of Shoal tasks the graph became (nodes grouped by ``_grouping``)."""
     wanted_set = set(wanted)
     outside = [k for k in wanted_set if k not in graph]
     held: dict = {}
@@ -120,25 +123,41 @@ def submit(client, graph: dict, wanted: list) -> dict:
         else:
             raise KeyError(f"requested key {k!r} is neither in the graph nor held by this client")
     if not graph:
-        return held
+        return held, 0
     ordered = depth_first_order(graph)
+    deps = {k: graph[k].dependencies for k in ordered}
+    cap = _group_cap(client, len(ordered))
+    groups = _grouping.group_subtrees(deps, ordered, wanted_set, cap)
     priority = {k: i for i, k in enumerate(ordered)}
-    index = {k: i for i, k in enumerate(ordered)}
-    skeys = [shoal_key(k) for k in ordered]
+    index = {g.sink: i for i, g in enumerate(groups)}
+    skeys = [shoal_key(g.sink) for g in groups]
     encoder = _NodeEncoder()
     tasks = []
     blobs_before: dict[int, list[bytes]] = {}
     with pickled_as_refs():
-        for i, k in enumerate(ordered):
+        for i, g in enumerate(groups):
             new_blobs = len(encoder.blobs)
-            tasks.append(_encode(graph[k], k, skeys[i], index, priority[k], k in wanted_set, encoder))
+            tasks.append(_encode(graph, g, skeys[i], index, priority[g.sink], g.sink in wanted_set, encoder))
             if len(encoder.blobs) > new_blobs:
                 blobs_before[i] = [encoder.blobs[-1]]
-    wanted_in = [k for k in ordered if k in wanted_set]
+    wanted_in = [g.sink for g in groups if g.sink in wanted_set]
     futures = client._submit(skeys, tasks, [shoal_key(k) for k in wanted_in], blobs_before)
     result = dict(zip(wanted_in, futures))
     result.update(held)
-    return result
+    return result, len(groups)
+
+
+def _group_cap(client, nodes: int) -> int:
+    """Most nodes per task: ``dask.config`` ``shoal.max-group-size`` when set (1: one
+    task per node), else sized from the graph and the cluster's cores."""
+    import dask
+
+    fixed = dask.config.get("shoal.max-group-size", None)
+    if fixed is not None:
+        return max(1, int(fixed))
+    if _grouping.size_cap(nodes, 1) == 1:
+        return 1  # too small to group on any cluster: no need to count cores
+    return _grouping.size_cap(nodes, client._cores())
 
 
 def depth_first_order(graph: dict) -> list:
@@ -199,10 +218,8 @@ class _NodeEncoder:
         # Encoded blob entries, in the order they were first used.
         self.blobs: list[bytes] = []
 
-    def encode(self, spec: tuple, node) -> tuple[bytes, int]:
-        from dask._task_spec import Task
-
-        func = node.func if isinstance(node, Task) else None
+    def encode(self, spec: tuple, func) -> tuple[bytes, int]:
+        """``spec`` pickled with ``func`` (or None) left out as the task's shared blob."""
         if func is None or self.by_value:
             return _dumps_node(spec), 0
         entry = self.functions.get(id(func))
@@ -223,20 +240,40 @@ class _NodeEncoder:
         return data, entry[0]
 
 
-def _encode(node, key, skey: str, index: dict, priority: int, wanted: bool, encoder: _NodeEncoder) -> bytes:
-    """One graph node as an encoded task: inputs are its in-graph dependencies (by
-    ordinal) then the keys it needs from outside the graph (held Futures)."""
+def _most_common_func(nodes: list):
+    """The function most of ``nodes`` call (the one worth sending once), or None."""
+    from dask._task_spec import Task
+
+    counts: dict = {}
+    funcs: dict = {}
+    for node in nodes:
+        if isinstance(node, Task):
+            counts[id(node.func)] = counts.get(id(node.func), 0) + 1
+            funcs[id(node.func)] = node.func
+    return funcs[max(counts, key=counts.__getitem__)] if counts else None
+
+
+def _encode(graph: dict, group: _grouping.Group, skey: str, index: dict, priority: int, wanted: bool, encoder: _NodeEncoder) -> bytes:
+    """One group of nodes as an encoded task: inputs are its in-graph dependencies (by
+    ordinal) then the keys it needs from outside the graph (held Futures). A group of one
+    node is ``("dask", node, input keys)``, a larger one ``("dask-group", nodes, input
+    keys)`` with the nodes in run order."""
     inside, external = [], []
-    for d in node.dependencies:
+    for d in group.inputs:
         (inside if d in index else external).append(d)
     inside.sort(key=index.__getitem__)
     for d in external:
         if not isinstance(d, str):
             raise ValueError(
-                f"Dask task {key!r} depends on {d!r}, which is neither in the graph nor a "
+                f"Dask task {group.sink!r} depends on {d!r}, which is neither in the graph nor a "
                 "shoal Future; compute it in the same graph"
             )
-    pickled, shared = encoder.encode(("dask", node, inside + external), node)
+    nodes = [graph[m] for m in group.members]
+    if len(nodes) == 1:
+        spec = ("dask", nodes[0], inside + external)
+    else:
+        spec = ("dask-group", nodes, inside + external)
+    pickled, shared = encoder.encode(spec, _most_common_func(nodes))
     payload = _wire.python_payload(pickled, shared)
     return _wire.task(skey, payload, [index[d] for d in inside], external, priority, wanted)
 
@@ -245,7 +282,7 @@ def get(client, dsk, keys, **kwargs):
     """``Client.get``: runs the graph, returns results shaped like ``keys``."""
     flat = _flatten(keys)
     graph, renamed = materialize(dsk, flat)
-    futures = submit(client, graph, [renamed.get(k, k) for k in flat])
+    futures, _ = submit(client, graph, [renamed.get(k, k) for k in flat])
     try:
         values = client.gather({k: futures[renamed.get(k, k)] for k in dict.fromkeys(flat)})
     finally:
@@ -274,13 +311,13 @@ def compute(client, collections, optimize_graph: bool = True, progress: bool = F
         keys = _flatten(list(expr.__dask_keys__()))
         graph, renamed = materialize(expr, keys)
         computed = [renamed.get(k, k) for k in keys]
-        futures = submit(client, graph, computed)
+        futures, tasks = submit(client, graph, computed)
         for i, k in zip(positions, computed):
             out[i] = futures[k]
         if progress:
             from shoal.progress import track_graph
 
-            track_graph(client, [out[i] for i in positions], len(graph))
+            track_graph(client, [out[i] for i in positions], tasks)
     return out[0] if single else out
 
 
@@ -323,7 +360,7 @@ def persist(client, collections, optimize_graph: bool = True):
     from dask._task_spec import cull
 
     graph = cull(graph, list(dict.fromkeys(k for k in wanted if k in graph)))
-    futures = submit(client, graph, list(dict.fromkeys(wanted)))
+    futures, _ = submit(client, graph, list(dict.fromkeys(wanted)))
     out = []
     for c, plan in zip(items, plans):
         if plan is None:

@@ -63,6 +63,9 @@ class Executor:
             elif tag == "dask":
                 _, node, dep_keys = spec
                 result = node(dict(zip(dep_keys, inputs)))
+            elif tag == "dask-group":
+                _, nodes, dep_keys = spec
+                result = _run_group(nodes, dict(zip(dep_keys, inputs)), task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
             reply.value = _payload.dumps(result)
@@ -86,6 +89,22 @@ class Executor:
             worker=self.worker,
             exception=pickled,
         )
+
+
+def _run_group(nodes: list, values: dict, task_key: str):
+    """Runs Dask nodes in order (each after its dependencies) on ``values`` (the group's
+    inputs); returns the last node's value. A node's value is dropped once its one consumer
+    has run. An exception names the node that raised it."""
+    members = {node.key for node in nodes}
+    for node in nodes:
+        args = {d: values.pop(d) if d in members else values[d] for d in node.dependencies}
+        try:
+            values[node.key] = node(args)
+        except BaseException as exc:
+            if not isinstance(exc, KeyboardInterrupt) and hasattr(exc, "add_note"):
+                exc.add_note(f"shoal: raised by Dask task {node.key!r}, run in task {task_key!r} with the tasks it feeds")
+            raise
+    return values[nodes[-1].key]
 
 
 class _Unloadable:

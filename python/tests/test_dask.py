@@ -26,6 +26,15 @@ def fail(x):
     raise KeyError(f"missing {x}")
 
 
+@pytest.fixture(autouse=True, params=["auto", "grouped"])
+def grouping(request):
+    """Every test runs twice: with the default grouping (small graphs stay one task per
+    node) and with nodes grouped into tasks of up to 6 (``shoal.max-group-size``)."""
+    size = None if request.param == "auto" else 6
+    with dask.config.set({"shoal.max-group-size": size}):
+        yield request.param
+
+
 @pytest.fixture(scope="module")
 def frame():
     rng = np.random.RandomState(0)
@@ -87,13 +96,33 @@ def test_dask_keys_map_to_distinct_shoal_keys():
         dask_hook.shoal_key(object())
 
 
-def test_failing_dask_task_raises_its_exception_naming_the_dependency(client):
-    """A failing node raises its original exception type; the dependent's note names the
-    failed dependency."""
+def test_failing_dask_task_raises_its_exception_naming_the_dependency(client, grouping):
+    """A failing node raises its original exception type; a note names the failed node
+    (as the dependency that failed, or as the node that raised inside a group)."""
     bad = dask.delayed(fail)(1)
     with pytest.raises(KeyError, match="missing 1") as info:
         dask.delayed(inc)(bad).compute(scheduler=client)
-    assert "dependency" in "\n".join(info.value.__notes__)
+    notes = "\n".join(info.value.__notes__)
+    assert bad.key in notes
+    assert ("dependency" if grouping == "auto" else "raised by Dask task") in notes
+
+
+def pairwise_tree(leaves: int):
+    level = [dask.delayed(inc)(i) for i in range(leaves)]
+    while len(level) > 1:
+        level = [dask.delayed(operator.add)(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
+
+
+def test_grouped_nodes_run_as_fewer_tasks(client, grouping):
+    """With a group size of 6, a 63-node binary tree runs as 21 three-node subtrees (16 at
+    the bottom, 4 above them, the top); with the default size (a graph this small) as one
+    task per node."""
+    root = pairwise_tree(32)
+    before = client.cluster_info().tasks.finished_total
+    assert root.compute(scheduler=client) == sum(range(1, 33))
+    ran = client.cluster_info().tasks.finished_total - before
+    assert ran == (21 if grouping == "grouped" else 63)
 
 
 def test_lambdas_and_main_functions_travel_by_value(client):

@@ -81,6 +81,27 @@ def test_killed_worker_loses_no_work(cluster):
         assert "worker lost" in cluster.log("scheduler")
 
 
+def test_killed_worker_mid_grouped_dask_graph_loses_no_work(cluster):
+    """A worker killed while grouped Dask nodes run: the graph completes with the right result."""
+    import operator
+
+    import dask
+
+    cluster.add_worker("w0")
+    cluster.add_worker("w1")
+    level = [dask.delayed(slow_inc)(i) for i in range(256)]
+    while len(level) > 1:
+        level = [dask.delayed(operator.add)(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    with connect(cluster, 2) as client, dask.config.set({"shoal.max-group-size": 8}):
+        (future,) = client.compute([level[0]])
+        deadline = time.monotonic() + 60
+        while client.cluster_info().tasks.finished_total < 8 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        cluster.kill_worker("w0")
+        assert future.result(timeout=120) == sum(range(1, 257))
+        assert "worker lost" in cluster.log("scheduler")
+
+
 @pytest.mark.parametrize(
     ("crash", "cause"),
     [(segfault, "SIGSEGV"), (hard_exit, "exited with code 3")],
