@@ -145,8 +145,11 @@ def same(a, b) -> bool:
 
 
 def warm_up(client) -> None:
-    """Every worker has run a task (its processes are started and imported) before timing."""
+    """Before timing, every worker has run tasks of each kind: processes started, and the
+    modules the workloads use (dask.array, pandas, ...) imported, on Dask as on Shoal."""
     client.gather(client.map(inc, range(200)))
+    for w in (tree_workload(64), array_workload(64), dataframe_workload(16, 4_000)):
+        w.run(client)
 
 
 def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:

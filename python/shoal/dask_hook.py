@@ -204,24 +204,37 @@ def _dumps_node(obj) -> bytes:
 
 
 class _NodeEncoder:
-    """Pickles Dask nodes with their function as a shared blob, sent once per submission,
-    worker and executor: a graph of 100,000 ``inc`` calls pickles ``inc`` once, and each
-    node pickles with the fast plain pickler. Falls back to ``_dumps_node`` (the whole
-    node) when that does not apply."""
+    """Pickles task specs with the fast plain pickler, functions by reference. A function
+    that must travel by value (a lambda, a function of ``__main__``) is cloudpickled once
+    per submission as a shared blob, and each spec using it pickles with a reference to the
+    blob: a graph of 100,000 calls of a notebook function sends the function once. Falls
+    back to ``_dumps_node`` (the whole spec by value) when that does not apply."""
 
     def __init__(self) -> None:
         import cloudpickle.cloudpickle as cp
 
         self.by_value = bool(getattr(cp, "_PICKLE_BY_VALUE_MODULES", None))
-        # id(func) -> (blob id, func); the func is kept so that its id stays its own.
+        # id(func) -> (blob id, func) for functions sent by value; the func is kept so
+        # that its id stays its own.
         self.functions: dict[int, tuple[int, object]] = {}
         # Encoded blob entries, in the order they were first used.
         self.blobs: list[bytes] = []
 
     def encode(self, spec: tuple, func) -> tuple[bytes, int]:
-        """``spec`` pickled with ``func`` (or None) left out as the task's shared blob."""
-        if func is None or self.by_value:
+        """``spec`` pickled; when ``func`` (the spec's main function, or None) must travel
+        by value, with ``func`` left out as the task's shared blob."""
+        if self.by_value:
             return _dumps_node(spec), 0
+        if func is None or id(func) not in self.functions:
+            try:
+                data = pickle.dumps(spec, protocol=5)
+            except Exception:  # noqa: BLE001 - by value, below
+                pass
+            else:
+                if b"__main__" not in data:
+                    return data, 0
+            if func is None:
+                return _dumps_node(spec), 0
         entry = self.functions.get(id(func))
         if entry is None:
             try:

@@ -16,6 +16,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 import shoal
 from shoal import dask_hook
+from shoal.v1 import client_pb2
 
 
 def inc(x):
@@ -136,6 +137,34 @@ def test_lambdas_and_main_functions_travel_by_value(client):
     dsk = {"x": (lambda: 20,), "y": (double, "x")}
     assert client.get(dsk, "y") == 40
     assert pickle.loads(dask_hook._dumps_node(inc)) is inc  # importable: by reference
+
+
+class RecordingClient:
+    """Stands in for a client at submission: records the encoded tasks and blobs."""
+
+    def _cores(self):
+        return 2
+
+    def _submit(self, keys, tasks, wanted, blobs_before):
+        self.tasks, self.blobs = tasks, [b for blobs in blobs_before.values() for b in blobs]
+        return [None] * len(wanted)
+
+
+def test_function_sent_by_value_travels_once_per_submission():
+    """A graph of 200 calls of one lambda pickles the lambda once, as a shared blob that
+    every task refers to; importable functions travel by reference, with no blob."""
+    from dask._task_spec import convert_legacy_graph
+
+    square = lambda x: x * x  # noqa: E731 - the point is a function pickle cannot import
+    recorder = RecordingClient()
+    graph = convert_legacy_graph({("sq", i): (square, i) for i in range(200)})
+    dask_hook.submit(recorder, graph, list(graph))
+    sent = client_pb2.GraphChunk.FromString(b"".join(recorder.tasks + recorder.blobs))
+    assert len(sent.tasks) == 200 and len(sent.blobs) == 1
+    assert {t.payload.python.shared for t in sent.tasks} == {sent.blobs[0].id}
+    graph = convert_legacy_graph({("inc", i): (inc, i) for i in range(200)})
+    dask_hook.submit(recorder, graph, list(graph))
+    assert len(recorder.tasks) == 200 and recorder.blobs == []
 
 
 def test_results_are_released_after_get(client):
