@@ -3,7 +3,9 @@
 Dask runs on its ``LocalCluster`` (2 worker processes, 1 thread each) twice: with its
 defaults, and tuned for throughput (``distributed.scheduler.worker-saturation: inf``);
 Shoal runs on ``shoal.LocalCluster`` (2 workers). Each row prints both throughputs and the
-ratio Shoal / faster Dask; results are checked equal. The last line is
+ratio Shoal / faster Dask; results are checked equal. Each row also prints the bound: the
+ratio a scheduler that cost nothing would reach, with the workload's own tasks (run one
+after the other in this process) split perfectly over the 2 cores. The last line is
 ``min_speedup=<x>``, the smallest ratio over the workloads.
 
     python bench/dask_compare.py            # full sizes (long: Dask needs many minutes)
@@ -39,15 +41,41 @@ class Workload:
     # Runs the workload against a client; returns a comparable result. Collections are
     # built beforehand (the same object for every scheduler): only computing is timed.
     run: Callable[[Any], Any]
+    # Seconds the workload's own tasks take run one after the other in this process, with
+    # no scheduler at all: what no scheduler on 2 cores can go below half of.
+    floor: Callable[[], float]
 
 
-def graph_size(*collections) -> int:
-    """Tasks of the collections' optimized graph, as Shoal receives it."""
+def _materialized(collection) -> dict:
+    """The optimized graph of a collection, as Shoal receives it (task-based shuffles)."""
     from shoal import dask_hook
 
-    expr = dask_hook._collections_expr(list(collections), True)
-    graph, _ = dask_hook.materialize(expr, dask_hook._flatten(list(expr.__dask_keys__())))
-    return len(graph)
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):
+        expr = dask_hook._collections_expr([collection], True)
+        graph, _ = dask_hook.materialize(expr, dask_hook._flatten(list(expr.__dask_keys__())))
+    return graph
+
+
+def graph_size(collection) -> int:
+    """Tasks of the collection's optimized graph, as Shoal receives it."""
+    return len(_materialized(collection))
+
+
+def graph_floor(collection) -> Callable[[], float]:
+    """Runs every node of the collection's graph in dependency order, in this thread."""
+
+    def floor() -> float:
+        from shoal import dask_hook
+
+        graph = _materialized(collection)
+        values: dict = {}
+        start = time.perf_counter()
+        for key in dask_hook.depth_first_order(graph):
+            node = graph[key]
+            values[key] = node({d: values[d] for d in node.dependencies})
+        return time.perf_counter() - start
+
+    return floor
 
 
 def map_workload(n: int) -> Workload:
@@ -57,7 +85,12 @@ def map_workload(n: int) -> Workload:
         del futures
         return sum(values)
 
-    return Workload(f"client.map inc x{n:,}", n, run)
+    def floor() -> float:
+        start = time.perf_counter()
+        sum(inc(i) for i in range(n))
+        return time.perf_counter() - start
+
+    return Workload(f"client.map inc x{n:,}", n, run, floor)
 
 
 def tree_workload(leaves: int) -> Workload:
@@ -73,7 +106,7 @@ def tree_workload(leaves: int) -> Workload:
         (total,) = dask.compute(root, scheduler=client)
         return total
 
-    return Workload(f"delayed tree {leaves:,} leaves", graph_size(root), run)
+    return Workload(f"delayed tree {leaves:,} leaves", graph_size(root), run, graph_floor(root))
 
 
 def array_workload(chunks: int) -> Workload:
@@ -83,7 +116,7 @@ def array_workload(chunks: int) -> Workload:
         (value,) = dask.compute(total, scheduler=client)
         return float(value)
 
-    return Workload(f"dask.array sum {chunks:,} chunks", graph_size(total), run)
+    return Workload(f"dask.array sum {chunks:,} chunks", graph_size(total), run, graph_floor(total))
 
 
 def frame_groupby(partitions: int, rows: int):
@@ -109,7 +142,7 @@ def dataframe_workload(partitions: int, rows: int) -> Workload:
         (out,) = dask.compute(agg, scheduler=client)
         return out.sort_index().round(9)
 
-    return Workload(f"dataframe groupby(a,b) {partitions} parts", graph_size(agg), run)
+    return Workload(f"dataframe groupby(a,b) {partitions} parts", graph_size(agg), run, graph_floor(agg))
 
 
 def workloads(quick: bool) -> list[Workload]:
@@ -175,14 +208,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes at most")
     args = parser.parse_args()
     work = workloads(args.quick)
+    # Before any cluster runs: threads they leave behind in this process slow it down.
+    floors = [min(w.floor(), w.floor()) for w in work]
     shoal_runs = run_shoal(work)
     dask_default = run_dask(work, tuned=False)
     dask_tuned = run_dask(work, tuned=True)
-    header = f"{'workload':34} {'tasks':>9} {'dask':>11} {'dask tuned':>11} {'shoal':>11} {'speedup':>8}"
+    header = (
+        f"{'workload':34} {'tasks':>9} {'dask':>11} {'dask tuned':>11} {'shoal':>11} "
+        f"{'speedup':>8} {'bound':>8}"
+    )
     print(header)
     print("-" * len(header))
     ratios = []
-    for w, (ts, rs), (td, rd), (tt, rt) in zip(work, shoal_runs, dask_default, dask_tuned):
+    for w, (ts, rs), (td, rd), (tt, rt), floor in zip(work, shoal_runs, dask_default, dask_tuned, floors):
         if not (same(rs, rd) and same(rs, rt)):
             raise SystemExit(f"{w.name}: results differ: shoal {rs!r}, dask {rd!r}, dask tuned {rt!r}")
         best = min(td, tt)
@@ -190,10 +228,12 @@ def main() -> None:
         ratios.append(ratio)
         print(
             f"{w.name:34} {w.tasks:>9,} {w.tasks / td:>9,.0f}/s {w.tasks / tt:>9,.0f}/s "
-            f"{w.tasks / ts:>9,.0f}/s {ratio:>7.1f}x"
+            f"{w.tasks / ts:>9,.0f}/s {ratio:>7.1f}x {best / (floor / 2):>7.1f}x"
         )
-    print("(tasks/s = tasks of the optimized graph / wall seconds from compute() to the "
-          "gathered result; collections built beforehand; speedup = faster Dask time / Shoal time)")
+    print("(tasks/s = tasks of the optimized graph as Shoal runs it / wall seconds from compute() "
+          "to the gathered result; collections built beforehand; speedup = faster Dask time / "
+          "Shoal time; bound = the speedup of a scheduler costing nothing: faster Dask time / "
+          "half the time the graph's tasks take run one after the other in one thread)")
     print(f"min_speedup={min(ratios):.1f}")
 
 
