@@ -58,6 +58,8 @@ _GATHER_RETRIES = (0.25, 0.5, 1.0, 2.0, 4.0, None)
 _RELEASE_INTERVAL = 0.05
 #: Seconds a count of the cluster's cores is reused for grouping Dask graphs.
 _CORES_MAX_AGE = 5.0
+#: Cores assumed while a cluster has no worker.
+_CORES_UNKNOWN = 16
 
 
 class _KeyState:
@@ -253,11 +255,12 @@ class Client:
             raise self._error("cluster info", e) from None
 
     def _cores(self) -> int:
-        """The cluster's cores, counted at most every few seconds (for grouping graphs)."""
+        """The cluster's cores, counted at most every few seconds (for grouping graphs);
+        a cluster with no worker yet (scaling up from zero) counts as ``_CORES_UNKNOWN``."""
         cores, when = self._cores_seen
         now = time.monotonic()
         if now - when > _CORES_MAX_AGE:
-            cores = sum(w.cores for w in self.cluster_info().workers)
+            cores = sum(w.cores for w in self.cluster_info().workers) or _CORES_UNKNOWN
             self._cores_seen = (cores, now)
         return cores
 
