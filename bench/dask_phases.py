@@ -6,7 +6,7 @@ submission, and the rest (execution and gather); then the same graph's nodes run
 in one thread with no scheduler, the floor of its task cost. Nothing is asserted.
 
     PYTHONPATH=bench SHOAL_BIN=target/release/shoal python bench/dask_phases.py \
-        [--workload array|dataframe] [--chunks N] [--workers N]
+        [--workload array|dataframe] [--chunks N] [--partitions N] [--workers N]
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def task_floor(total) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workload", choices=["array", "dataframe"], default="array")
-    parser.add_argument("--chunks", type=int, default=2000, help="array chunks or dataframe partitions")
+    parser.add_argument("--chunks", type=int, default=2000, help="array chunks")
+    parser.add_argument("--partitions", type=int, default=500, help="dataframe partitions (200 rows each)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=int, default=4)
     args = parser.parse_args()
@@ -62,7 +63,7 @@ def main() -> None:
         from dask_compare import frame_groupby
 
         dask.config.set({"dataframe.shuffle.method": "tasks"})  # as Shoal clients do
-        total = frame_groupby(args.chunks // 4, 200 * (args.chunks // 4))
+        total = frame_groupby(args.partitions, 200 * args.partitions)
     with shoal.LocalCluster(n_workers=args.workers) as cluster, cluster.get_client() as client:
         client.gather(client.map(abs, range(200)))  # warm every executor
         for run in range(args.runs):

@@ -95,7 +95,7 @@ def sanity_check(deps: dict, order: list, wanted: set, cap: int, groups: list[Gr
         for d in deps[k]:
             consumers[d] = consumers.get(d, 0) + 1
     for g in groups:
-        assert 1 <= len(g.members) <= cap or len(g.members) == 1, g
+        assert 1 <= len(g.members) <= cap, g
         assert not seen.intersection(g.members), "a key is in two groups"
         seen.update(g.members)
         inside = set(g.members)

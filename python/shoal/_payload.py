@@ -5,11 +5,13 @@ Formats (the first element is the format tag):
 
 - ``("dask", node, dep_keys)``: a node of ``dask._task_spec`` (``Task``, ``Alias``,
   ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
-  When the task has a shared blob, the node was pickled with its function replaced by
-  the persistent id ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
+  When the task has a shared blob (its function travels by value: a lambda, a function of
+  ``__main__``), the node was pickled with that function replaced by the persistent id
+  ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
 - ``("dask-group", nodes, dep_keys)``: several such nodes (see ``_grouping``), run in order in
   one call, each on the inputs and the values of the nodes before it; the task's value is
-  the last node's. The shared blob, if any, is the function most of the nodes call.
+  the last node's. The shared blob, if any, is the function most of the nodes call (sent
+  as a blob only when it travels by value).
 - ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
   ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
   list, tuple or dict argument) are replaced by the task's i-th input.

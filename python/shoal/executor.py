@@ -100,9 +100,12 @@ def _run_group(nodes: list, values: dict, task_key: str):
         args = {d: values.pop(d) if d in members else values[d] for d in node.dependencies}
         try:
             values[node.key] = node(args)
-        except BaseException as exc:
-            if not isinstance(exc, KeyboardInterrupt) and hasattr(exc, "add_note"):
-                exc.add_note(f"shoal: raised by Dask task {node.key!r}, run in task {task_key!r} with the tasks it feeds")
+        except Exception as exc:
+            note = f"shoal: raised by Dask task {node.key!r}, run as part of task {task_key!r}"
+            if hasattr(exc, "add_note"):
+                exc.add_note(note)
+            else:  # Python 3.10
+                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
             raise
     return values[nodes[-1].key]
 
