@@ -6,6 +6,12 @@ stdout (replies): frames of a 4-byte little-endian length and one protobuf messa
 in the order sent and each reply is written as soon as its task ends. ``print`` output of
 tasks goes to stderr (the worker's log), never into the frame stream.
 
+Values read or made here are kept, keyed by their pickled bytes, least recently used
+dropped first (64 MiB of pickles at most, and a sixteenth of the executor's memory limit,
+``SHOAL_EXECUTOR_MEMORY_LIMIT``): a value several tasks read, such as a shuffle's pieces,
+is unpickled once per executor rather than once per task. As in Dask's own workers, tasks
+reading the same value get the same object, so tasks must not modify their inputs in place.
+
 A task's exception is sent back with its type, message, traceback and the pickled exception
 (the client re-raises it). A crash of this process (segfault, ``os._exit``, memory) is seen by
 the worker, which fails only the running task with the cause and starts a new executor.
@@ -18,6 +24,7 @@ import struct
 import sys
 import time
 import traceback
+from collections import OrderedDict
 
 from shoal import _payload
 from shoal.v1 import common_pb2, executor_pb2
@@ -36,16 +43,62 @@ def _read_exact(stream, n: int) -> bytes | None:
     return b"".join(chunks)
 
 
+# Most pickled bytes of kept values (each entry also counts ENTRY_OVERHEAD).
+VALUE_CACHE_BYTES = 64 * 2**20
+# Larger pickles are neither kept nor looked up: hashing them costs about what unpickling does.
+VALUE_CACHE_MAX_ITEM = 2**20
+ENTRY_OVERHEAD = 256
+_MISSING = object()
+
+
+def cache_budget(memory_limit: int) -> int:
+    """Bytes of values kept by an executor that may use ``memory_limit`` bytes (0: no limit)."""
+    return VALUE_CACHE_BYTES if memory_limit <= 0 else min(VALUE_CACHE_BYTES, memory_limit // 16)
+
+
+class ValueCache:
+    """Unpickled values by their pickled bytes, least recently used dropped first. Equal
+    bytes are identical bytes, so a hit is always the value those bytes hold."""
+
+    def __init__(self, budget: int = VALUE_CACHE_BYTES) -> None:
+        self.budget = budget
+        self.size = 0
+        self.entries: OrderedDict[bytes, object] = OrderedDict()
+
+    def loads(self, data: bytes):
+        """The value ``data`` holds: kept, or unpickled (and kept)."""
+        if len(data) > VALUE_CACHE_MAX_ITEM:
+            return _payload.loads(data)
+        value = self.entries.get(data, _MISSING)
+        if value is _MISSING:
+            value = _payload.loads(data)
+            self.keep(data, value)
+        else:
+            self.entries.move_to_end(data)
+        return value
+
+    def keep(self, data: bytes, value) -> None:
+        """Keeps ``value`` (whose pickle is ``data``), dropping the oldest over the budget."""
+        if len(data) > VALUE_CACHE_MAX_ITEM or data in self.entries:
+            return
+        self.entries[data] = value
+        self.size += len(data) + ENTRY_OVERHEAD
+        while self.size > self.budget:
+            old, _ = self.entries.popitem(last=False)
+            self.size -= len(old) + ENTRY_OVERHEAD
+
+
 class Executor:
-    def __init__(self, worker: str) -> None:
+    def __init__(self, worker: str, cache_bytes: int = VALUE_CACHE_BYTES) -> None:
         self.worker = worker
         self.shared: dict[int, object] = {}
+        self.values = ValueCache(cache_bytes)
 
     def run(self, task: executor_pb2.ExecTask) -> executor_pb2.ExecutorReply:
         start = time.perf_counter()
         reply = executor_pb2.ExecutorReply(task=task.task)
         try:
-            inputs = [_payload.loads(x) for x in task.inputs]
+            inputs = [self.values.loads(x) for x in task.inputs]
             if task.payload.shared:
                 shared = self.shared[task.payload.shared]
                 if isinstance(shared, _Unloadable):
@@ -68,7 +121,9 @@ class Executor:
                 result = _run_group(nodes, dict(zip(dep_keys, inputs)), task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
-            reply.value = _payload.dumps(result)
+            data = _payload.dumps(result)
+            self.values.keep(data, result)
+            reply.value = data
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the client
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -135,7 +190,8 @@ def main() -> None:
     # Frames go to the real stdout; anything tasks print goes to stderr.
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    executor = Executor(os.environ.get("SHOAL_WORKER_NAME", "unknown"))
+    limit = int(os.environ.get("SHOAL_EXECUTOR_MEMORY_LIMIT") or 0)
+    executor = Executor(os.environ.get("SHOAL_WORKER_NAME", "unknown"), cache_budget(limit))
     while True:
         header = _read_exact(requests, 4)
         if header is None:

@@ -141,6 +141,10 @@ impl Pool {
         let mut child = Command::new(&self.config.program)
             .args(["-u", "-m", "shoal.executor"])
             .env("SHOAL_WORKER_NAME", &self.config.worker_name)
+            .env(
+                "SHOAL_EXECUTOR_MEMORY_LIMIT",
+                self.config.memory_limit.to_string(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
