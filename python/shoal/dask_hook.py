@@ -220,11 +220,13 @@ class _NodeEncoder:
         # Encoded blob entries, in the order they were first used.
         self.blobs: list[bytes] = []
 
-    def encode(self, spec: tuple, func) -> tuple[bytes, int]:
-        """``spec`` pickled; when ``func`` (the spec's main function, or None) must travel
-        by value, with ``func`` left out as the task's shared blob."""
+    def encode(self, spec: tuple, nodes: list) -> tuple[bytes, int]:
+        """``spec`` (holding ``nodes``) pickled; when the function most of the nodes call
+        must travel by value, with that function left out as the task's shared blob."""
         if self.by_value:
             return _dumps_node(spec), 0
+        # Once a function has gone by value, specs calling it skip the plain attempt.
+        func = _most_common_func(nodes) if self.functions else None
         if func is None or id(func) not in self.functions:
             try:
                 data = pickle.dumps(spec, protocol=5)
@@ -233,6 +235,7 @@ class _NodeEncoder:
             else:
                 if b"__main__" not in data:
                     return data, 0
+            func = func or _most_common_func(nodes)
             if func is None:
                 return _dumps_node(spec), 0
         entry = self.functions.get(id(func))
@@ -286,7 +289,7 @@ def _encode(graph: dict, group: _grouping.Group, skey: str, index: dict, priorit
         spec = ("dask", nodes[0], inside + external)
     else:
         spec = ("dask-group", nodes, inside + external)
-    pickled, shared = encoder.encode(spec, _most_common_func(nodes))
+    pickled, shared = encoder.encode(spec, nodes)
     payload = _wire.python_payload(pickled, shared)
     return _wire.task(skey, payload, [index[d] for d in inside], external, priority, wanted)
 
