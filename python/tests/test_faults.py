@@ -3,9 +3,11 @@ workers lose no work, and tasks that crash their executor fail alone with the ca
 
 from __future__ import annotations
 
+import operator
 import os
 import time
 
+import dask
 import pytest
 
 import shoal
@@ -83,10 +85,6 @@ def test_killed_worker_loses_no_work(cluster):
 
 def test_killed_worker_mid_grouped_dask_graph_loses_no_work(cluster):
     """A worker killed while grouped Dask nodes run: the graph completes with the right result."""
-    import operator
-
-    import dask
-
     cluster.add_worker("w0")
     cluster.add_worker("w1")
     level = [dask.delayed(slow_inc)(i) for i in range(256)]
