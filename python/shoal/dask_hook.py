@@ -280,8 +280,9 @@ def _encode(graph: dict, group: _grouping.Group, skey: str, index: dict, priorit
     inside.sort(key=index.__getitem__)
     for d in external:
         if not isinstance(d, str):
+            needer = next(m for m in group.members if d in graph[m].dependencies)
             raise ValueError(
-                f"Dask task {group.sink!r} depends on {d!r}, which is neither in the graph nor a "
+                f"Dask task {needer!r} depends on {d!r}, which is neither in the graph nor a "
                 "shoal Future; compute it in the same graph"
             )
     nodes = [graph[m] for m in group.members]

@@ -145,6 +145,9 @@ class RecordingClient:
     def _cores(self):
         return 2
 
+    def _status(self, key):
+        return "released"
+
     def _submit(self, keys, tasks, wanted, blobs_before):
         self.tasks, self.blobs = tasks, [b for blobs in blobs_before.values() for b in blobs]
         return [None] * len(wanted)
@@ -165,6 +168,16 @@ def test_function_sent_by_value_travels_once_per_submission():
     graph = convert_legacy_graph({("inc", i): (inc, i) for i in range(200)})
     dask_hook.submit(recorder, graph, list(graph))
     assert len(recorder.tasks) == 200 and recorder.blobs == []
+
+
+def test_dependency_outside_the_graph_names_the_node_that_needs_it():
+    """A node depending on a key that is neither in the graph nor a Future is refused,
+    naming that node (not the output of the group it would have run in)."""
+    from dask._task_spec import Task, TaskRef
+
+    graph = {"b": Task("b", inc, TaskRef(("x", 1))), "c": Task("c", inc, TaskRef("b"))}
+    with pytest.raises(ValueError, match=r"Dask task 'b' depends on \('x', 1\), which is neither"):
+        dask_hook.submit(RecordingClient(), graph, ["c"])
 
 
 def test_results_are_released_after_get(client):
