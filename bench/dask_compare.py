@@ -2,14 +2,18 @@
 
 Dask runs on its ``LocalCluster`` (2 worker processes, 1 thread each) twice: with its
 defaults, and tuned for throughput (``distributed.scheduler.worker-saturation: inf``);
-Shoal runs on ``shoal.LocalCluster`` (2 workers). Each row prints both throughputs and the
-ratio Shoal / faster Dask; results are checked equal. Each row also prints the bound: the
-ratio a scheduler that cost nothing would reach, with the workload's own tasks (run one
-after the other in this process) split perfectly over the 2 cores. The last line is
-``min_speedup=<x>``, the smallest ratio over the workloads.
+Shoal runs on ``shoal.LocalCluster`` (2 workers). Each workload runs once on each cluster,
+or ``--repeat N`` times with the best time kept (the same for every scheduler; single runs
+of the sub-second Shoal rows vary by up to 2x on a noisy machine, and ``--quick --repeat 2``
+takes nearly 3 minutes here). Each row prints both throughputs and the ratio Shoal / faster
+Dask; results are checked equal. Each row also prints the bound: the ratio a scheduler that
+cost nothing would reach, with the workload's own tasks (run one after the other in this
+process) split perfectly over the 2 cores. The last line is ``min_speedup=<x>``, the
+smallest ratio over the workloads.
 
     python bench/dask_compare.py            # full sizes (long: Dask needs many minutes)
     python bench/dask_compare.py --quick    # smaller sizes, a few minutes at most
+    python bench/dask_compare.py --quick --repeat 2   # best of two runs everywhere
 """
 
 from __future__ import annotations
@@ -162,11 +166,15 @@ def workloads(quick: bool) -> list[Workload]:
     ]
 
 
-def timed(run, client) -> tuple[float, Any]:
-    gc.collect()
-    start = time.perf_counter()
-    result = run(client)
-    return time.perf_counter() - start, result
+def timed(run, client, repeat: int) -> tuple[float, Any]:
+    """The best of ``repeat`` runs (each after a garbage collection), and the last result."""
+    best = float("inf")
+    for _ in range(repeat):
+        gc.collect()
+        start = time.perf_counter()
+        result = run(client)
+        best = min(best, time.perf_counter() - start)
+    return best, result
 
 
 def same(a, b) -> bool:
@@ -185,7 +193,7 @@ def warm_up(client) -> None:
         w.run(client)
 
 
-def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:
+def run_dask(work: list[Workload], tuned: bool, repeat: int) -> list[tuple[float, Any]]:
     from distributed import Client, LocalCluster
 
     config = {"distributed.scheduler.worker-saturation": float("inf")} if tuned else {}
@@ -193,26 +201,29 @@ def run_dask(work: list[Workload], tuned: bool) -> list[tuple[float, Any]]:
         with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
             with Client(cluster) as client:
                 warm_up(client)
-                return [timed(w.run, client) for w in work]
+                return [timed(w.run, client, repeat) for w in work]
 
 
-def run_shoal(work: list[Workload]) -> list[tuple[float, Any]]:
+def run_shoal(work: list[Workload], repeat: int) -> list[tuple[float, Any]]:
     with shoal.LocalCluster(n_workers=2) as cluster:
         with cluster.get_client() as client:
             warm_up(client)
-            return [timed(w.run, client) for w in work]
+            return [timed(w.run, client, repeat) for w in work]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes at most")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each workload on each cluster, the best one kept"
+    )
     args = parser.parse_args()
     work = workloads(args.quick)
     # Before any cluster runs: threads they leave behind in this process slow it down.
     floors = [min(w.floor(), w.floor()) for w in work]
-    shoal_runs = run_shoal(work)
-    dask_default = run_dask(work, tuned=False)
-    dask_tuned = run_dask(work, tuned=True)
+    shoal_runs = run_shoal(work, args.repeat)
+    dask_default = run_dask(work, tuned=False, repeat=args.repeat)
+    dask_tuned = run_dask(work, tuned=True, repeat=args.repeat)
     header = (
         f"{'workload':34} {'tasks':>9} {'dask':>11} {'dask tuned':>11} {'shoal':>11} "
         f"{'speedup':>8} {'bound':>8}"
