@@ -177,13 +177,29 @@ fn scratch() -> (Volume, VolumeMount) {
     )
 }
 
+/// `spec` running `container` the way every Shoal pod runs: the hardening above (non-root,
+/// no capabilities, read-only root with the scratch volume at /tmp), no service-account
+/// token and no service links.
+fn hardened(mut container: Container, spec: PodSpec) -> PodSpec {
+    let (volume, mount) = scratch();
+    container.security_context = Some(container_security());
+    container.volume_mounts = Some(vec![mount]);
+    PodSpec {
+        containers: vec![container],
+        volumes: Some(vec![volume]),
+        security_context: Some(pod_security()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        ..spec
+    }
+}
+
 fn pull_policy(cluster: &ValidatedCluster) -> String {
     cluster.pull_policy.as_str().to_owned()
 }
 
 /// The scheduler pod, from the image by tag (its digest then pins the workers).
 pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
-    let (volume, mount) = scratch();
     let command = [
         "shoal",
         "scheduler",
@@ -203,8 +219,8 @@ pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
             names::scheduler_pod(&cluster.name),
             COMPONENT_SCHEDULER,
         ),
-        spec: Some(PodSpec {
-            containers: vec![Container {
+        spec: Some(hardened(
+            Container {
                 name: "scheduler".to_owned(),
                 image: Some(cluster.image_by_tag()),
                 image_pull_policy: Some(pull_policy(cluster)),
@@ -224,17 +240,13 @@ pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
                     ..http_probe("/healthz", "http")
                 }),
                 resources: cluster.scheduler_resources.clone(),
-                security_context: Some(container_security()),
-                volume_mounts: Some(vec![mount]),
                 ..Container::default()
-            }],
-            volumes: Some(vec![volume]),
-            restart_policy: Some("Always".to_owned()),
-            security_context: Some(pod_security()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            ..PodSpec::default()
-        }),
+            },
+            PodSpec {
+                restart_policy: Some("Always".to_owned()),
+                ..PodSpec::default()
+            },
+        )),
         ..Pod::default()
     }
 }
@@ -248,7 +260,6 @@ pub fn worker_pod(
     index: i32,
     image: &str,
 ) -> Pod {
-    let (volume, mount) = scratch();
     let mut metadata = metadata(
         cluster,
         names::worker_pod(&cluster.name, &group.name, index),
@@ -286,8 +297,8 @@ pub fn worker_pod(
 
     Pod {
         metadata,
-        spec: Some(PodSpec {
-            containers: vec![Container {
+        spec: Some(hardened(
+            Container {
                 name: "worker".to_owned(),
                 image: Some(image.to_owned()),
                 image_pull_policy: Some(pull_policy(cluster)),
@@ -299,22 +310,18 @@ pub fn worker_pod(
                 ]),
                 readiness_probe: Some(http_probe("/readyz", "http")),
                 resources: group.pool.resources.clone(),
-                security_context: Some(container_security()),
-                volume_mounts: Some(vec![mount]),
                 ..Container::default()
-            }],
-            volumes: Some(vec![volume]),
-            restart_policy: Some("Never".to_owned()),
-            node_selector: (!group.pool.node_selector.is_empty())
-                .then(|| group.pool.node_selector.clone()),
-            tolerations: (!group.pool.tolerations.is_empty())
-                .then(|| group.pool.tolerations.clone()),
-            security_context: Some(pod_security()),
-            automount_service_account_token: Some(false),
-            enable_service_links: Some(false),
-            termination_grace_period_seconds: Some(30),
-            ..PodSpec::default()
-        }),
+            },
+            PodSpec {
+                restart_policy: Some("Never".to_owned()),
+                node_selector: (!group.pool.node_selector.is_empty())
+                    .then(|| group.pool.node_selector.clone()),
+                tolerations: (!group.pool.tolerations.is_empty())
+                    .then(|| group.pool.tolerations.clone()),
+                termination_grace_period_seconds: Some(30),
+                ..PodSpec::default()
+            },
+        )),
         ..Pod::default()
     }
 }
