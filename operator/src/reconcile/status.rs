@@ -236,6 +236,14 @@ mod tests {
     use crate::fixtures::{cluster, defaults, ready, time};
     use crate::reconcile::{plan::plan, validate::validate};
 
+    fn condition<'a>(status: &'a ShoalClusterStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
     /// A fresh cluster is Pending with counts and conditions filled in.
     #[test]
     fn fresh_cluster_is_pending() {
@@ -252,11 +260,7 @@ mod tests {
             (0, 2, 2)
         );
         assert_eq!(status.observed_generation, Some(1));
-        let ready = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Ready")
-            .expect("Ready");
+        let ready = condition(&status, "Ready");
         assert_eq!(ready.status, "False");
     }
 
@@ -273,11 +277,7 @@ mod tests {
         let first = cluster_status(&c, &pods, &p, None, time(1));
         assert_eq!(first.phase, Some(Phase::Running));
         let second = cluster_status(&c, &pods, &p, Some(&first), time(2));
-        let valid = second
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "Valid")
-            .expect("Valid");
+        let valid = condition(&second, "Valid");
         assert_eq!(valid.last_transition_time, time(1));
     }
 
@@ -291,11 +291,7 @@ mod tests {
         }
         let p = plan(&c, &pods, None);
         let status = cluster_status(&c, &pods, &p, None, time(1));
-        let skew = status
-            .conditions
-            .iter()
-            .find(|c| c.type_ == "VersionSkew")
-            .expect("VersionSkew");
+        let skew = condition(&status, "VersionSkew");
         assert_eq!(skew.status, "True");
         assert!(
             skew.message.contains("version 0.0.9") && skew.message.contains("version 0.3.0"),
