@@ -85,12 +85,7 @@ async fn kubectl_scale_changes_the_worker_count() {
     bed.kubectl(&["scale", "shoalcluster/demo", "--replicas=1"]);
     let pods = bed.wait_for_worker_count(1).await;
     assert_eq!(pods[0].name_any(), "demo-default-worker-0");
-    let replicas = bed.kubectl(&[
-        "get",
-        "shoalcluster/demo",
-        "-o",
-        "jsonpath={.spec.workers.replicas}",
-    ]);
+    let replicas = bed.field("shoalcluster/demo", "{.spec.workers.replicas}");
     assert_eq!(replicas, "1");
 }
 
@@ -181,13 +176,7 @@ async fn restart_mid_reconcile_creates_no_duplicates() {
     })
     .await;
     first.kill();
-    let token_before = bed.kubectl(&[
-        "get",
-        "secret",
-        "demo-token",
-        "-o",
-        "jsonpath={.data.token}",
-    ]);
+    let token_before = bed.field("secret/demo-token", "{.data.token}");
     let _second = OperatorProcess::start(&bed);
     let pods = bed.wait_for_worker_count(40).await;
     let names: BTreeSet<String> = pods.iter().map(ResourceExt::name_any).collect();
@@ -202,13 +191,7 @@ async fn restart_mid_reconcile_creates_no_duplicates() {
         "exactly one scheduler and 40 workers: {:?}",
         all.iter().map(ResourceExt::name_any).collect::<Vec<_>>()
     );
-    let token_after = bed.kubectl(&[
-        "get",
-        "secret",
-        "demo-token",
-        "-o",
-        "jsonpath={.data.token}",
-    ]);
+    let token_after = bed.field("secret/demo-token", "{.data.token}");
     assert_eq!(token_before, token_after);
 }
 
@@ -223,12 +206,7 @@ async fn worker_groups_add_and_remove_their_pods() {
     bed.wait_for_worker_count(4).await;
     let status = bed
         .wait_for("the group's status", || async {
-            let out = bed.kubectl(&[
-                "get",
-                "shoalworkergroup/highmem",
-                "-o",
-                "jsonpath={.status.workers.current}",
-            ]);
+            let out = bed.field("shoalworkergroup/highmem", "{.status.workers.current}");
             (out == "2").then_some(out)
         })
         .await;
@@ -297,12 +275,7 @@ async fn version_change_recreates_every_pod() {
         (pods.len() == 3 && versions.iter().all(|v| v == "0.0.2")).then_some(())
     })
     .await;
-    let image = bed.kubectl(&[
-        "get",
-        "pod/demo-scheduler",
-        "-o",
-        "jsonpath={.spec.containers[0].image}",
-    ]);
+    let image = bed.field("pod/demo-scheduler", "{.spec.containers[0].image}");
     assert_eq!(image, "shoal.dev/shoal:0.0.2");
 }
 
@@ -331,13 +304,7 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
     first.kill();
     let new_holder = bed
         .wait_for("another replica to take the Lease", || async {
-            let out = bed.kubectl(&[
-                "get",
-                "lease",
-                "shoal-operator",
-                "-o",
-                "jsonpath={.spec.holderIdentity}",
-            ]);
+            let out = bed.field("lease/shoal-operator", "{.spec.holderIdentity}");
             (!out.is_empty() && out != holder).then_some(out)
         })
         .await;

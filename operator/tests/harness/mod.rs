@@ -114,6 +114,11 @@ impl Bed {
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
+    /// One field of an object (`kind/name`), by JSONPath, e.g. `{.spec.workers.replicas}`.
+    pub fn field(&self, object: &str, path: &str) -> String {
+        self.kubectl(&["get", object, "-o", &format!("jsonpath={path}")])
+    }
+
     pub fn kubectl_apply(&self, manifest: &str) {
         let output = self.run(&["apply", "-f", "-"], Some(manifest), true);
         assert!(
