@@ -22,9 +22,10 @@ toolchain:
 build: toolchain
 	$(CARGO) build --release -p shoal
 
-lint: toolchain crds-check
+lint: toolchain crds-check python-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(PYTHON) -m ruff check .
 
 # The CRD YAML is generated from the operator's Rust types (one source of truth), into
 # crds/ and the chart.

@@ -22,8 +22,9 @@ import argparse
 import gc
 import operator
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import dask
 import dask.array as da

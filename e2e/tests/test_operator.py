@@ -78,6 +78,7 @@ def test_chart_runs_a_cluster_that_computes_dask_graphs(kubectl, operator):
     import dask
     import dask.array as da
     import numpy as np
+
     import shoal
 
     with shoal.Client(f"{service_ip}:8786", token=token) as client:
@@ -115,7 +116,9 @@ def check_a_worker_of_another_version_is_refused_and_shown(kubectl, version: str
     assert f"version {SKEW_VERSION}" in note and f"version {version}" in note, note
     refusal = kubectl.wait_until(
         "the scheduler to refuse the worker",
-        lambda: next((line for line in kubectl.run("logs", "demo-scheduler").stdout.splitlines() if "worker refused" in line), None),
+        lambda: next(
+            (line for line in kubectl.run("logs", "demo-scheduler").stdout.splitlines() if "worker refused" in line), None
+        ),
         timeout=90,
     )
     assert f"the scheduler runs shoal {version}" in refusal and f"worker runs shoal {SKEW_VERSION}" in refusal, refusal

@@ -49,7 +49,7 @@ def dumps(value: Any) -> bytes:
     """Pickles a value (protocol 5), with cloudpickle when plain pickle cannot."""
     try:
         return pickle.dumps(value, protocol=5)
-    except Exception:
+    except Exception:  # noqa: BLE001 - whatever plain pickle refuses, cloudpickle may take
         return cloudpickle.dumps(value, protocol=5)
 
 

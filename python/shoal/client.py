@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from shoal import _payload, _wire
+from shoal import __version__, _payload, _wire
 from shoal.errors import (
     AuthenticationError,
     CancelledError,
@@ -43,8 +43,6 @@ from shoal.futures import FIRST_COMPLETED, FIRST_EXCEPTION, Future
 from shoal.v1 import client_pb2, client_pb2_grpc, common_pb2
 
 log = logging.getLogger("shoal")
-
-from shoal import __version__
 _MAX_MESSAGE = 256 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
@@ -283,7 +281,7 @@ class Client:
                 f"{e.details()}); the scheduler released this session's keys: reconnect and "
                 "resubmit"
             )
-        except Exception as e:  # noqa: BLE001 - a bug here must not hang every waiter
+        except Exception as e:  # a bug here must not hang every waiter
             log.exception("shoal client event thread failed")
             error = ConnectionLostError(f"the client's event thread failed: {e!r}")
         if not self._stopping.is_set():
@@ -360,7 +358,7 @@ class Client:
             if self._dead:
                 try:
                     self._flush_releases()
-                except Exception:  # noqa: BLE001 - keep releasing later
+                except Exception:  # keep releasing later
                     log.exception("shoal: releasing keys failed")
 
     def _flush_releases(self) -> None:
@@ -758,7 +756,7 @@ def _fire(fired: list) -> None:
     for future, fn in fired:
         try:
             fn(future)
-        except Exception:  # noqa: BLE001 - a failing callback must not stop the others
+        except Exception:  # a failing callback must not stop the others
             log.exception("shoal: done callback %r of %r failed", fn, future)
 
 

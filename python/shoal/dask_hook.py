@@ -269,7 +269,9 @@ def _most_common_func(nodes: list):
     return funcs[max(counts, key=counts.__getitem__)] if counts else None
 
 
-def _encode(graph: dict, group: _grouping.Group, skey: str, index: dict, priority: int, wanted: bool, encoder: _NodeEncoder) -> bytes:
+def _encode(
+    graph: dict, group: _grouping.Group, skey: str, index: dict, priority: int, wanted: bool, encoder: _NodeEncoder
+) -> bytes:
     """One group of nodes as an encoded task: inputs are its in-graph dependencies (by
     ordinal) then the keys it needs from outside the graph (held Futures). A group of one
     node is ``("dask", node, input keys)``, a larger one ``("dask-group", nodes, input

@@ -184,7 +184,7 @@ def wait(futures, timeout: float | None = None, return_when: str = ALL_COMPLETED
     return DoneAndNotDone(done, set(fs) - done)
 
 
-class as_completed(Iterator):  # noqa: N801 - named like dask's and concurrent.futures'
+class as_completed(Iterator):  # named like dask's and concurrent.futures'
     """Iterates over futures in the order they complete. ``with_results=True`` yields
     ``(future, result)`` pairs (raising a failed task's exception when it comes up).
     More futures can be added while iterating with ``add``."""

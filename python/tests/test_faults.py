@@ -9,9 +9,9 @@ import time
 
 import dask
 import pytest
+from procs import TOKEN, ProcessCluster
 
 import shoal
-from procs import TOKEN, ProcessCluster
 
 
 def boom(x):
