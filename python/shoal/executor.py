@@ -6,11 +6,13 @@ stdout (replies): frames of a 4-byte little-endian length and one protobuf messa
 in the order sent and each reply is written as soon as its task ends. ``print`` output of
 tasks goes to stderr (the worker's log), never into the frame stream.
 
-Values read or made here are kept, keyed by their pickled bytes, least recently used
-dropped first (64 MiB of pickles at most, and a sixteenth of the executor's memory limit,
-``SHOAL_EXECUTOR_MEMORY_LIMIT``): a value several tasks read, such as a shuffle's pieces,
-is unpickled once per executor rather than once per task. As in Dask's own workers, tasks
-reading the same value get the same object, so tasks must not modify their inputs in place.
+Values read or made here are kept by task id (slot and generation: one key of one graph,
+unique for the worker's lifetime), never by their bytes, least recently used dropped first
+(64 MiB of pickles at most, and a sixteenth of the executor's memory limit,
+``SHOAL_EXECUTOR_MEMORY_LIMIT``), and forgotten when the worker releases the key. A value
+several tasks read, such as a shuffle's pieces, is unpickled once per executor rather than
+once per task. As in Dask's own workers, the tasks reading the *same key* share one object;
+two keys never share one, even when their values pickle to equal bytes.
 
 A task's exception is sent back with its type, message, traceback and the pickled exception
 (the client re-raises it). A crash of this process (segfault, ``os._exit``, memory) is seen by
@@ -45,8 +47,6 @@ def _read_exact(stream, n: int) -> bytes | None:
 
 # Most pickled bytes of kept values (each entry also counts ENTRY_OVERHEAD).
 VALUE_CACHE_BYTES = 64 * 2**20
-# Larger pickles are neither kept nor looked up: hashing them costs about what unpickling does.
-VALUE_CACHE_MAX_ITEM = 2**20
 ENTRY_OVERHEAD = 256
 _MISSING = object()
 
@@ -57,35 +57,42 @@ def cache_budget(memory_limit: int) -> int:
 
 
 class ValueCache:
-    """Unpickled values by their pickled bytes, least recently used dropped first. Equal
-    bytes are identical bytes, so a hit is always the value those bytes hold."""
+    """Unpickled values by the id of the task that made them, least recently used dropped
+    first. A value larger than a quarter of the budget is never kept (it would push out
+    everything else)."""
 
     def __init__(self, budget: int = VALUE_CACHE_BYTES) -> None:
         self.budget = budget
         self.size = 0
-        self.entries: OrderedDict[bytes, object] = OrderedDict()
+        # task id -> (value, pickled size)
+        self.entries: OrderedDict[int, tuple[object, int]] = OrderedDict()
 
-    def loads(self, data: bytes):
-        """The value ``data`` holds: kept, or unpickled (and kept)."""
-        if len(data) > VALUE_CACHE_MAX_ITEM:
-            return _payload.loads(data)
-        value = self.entries.get(data, _MISSING)
-        if value is _MISSING:
+    def loads(self, task: int, data: bytes):
+        """The value of ``task``, whose pickle is ``data``: kept, or unpickled (and kept)."""
+        entry = self.entries.get(task, _MISSING)
+        if entry is _MISSING:
             value = _payload.loads(data)
-            self.keep(data, value)
-        else:
-            self.entries.move_to_end(data)
-        return value
+            self.keep(task, len(data), value)
+            return value
+        self.entries.move_to_end(task)
+        return entry[0]
 
-    def keep(self, data: bytes, value) -> None:
-        """Keeps ``value`` (whose pickle is ``data``), dropping the oldest over the budget."""
-        if len(data) > VALUE_CACHE_MAX_ITEM or data in self.entries:
+    def keep(self, task: int, size: int, value) -> None:
+        """Keeps ``value`` of ``task`` (``size`` pickled bytes), dropping the oldest over the budget."""
+        if size > self.budget // 4 or task in self.entries:
             return
-        self.entries[data] = value
-        self.size += len(data) + ENTRY_OVERHEAD
+        self.entries[task] = (value, size)
+        self.size += size + ENTRY_OVERHEAD
         while self.size > self.budget:
-            old, _ = self.entries.popitem(last=False)
-            self.size -= len(old) + ENTRY_OVERHEAD
+            _, (_, old) = self.entries.popitem(last=False)
+            self.size -= old + ENTRY_OVERHEAD
+
+    def release(self, tasks) -> None:
+        """Forgets the values of released tasks."""
+        for task in tasks:
+            entry = self.entries.pop(task, None)
+            if entry is not None:
+                self.size -= entry[1] + ENTRY_OVERHEAD
 
 
 class Executor:
@@ -98,7 +105,10 @@ class Executor:
         start = time.perf_counter()
         reply = executor_pb2.ExecutorReply(task=task.task)
         try:
-            inputs = [self.values.loads(x) for x in task.inputs]
+            if len(task.input_tasks) == len(task.inputs):
+                inputs = [self.values.loads(i, x) for i, x in zip(task.input_tasks, task.inputs)]
+            else:  # a worker that sends no input ids: nothing can be shared safely
+                inputs = [_payload.loads(x) for x in task.inputs]
             if task.payload.shared:
                 shared = self.shared[task.payload.shared]
                 if isinstance(shared, _Unloadable):
@@ -122,9 +132,9 @@ class Executor:
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
             data = _payload.dumps(result)
-            self.values.keep(data, result)
+            self.values.keep(task.task, len(data), result)
             reply.value = data
-        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the client
+        except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
             reply.error.CopyFrom(self._error(task.key, exc))
@@ -200,6 +210,7 @@ def main() -> None:
         if body is None:
             return
         request = executor_pb2.ExecutorRequest.FromString(body)
+        executor.values.release(request.released)
         for blob in request.blobs:
             executor.shared[blob.id] = _load_shared(blob.data)
         for task in request.tasks:

@@ -9,6 +9,7 @@ any importable module) can be imported by the executors.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 
@@ -19,18 +20,25 @@ import shoal
 TESTS = pathlib.Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def cluster():
+@contextlib.contextmanager
+def local_cluster(**kwargs):
+    """A LocalCluster whose executors can import the test modules."""
     old = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join([str(TESTS), *([old] if old else [])])
     try:
-        with shoal.LocalCluster(n_workers=2, cores=1) as c:
+        with shoal.LocalCluster(**kwargs) as c:
             yield c
     finally:
         if old is None:
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = old
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with local_cluster(n_workers=2, cores=1) as c:
+        yield c
 
 
 @pytest.fixture

@@ -8,24 +8,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ExecutorRequest(_message.Message):
-    __slots__ = ("tasks", "blobs")
+    __slots__ = ("tasks", "blobs", "released")
     TASKS_FIELD_NUMBER: _ClassVar[int]
     BLOBS_FIELD_NUMBER: _ClassVar[int]
+    RELEASED_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedCompositeFieldContainer[ExecTask]
     blobs: _containers.RepeatedCompositeFieldContainer[_common_pb2.SharedBlob]
-    def __init__(self, tasks: _Optional[_Iterable[_Union[ExecTask, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ...) -> None: ...
+    released: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[ExecTask, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ..., released: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExecTask(_message.Message):
-    __slots__ = ("task", "key", "payload", "inputs")
+    __slots__ = ("task", "key", "payload", "inputs", "input_tasks")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_TASKS_FIELD_NUMBER: _ClassVar[int]
     task: int
     key: str
     payload: _common_pb2.PythonTask
     inputs: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    input_tasks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ..., input_tasks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExecutorReply(_message.Message):
     __slots__ = ("task", "value", "error", "duration_us")

@@ -10,13 +10,14 @@ use shoal_proto::v1::builtin_task::Op;
 use tokio::sync::mpsc;
 
 /// A task ready to run: its payload, the shared blob it uses, and its inputs in
-/// dependency order.
+/// dependency order, each with the wire id of the task that made it.
 pub struct ExecTask {
     pub task: u64,
     pub key: String,
     pub payload: v1::TaskPayload,
     pub shared: Option<(u64, Bytes)>,
     pub inputs: Vec<Bytes>,
+    pub input_tasks: Vec<u64>,
 }
 
 /// The outcome of a task: its result or why it failed, and how long it ran.
@@ -29,6 +30,9 @@ pub struct ExecOutcome {
 pub trait Executor: Send + Sync {
     /// Starts a task; its outcome must be sent on `done` exactly once.
     fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>);
+
+    /// The worker released these tasks' values: anything the executor keeps of them goes.
+    fn release(&self, _tasks: &[u64]) {}
 }
 
 /// Runs builtin ops: cheap ones inline, sleeps on the runtime's timer.

@@ -40,9 +40,16 @@ struct Job {
     done: mpsc::UnboundedSender<ExecOutcome>,
 }
 
+/// What the pool is asked to do.
+enum PoolMsg {
+    Run(Job),
+    /// Values the worker released: every live process forgets what it kept of them.
+    Release(Vec<u64>),
+}
+
 /// Runs Python payloads on a pool of executor processes.
 pub struct PythonPool {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::UnboundedSender<PoolMsg>,
 }
 
 impl PythonPool {
@@ -55,7 +62,9 @@ impl PythonPool {
 
 impl Executor for PythonPool {
     fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>) {
-        if let Err(mpsc::error::SendError(job)) = self.jobs.send(Job { task, done }) {
+        if let Err(mpsc::error::SendError(PoolMsg::Run(job))) =
+            self.jobs.send(PoolMsg::Run(Job { task, done }))
+        {
             let error = v1::TaskError {
                 kind: "ExecutorUnavailable".into(),
                 message: "the Python executor pool has stopped".into(),
@@ -67,6 +76,10 @@ impl Executor for PythonPool {
                 duration: Duration::ZERO,
             });
         }
+    }
+
+    fn release(&self, tasks: &[u64]) {
+        let _ = self.jobs.send(PoolMsg::Release(tasks.to_vec()));
     }
 }
 
@@ -119,12 +132,13 @@ impl Pool {
         }
     }
 
-    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<PoolMsg>) {
         let mut memory = tokio::time::interval(MEMORY_CHECK);
         loop {
             tokio::select! {
-                job = jobs.recv() => match job {
-                    Some(job) => self.queue.push_back(job),
+                msg = jobs.recv() => match msg {
+                    Some(PoolMsg::Run(job)) => self.queue.push_back(job),
+                    Some(PoolMsg::Release(tasks)) => self.release(tasks),
                     None => break,
                 },
                 Some(event) = self.events_rx.recv() => self.handle(event).await,
@@ -188,6 +202,18 @@ impl Pool {
         Ok(())
     }
 
+    /// Tells every live process to forget the released values (a hint: a process that
+    /// missed it only keeps them longer, within its cache budget).
+    fn release(&mut self, tasks: Vec<u64>) {
+        let frame = frame(&v1::ExecutorRequest {
+            released: tasks,
+            ..Default::default()
+        });
+        for process in self.slots.iter().flatten() {
+            let _ = process.frames.send(frame.clone());
+        }
+    }
+
     /// Sends queued jobs to the least busy processes (starting processes as needed).
     fn dispatch(&mut self) {
         while !self.queue.is_empty() {
@@ -230,6 +256,7 @@ impl Pool {
                     key: job.task.key.clone(),
                     payload: Some(payload),
                     inputs: job.task.inputs.iter().map(|b| b.to_vec()).collect(),
+                    input_tasks: job.task.input_tasks.clone(),
                 });
                 process.inflight.push_back(InFlight {
                     task: job.task.task,
@@ -239,11 +266,7 @@ impl Pool {
                     sent: Instant::now(),
                 });
             }
-            let body = request.encode_to_vec();
-            let mut frame = Vec::with_capacity(body.len() + 4);
-            frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-            frame.extend_from_slice(&body);
-            let _ = process.frames.send(frame);
+            let _ = process.frames.send(frame(&request));
         }
     }
 
@@ -430,6 +453,15 @@ fn crash_hint(status: Option<std::process::ExitStatus>) -> &'static str {
             "Code that calls os._exit or exits the interpreter ends the executor; see the worker's log for its output."
         }
     }
+}
+
+/// One request as a frame: a 4-byte little-endian length, then the message.
+fn frame(request: &v1::ExecutorRequest) -> Vec<u8> {
+    let body = request.encode_to_vec();
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    frame
 }
 
 async fn write_frames(mut stdin: ChildStdin, mut frames: mpsc::UnboundedReceiver<Vec<u8>>) {

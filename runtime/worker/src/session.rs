@@ -569,6 +569,7 @@ impl Loop {
                     .and_then(|id| self.blobs.get(&id).map(|b| (id, b.clone()))),
                 payload,
                 inputs,
+                input_tasks: assignment.inputs.iter().map(|i| i.task).collect(),
             };
             match (&python, &self.python) {
                 (Some(_), Some(pool)) => pool.start(task, self.done_tx.clone()),
@@ -623,6 +624,9 @@ impl Loop {
         let mut store = lock(&self.store);
         for &id in ids {
             store.remove(id);
+        }
+        if let Some(pool) = &self.python {
+            pool.release(ids);
         }
     }
 
