@@ -25,13 +25,17 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/client.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"N\n\x0fHandshakeParams\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"t\n\x0fHandshakeResult\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x0f\n\x07workers\x18\x04 \x01(\r\"h\n\nGraphChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12!\n\x05tasks\x18\x02 \x03(\x0b\x32\x12.shoal.v1.TaskSpec\x12#\n\x05\x62lobs\x18\x03 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"\x9b\x01\n\x08TaskSpec\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65ps\x18\x02 \x03(\r\x12\x15\n\rexisting_deps\x18\x03 \x03(\t\x12&\n\x07payload\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12\x10\n\x08priority\x18\x05 \x01(\x12\x12\x0e\n\x06wanted\x18\x06 \x01(\x08\x12\x13\n\x0bmax_retries\x18\x07 \x01(\r\"J\n\x11SubmitGraphResult\x12\x10\n\x08graph_id\x18\x01 \x01(\x04\x12\r\n\x05tasks\x18\x02 \x01(\x04\x12\x14\n\x0c\x66irst_serial\x18\x03 \x01(\x04\"%\n\x0fSubscribeParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\"v\n\x0c\x43lientEvents\x12\'\n\x08\x66inished\x18\x01 \x03(\x0b\x32\x15.shoal.v1.KeyFinished\x12#\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x13.shoal.v1.KeyFailed\x12\x18\n\x10\x66inished_serials\x18\x03 \x03(\x04\"(\n\x0bKeyFinished\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"<\n\tKeyFailed\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\"0\n\x0cGatherParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\"1\n\x0bGatherChunk\x12\"\n\x06values\x18\x01 \x03(\x0b\x32\x12.shoal.v1.KeyValue\"I\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\".\n\nKeysParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\"\xdb\x01\n\rClusterStatus\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x14\n\x0c\x63luster_name\x18\x02 \x01(\t\x12\'\n\x07workers\x18\x03 \x03(\x0b\x32\x16.shoal.v1.WorkerStatus\x12#\n\x05tasks\x18\x04 \x01(\x0b\x32\x14.shoal.v1.TaskCounts\x12\x17\n\x0f\x64\x65sired_workers\x18\x05 \x01(\r\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07\x63lients\x18\x07 \x01(\r\"\xc0\x01\n\x0cWorkerStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ores\x18\x02 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x03 \x01(\x04\x12\x13\n\x0bmemory_used\x18\x04 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x05 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x06 \x01(\x04\x12\x16\n\x0e\x61ssigned_tasks\x18\x07 \x01(\r\x12\r\n\x05state\x18\x08 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\t \x01(\t\"\x87\x01\n\nTaskCounts\x12\x0f\n\x07waiting\x18\x01 \x01(\x04\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x10\n\x08\x61ssigned\x18\x03 \x01(\x04\x12\x0e\n\x06memory\x18\x04 \x01(\x04\x12\x10\n\x08released\x18\x05 \x01(\x04\x12\r\n\x05\x65rred\x18\x06 \x01(\x04\x12\x16\n\x0e\x66inished_total\x18\x07 \x01(\x04\x32\xae\x03\n\tScheduler\x12\x41\n\tHandshake\x12\x19.shoal.v1.HandshakeParams\x1a\x19.shoal.v1.HandshakeResult\x12\x42\n\x0bSubmitGraph\x12\x14.shoal.v1.GraphChunk\x1a\x1b.shoal.v1.SubmitGraphResult(\x01\x12@\n\tSubscribe\x12\x19.shoal.v1.SubscribeParams\x1a\x16.shoal.v1.ClientEvents0\x01\x12\x39\n\x06Gather\x12\x16.shoal.v1.GatherParams\x1a\x15.shoal.v1.GatherChunk0\x01\x12\x30\n\x07Release\x12\x14.shoal.v1.KeysParams\x1a\x0f.shoal.v1.Empty\x12/\n\x06\x43\x61ncel\x12\x14.shoal.v1.KeysParams\x1a\x0f.shoal.v1.Empty\x12:\n\x0eGetClusterInfo\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatusb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/client.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"N\n\x0fHandshakeParams\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x13\n\x0b\x63lient_name\x18\x02 \x01(\t\"t\n\x0fHandshakeResult\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x12\n\nsession_id\x18\x02 \x01(\x04\x12\x14\n\x0c\x63luster_name\x18\x03 \x01(\t\x12\x0f\n\x07workers\x18\x04 \x01(\r\"h\n\nGraphChunk\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12!\n\x05tasks\x18\x02 \x03(\x0b\x32\x12.shoal.v1.TaskSpec\x12#\n\x05\x62lobs\x18\x03 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"\x98\x02\n\x08TaskSpec\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65ps\x18\x02 \x03(\r\x12\x15\n\rexisting_deps\x18\x03 \x03(\t\x12&\n\x07payload\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12\x10\n\x08priority\x18\x05 \x01(\x12\x12\x0e\n\x06wanted\x18\x06 \x01(\x08\x12\x18\n\x0bmax_retries\x18\x07 \x01(\rH\x00\x88\x01\x01\x12\x34\n\tresources\x18\x08 \x03(\x0b\x32!.shoal.v1.TaskSpec.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x0e\n\x0c_max_retries\"J\n\x11SubmitGraphResult\x12\x10\n\x08graph_id\x18\x01 \x01(\x04\x12\r\n\x05tasks\x18\x02 \x01(\x04\x12\x14\n\x0c\x66irst_serial\x18\x03 \x01(\x04\"%\n\x0fSubscribeParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\"v\n\x0c\x43lientEvents\x12\'\n\x08\x66inished\x18\x01 \x03(\x0b\x32\x15.shoal.v1.KeyFinished\x12#\n\x06\x66\x61iled\x18\x02 \x03(\x0b\x32\x13.shoal.v1.KeyFailed\x12\x18\n\x10\x66inished_serials\x18\x03 \x03(\x04\"(\n\x0bKeyFinished\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x04\"<\n\tKeyFailed\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\"0\n\x0cGatherParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\"1\n\x0bGatherChunk\x12\"\n\x06values\x18\x01 \x03(\x0b\x32\x12.shoal.v1.KeyValue\"I\n\x08KeyValue\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\".\n\nKeysParams\x12\x12\n\nsession_id\x18\x01 \x01(\x04\x12\x0c\n\x04keys\x18\x02 \x03(\t\"\x87\x02\n\rClusterStatus\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x14\n\x0c\x63luster_name\x18\x02 \x01(\t\x12\'\n\x07workers\x18\x03 \x03(\x0b\x32\x16.shoal.v1.WorkerStatus\x12#\n\x05tasks\x18\x04 \x01(\x0b\x32\x14.shoal.v1.TaskCounts\x12\x17\n\x0f\x64\x65sired_workers\x18\x05 \x01(\r\x12\x14\n\x0cidle_seconds\x18\x06 \x01(\x01\x12\x0f\n\x07\x63lients\x18\x07 \x01(\r\x12*\n\x08\x61\x64\x61ptive\x18\x08 \x01(\x0b\x32\x18.shoal.v1.AdaptiveTarget\"\xbb\x02\n\x0cWorkerStatus\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ores\x18\x02 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x03 \x01(\x04\x12\x13\n\x0bmemory_used\x18\x04 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x05 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x06 \x01(\x04\x12\x16\n\x0e\x61ssigned_tasks\x18\x07 \x01(\r\x12\r\n\x05state\x18\x08 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\t \x01(\t\x12\r\n\x05group\x18\n \x01(\t\x12\x38\n\tresources\x18\x0b \x03(\x0b\x32%.shoal.v1.WorkerStatus.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"\x87\x01\n\nTaskCounts\x12\x0f\n\x07waiting\x18\x01 \x01(\x04\x12\r\n\x05ready\x18\x02 \x01(\x04\x12\x10\n\x08\x61ssigned\x18\x03 \x01(\x04\x12\x0e\n\x06memory\x18\x04 \x01(\x04\x12\x10\n\x08released\x18\x05 \x01(\x04\x12\r\n\x05\x65rred\x18\x06 \x01(\x04\x12\x16\n\x0e\x66inished_total\x18\x07 \x01(\x04\x32\xae\x03\n\tScheduler\x12\x41\n\tHandshake\x12\x19.shoal.v1.HandshakeParams\x1a\x19.shoal.v1.HandshakeResult\x12\x42\n\x0bSubmitGraph\x12\x14.shoal.v1.GraphChunk\x1a\x1b.shoal.v1.SubmitGraphResult(\x01\x12@\n\tSubscribe\x12\x19.shoal.v1.SubscribeParams\x1a\x16.shoal.v1.ClientEvents0\x01\x12\x39\n\x06Gather\x12\x16.shoal.v1.GatherParams\x1a\x15.shoal.v1.GatherChunk0\x01\x12\x30\n\x07Release\x12\x14.shoal.v1.KeysParams\x1a\x0f.shoal.v1.Empty\x12/\n\x06\x43\x61ncel\x12\x14.shoal.v1.KeysParams\x1a\x0f.shoal.v1.Empty\x12:\n\x0eGetClusterInfo\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.client_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_TASKSPEC_RESOURCESENTRY']._loaded_options = None
+  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_options = b'8\001'
+  _globals['_WORKERSTATUS_RESOURCESENTRY']._loaded_options = None
+  _globals['_WORKERSTATUS_RESOURCESENTRY']._serialized_options = b'8\001'
   _globals['_HANDSHAKEPARAMS']._serialized_start=58
   _globals['_HANDSHAKEPARAMS']._serialized_end=136
   _globals['_HANDSHAKERESULT']._serialized_start=138
@@ -39,31 +43,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRAPHCHUNK']._serialized_start=256
   _globals['_GRAPHCHUNK']._serialized_end=360
   _globals['_TASKSPEC']._serialized_start=363
-  _globals['_TASKSPEC']._serialized_end=518
-  _globals['_SUBMITGRAPHRESULT']._serialized_start=520
-  _globals['_SUBMITGRAPHRESULT']._serialized_end=594
-  _globals['_SUBSCRIBEPARAMS']._serialized_start=596
-  _globals['_SUBSCRIBEPARAMS']._serialized_end=633
-  _globals['_CLIENTEVENTS']._serialized_start=635
-  _globals['_CLIENTEVENTS']._serialized_end=753
-  _globals['_KEYFINISHED']._serialized_start=755
-  _globals['_KEYFINISHED']._serialized_end=795
-  _globals['_KEYFAILED']._serialized_start=797
-  _globals['_KEYFAILED']._serialized_end=857
-  _globals['_GATHERPARAMS']._serialized_start=859
-  _globals['_GATHERPARAMS']._serialized_end=907
-  _globals['_GATHERCHUNK']._serialized_start=909
-  _globals['_GATHERCHUNK']._serialized_end=958
-  _globals['_KEYVALUE']._serialized_start=960
-  _globals['_KEYVALUE']._serialized_end=1033
-  _globals['_KEYSPARAMS']._serialized_start=1035
-  _globals['_KEYSPARAMS']._serialized_end=1081
-  _globals['_CLUSTERSTATUS']._serialized_start=1084
-  _globals['_CLUSTERSTATUS']._serialized_end=1303
-  _globals['_WORKERSTATUS']._serialized_start=1306
-  _globals['_WORKERSTATUS']._serialized_end=1498
-  _globals['_TASKCOUNTS']._serialized_start=1501
-  _globals['_TASKCOUNTS']._serialized_end=1636
-  _globals['_SCHEDULER']._serialized_start=1639
-  _globals['_SCHEDULER']._serialized_end=2069
+  _globals['_TASKSPEC']._serialized_end=643
+  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_start=579
+  _globals['_TASKSPEC_RESOURCESENTRY']._serialized_end=627
+  _globals['_SUBMITGRAPHRESULT']._serialized_start=645
+  _globals['_SUBMITGRAPHRESULT']._serialized_end=719
+  _globals['_SUBSCRIBEPARAMS']._serialized_start=721
+  _globals['_SUBSCRIBEPARAMS']._serialized_end=758
+  _globals['_CLIENTEVENTS']._serialized_start=760
+  _globals['_CLIENTEVENTS']._serialized_end=878
+  _globals['_KEYFINISHED']._serialized_start=880
+  _globals['_KEYFINISHED']._serialized_end=920
+  _globals['_KEYFAILED']._serialized_start=922
+  _globals['_KEYFAILED']._serialized_end=982
+  _globals['_GATHERPARAMS']._serialized_start=984
+  _globals['_GATHERPARAMS']._serialized_end=1032
+  _globals['_GATHERCHUNK']._serialized_start=1034
+  _globals['_GATHERCHUNK']._serialized_end=1083
+  _globals['_KEYVALUE']._serialized_start=1085
+  _globals['_KEYVALUE']._serialized_end=1158
+  _globals['_KEYSPARAMS']._serialized_start=1160
+  _globals['_KEYSPARAMS']._serialized_end=1206
+  _globals['_CLUSTERSTATUS']._serialized_start=1209
+  _globals['_CLUSTERSTATUS']._serialized_end=1472
+  _globals['_WORKERSTATUS']._serialized_start=1475
+  _globals['_WORKERSTATUS']._serialized_end=1790
+  _globals['_WORKERSTATUS_RESOURCESENTRY']._serialized_start=579
+  _globals['_WORKERSTATUS_RESOURCESENTRY']._serialized_end=627
+  _globals['_TASKCOUNTS']._serialized_start=1793
+  _globals['_TASKCOUNTS']._serialized_end=1928
+  _globals['_SCHEDULER']._serialized_start=1931
+  _globals['_SCHEDULER']._serialized_end=2361
 # @@protoc_insertion_point(module_scope)

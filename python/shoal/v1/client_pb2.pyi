@@ -38,7 +38,14 @@ class GraphChunk(_message.Message):
     def __init__(self, session_id: _Optional[int] = ..., tasks: _Optional[_Iterable[_Union[TaskSpec, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ...) -> None: ...
 
 class TaskSpec(_message.Message):
-    __slots__ = ("key", "deps", "existing_deps", "payload", "priority", "wanted", "max_retries")
+    __slots__ = ("key", "deps", "existing_deps", "payload", "priority", "wanted", "max_retries", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     KEY_FIELD_NUMBER: _ClassVar[int]
     DEPS_FIELD_NUMBER: _ClassVar[int]
     EXISTING_DEPS_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +53,7 @@ class TaskSpec(_message.Message):
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     WANTED_FIELD_NUMBER: _ClassVar[int]
     MAX_RETRIES_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     key: str
     deps: _containers.RepeatedScalarFieldContainer[int]
     existing_deps: _containers.RepeatedScalarFieldContainer[str]
@@ -53,7 +61,8 @@ class TaskSpec(_message.Message):
     priority: int
     wanted: bool
     max_retries: int
-    def __init__(self, key: _Optional[str] = ..., deps: _Optional[_Iterable[int]] = ..., existing_deps: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., priority: _Optional[int] = ..., wanted: _Optional[bool] = ..., max_retries: _Optional[int] = ...) -> None: ...
+    resources: _containers.ScalarMap[str, float]
+    def __init__(self, key: _Optional[str] = ..., deps: _Optional[_Iterable[int]] = ..., existing_deps: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., priority: _Optional[int] = ..., wanted: _Optional[bool] = ..., max_retries: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class SubmitGraphResult(_message.Message):
     __slots__ = ("graph_id", "tasks", "first_serial")
@@ -132,7 +141,7 @@ class KeysParams(_message.Message):
     def __init__(self, session_id: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ClusterStatus(_message.Message):
-    __slots__ = ("version", "cluster_name", "workers", "tasks", "desired_workers", "idle_seconds", "clients")
+    __slots__ = ("version", "cluster_name", "workers", "tasks", "desired_workers", "idle_seconds", "clients", "adaptive")
     VERSION_FIELD_NUMBER: _ClassVar[int]
     CLUSTER_NAME_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +149,7 @@ class ClusterStatus(_message.Message):
     DESIRED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    ADAPTIVE_FIELD_NUMBER: _ClassVar[int]
     version: _common_pb2.VersionInfo
     cluster_name: str
     workers: _containers.RepeatedCompositeFieldContainer[WorkerStatus]
@@ -147,10 +157,18 @@ class ClusterStatus(_message.Message):
     desired_workers: int
     idle_seconds: float
     clients: int
-    def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., desired_workers: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., clients: _Optional[int] = ...) -> None: ...
+    adaptive: _common_pb2.AdaptiveTarget
+    def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., desired_workers: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., clients: _Optional[int] = ..., adaptive: _Optional[_Union[_common_pb2.AdaptiveTarget, _Mapping]] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address")
+    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address", "group", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +178,8 @@ class WorkerStatus(_message.Message):
     ASSIGNED_TASKS_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     DATA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     memory_limit: int
@@ -169,7 +189,9 @@ class WorkerStatus(_message.Message):
     assigned_tasks: int
     state: str
     data_address: str
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ...) -> None: ...
+    group: str
+    resources: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("waiting", "ready", "assigned", "memory", "released", "erred", "finished_total")

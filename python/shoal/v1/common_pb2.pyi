@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -80,3 +81,48 @@ class TaskError(_message.Message):
     worker: str
     exception: bytes
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., detail: _Optional[str] = ..., worker: _Optional[str] = ..., exception: _Optional[bytes] = ...) -> None: ...
+
+class WorkerGroupSpec(_message.Message):
+    __slots__ = ("name", "cores", "memory_limit", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    cores: int
+    memory_limit: int
+    resources: _containers.ScalarMap[str, float]
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class GroupTarget(_message.Message):
+    __slots__ = ("name", "desired_workers", "reason", "retire_order", "workers")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    RETIRE_ORDER_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    desired_workers: int
+    reason: str
+    retire_order: _containers.RepeatedScalarFieldContainer[str]
+    workers: int
+    def __init__(self, name: _Optional[str] = ..., desired_workers: _Optional[int] = ..., reason: _Optional[str] = ..., retire_order: _Optional[_Iterable[str]] = ..., workers: _Optional[int] = ...) -> None: ...
+
+class AdaptiveTarget(_message.Message):
+    __slots__ = ("groups", "idle_seconds", "clients", "unfinished_tasks")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    IDLE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    UNFINISHED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[GroupTarget]
+    idle_seconds: float
+    clients: int
+    unfinished_tasks: int
+    def __init__(self, groups: _Optional[_Iterable[_Union[GroupTarget, _Mapping]]] = ..., idle_seconds: _Optional[float] = ..., clients: _Optional[int] = ..., unfinished_tasks: _Optional[int] = ...) -> None: ...

@@ -26,7 +26,7 @@ from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 from shoal.v1 import client_pb2 as shoal_dot_v1_dot_client__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/control.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\x1a\x15shoal/v1/client.proto\"$\n\x13RetireWorkersParams\x12\r\n\x05names\x18\x01 \x03(\t\"\x93\x01\n\x13RetireWorkersResult\x12\x0f\n\x07retired\x18\x01 \x03(\t\x12;\n\x07refused\x18\x02 \x03(\x0b\x32*.shoal.v1.RetireWorkersResult.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x10WorkerLostParams\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t2\xd0\x01\n\x07\x43ontrol\x12\x35\n\tGetStatus\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatus\x12M\n\rRetireWorkers\x12\x1d.shoal.v1.RetireWorkersParams\x1a\x1d.shoal.v1.RetireWorkersResult\x12?\n\x10ReportWorkerLost\x12\x1a.shoal.v1.WorkerLostParams\x1a\x0f.shoal.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/control.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\x1a\x15shoal/v1/client.proto\">\n\x13RetireWorkersParams\x12\r\n\x05names\x18\x01 \x03(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x02 \x01(\x01\"\x93\x01\n\x13RetireWorkersResult\x12\x0f\n\x07retired\x18\x01 \x03(\t\x12;\n\x07refused\x18\x02 \x03(\x0b\x32*.shoal.v1.RetireWorkersResult.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x10WorkerLostParams\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\x0e\x41\x64\x61ptiveParams\x12)\n\x06groups\x18\x01 \x03(\x0b\x32\x19.shoal.v1.WorkerGroupSpec\x12\x1f\n\x17target_duration_seconds\x18\x02 \x01(\x01\x32\x99\x02\n\x07\x43ontrol\x12\x35\n\tGetStatus\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatus\x12G\n\x11GetAdaptiveTarget\x12\x18.shoal.v1.AdaptiveParams\x1a\x18.shoal.v1.AdaptiveTarget\x12M\n\rRetireWorkers\x12\x1d.shoal.v1.RetireWorkersParams\x1a\x1d.shoal.v1.RetireWorkersResult\x12?\n\x10ReportWorkerLost\x12\x1a.shoal.v1.WorkerLostParams\x1a\x0f.shoal.v1.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,13 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._loaded_options = None
   _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_options = b'8\001'
   _globals['_RETIREWORKERSPARAMS']._serialized_start=82
-  _globals['_RETIREWORKERSPARAMS']._serialized_end=118
-  _globals['_RETIREWORKERSRESULT']._serialized_start=121
-  _globals['_RETIREWORKERSRESULT']._serialized_end=268
-  _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_start=222
-  _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_end=268
-  _globals['_WORKERLOSTPARAMS']._serialized_start=270
-  _globals['_WORKERLOSTPARAMS']._serialized_end=318
-  _globals['_CONTROL']._serialized_start=321
-  _globals['_CONTROL']._serialized_end=529
+  _globals['_RETIREWORKERSPARAMS']._serialized_end=144
+  _globals['_RETIREWORKERSRESULT']._serialized_start=147
+  _globals['_RETIREWORKERSRESULT']._serialized_end=294
+  _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_start=248
+  _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_end=294
+  _globals['_WORKERLOSTPARAMS']._serialized_start=296
+  _globals['_WORKERLOSTPARAMS']._serialized_end=344
+  _globals['_ADAPTIVEPARAMS']._serialized_start=346
+  _globals['_ADAPTIVEPARAMS']._serialized_end=438
+  _globals['_CONTROL']._serialized_start=441
+  _globals['_CONTROL']._serialized_end=722
 # @@protoc_insertion_point(module_scope)

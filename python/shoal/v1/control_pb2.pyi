@@ -4,15 +4,17 @@ from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
-from typing import ClassVar as _ClassVar, Optional as _Optional
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class RetireWorkersParams(_message.Message):
-    __slots__ = ("names",)
+    __slots__ = ("names", "deadline_seconds")
     NAMES_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     names: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, names: _Optional[_Iterable[str]] = ...) -> None: ...
+    deadline_seconds: float
+    def __init__(self, names: _Optional[_Iterable[str]] = ..., deadline_seconds: _Optional[float] = ...) -> None: ...
 
 class RetireWorkersResult(_message.Message):
     __slots__ = ("retired", "refused")
@@ -36,3 +38,11 @@ class WorkerLostParams(_message.Message):
     name: str
     reason: str
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class AdaptiveParams(_message.Message):
+    __slots__ = ("groups", "target_duration_seconds")
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    TARGET_DURATION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    groups: _containers.RepeatedCompositeFieldContainer[_common_pb2.WorkerGroupSpec]
+    target_duration_seconds: float
+    def __init__(self, groups: _Optional[_Iterable[_Union[_common_pb2.WorkerGroupSpec, _Mapping]]] = ..., target_duration_seconds: _Optional[float] = ...) -> None: ...

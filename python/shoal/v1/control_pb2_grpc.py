@@ -41,6 +41,11 @@ class ControlStub:
                 request_serializer=shoal_dot_v1_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_client__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.GetAdaptiveTarget = channel.unary_unary(
+                '/shoal.v1.Control/GetAdaptiveTarget',
+                request_serializer=shoal_dot_v1_dot_control__pb2.AdaptiveParams.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_common__pb2.AdaptiveTarget.FromString,
+                _registered_method=True)
         self.RetireWorkers = channel.unary_unary(
                 '/shoal.v1.Control/RetireWorkers',
                 request_serializer=shoal_dot_v1_dot_control__pb2.RetireWorkersParams.SerializeToString,
@@ -58,6 +63,15 @@ class ControlServicer:
 
     def GetStatus(self, request, context):
         """Workers, task counts, desired worker count and idle time.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetAdaptiveTarget(self, request, context):
+        """The autoscaling estimate per worker group (the operator sends the groups it runs),
+        with the reason, the order in which each group's workers should go, and what the
+        idle check needs (connected clients, unfinished work, idle time).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -86,6 +100,11 @@ def add_ControlServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=shoal_dot_v1_dot_common__pb2.Empty.FromString,
                     response_serializer=shoal_dot_v1_dot_client__pb2.ClusterStatus.SerializeToString,
+            ),
+            'GetAdaptiveTarget': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetAdaptiveTarget,
+                    request_deserializer=shoal_dot_v1_dot_control__pb2.AdaptiveParams.FromString,
+                    response_serializer=shoal_dot_v1_dot_common__pb2.AdaptiveTarget.SerializeToString,
             ),
             'RetireWorkers': grpc.unary_unary_rpc_method_handler(
                     servicer.RetireWorkers,
@@ -125,6 +144,33 @@ class Control:
             '/shoal.v1.Control/GetStatus',
             shoal_dot_v1_dot_common__pb2.Empty.SerializeToString,
             shoal_dot_v1_dot_client__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetAdaptiveTarget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Control/GetAdaptiveTarget',
+            shoal_dot_v1_dot_control__pb2.AdaptiveParams.SerializeToString,
+            shoal_dot_v1_dot_common__pb2.AdaptiveTarget.FromString,
             options,
             channel_credentials,
             insecure,

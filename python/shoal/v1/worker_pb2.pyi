@@ -40,18 +40,29 @@ class SchedulerMessage(_message.Message):
     def __init__(self, registered: _Optional[_Union[Registered, _Mapping]] = ..., assign: _Optional[_Union[AssignTasks, _Mapping]] = ..., release: _Optional[_Union[ReleaseData, _Mapping]] = ..., cancel: _Optional[_Union[CancelTasks, _Mapping]] = ..., peers: _Optional[_Union[PeersChanged, _Mapping]] = ..., replicate: _Optional[_Union[Replicate, _Mapping]] = ..., shutdown: _Optional[_Union[Shutdown, _Mapping]] = ...) -> None: ...
 
 class Register(_message.Message):
-    __slots__ = ("version", "name", "cores", "memory_limit", "data_address")
+    __slots__ = ("version", "name", "cores", "memory_limit", "data_address", "group", "resources")
+    class ResourcesEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     VERSION_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CORES_FIELD_NUMBER: _ClassVar[int]
     MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     DATA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    GROUP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     version: _common_pb2.VersionInfo
     name: str
     cores: int
     memory_limit: int
     data_address: str
-    def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., data_address: _Optional[str] = ...) -> None: ...
+    group: str
+    resources: _containers.ScalarMap[str, float]
+    def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
 
 class Registered(_message.Message):
     __slots__ = ("worker_id", "version", "heartbeat_interval_ms")

@@ -86,6 +86,8 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         token,
         name,
         cores,
+        group: args.group,
+        resources: args.resources.unwrap_or_default().0,
         memory_limit: args
             .memory_limit
             .unwrap_or_else(shoal_worker::default_limit),

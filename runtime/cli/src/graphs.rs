@@ -31,7 +31,8 @@ fn sum(key: String, add: i64, deps: Vec<u32>, wanted: bool) -> v1::TaskSpec {
         }),
         priority: 0,
         wanted,
-        max_retries: 0,
+        max_retries: None,
+        resources: Default::default(),
     }
 }
 

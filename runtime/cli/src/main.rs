@@ -3,6 +3,7 @@
 
 mod bench;
 mod cluster;
+mod flags;
 mod graphs;
 mod token;
 
@@ -77,6 +78,13 @@ struct WorkerArgs {
     /// Tasks run at once (defaults to the number of CPUs).
     #[arg(long)]
     cores: Option<u32>,
+    /// The worker group it belongs to (autoscaling estimates per group).
+    #[arg(long, env = "SHOAL_WORKER_GROUP", default_value = "default")]
+    group: String,
+    /// Abstract resources it offers, as name=amount pairs (e.g. highmem=1,gpu=2); tasks
+    /// asking for resources run only on workers offering at least that much.
+    #[arg(long, env = "SHOAL_WORKER_RESOURCES", value_parser = flags::resource_list)]
+    resources: Option<flags::ResourceList>,
     /// Memory limit in bytes (defaults to the cgroup limit or physical memory).
     #[arg(long)]
     memory_limit: Option<u64>,

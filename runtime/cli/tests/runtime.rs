@@ -158,6 +158,7 @@ async fn other_versions_refused() {
             cores: 1,
             memory_limit: 1 << 30,
             data_address: "127.0.0.1:1".into(),
+            ..Default::default()
         })),
     };
     let status = session
@@ -316,6 +317,7 @@ async fn retire_moves_results_before_shutdown() {
     let result = control
         .retire_workers(v1::RetireWorkersParams {
             names: vec!["w0".into()],
+            deadline_seconds: 0.0,
         })
         .await
         .expect("retire")

@@ -10,8 +10,11 @@ use std::sync::Arc;
 use hashbrown::{DefaultHashBuilder, HashTable};
 use smallvec::SmallVec;
 
+use crate::adaptive::GroupSpec;
 use crate::comm::Comm;
-use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
+use crate::ids::{ClientId, PrefixId, TaskId, TaskRef, WorkerId};
+use crate::prefix::Prefixes;
+use crate::resources::Resources;
 use crate::task::{Task, TaskError, TaskState};
 use crate::worker::Worker;
 
@@ -127,6 +130,16 @@ pub struct Core {
     pub(crate) next_graph: u64,
     pub(crate) finished_total: u64,
     pub(crate) task_duration_us: f64,
+    /// Task prefixes and their measured durations.
+    pub(crate) prefixes: Prefixes,
+    /// The prefix of the task in each slot (beside the arena: keeps `Task` small).
+    pub(crate) task_prefix: Vec<PrefixId>,
+    /// Resources asked by the few tasks that ask for any.
+    pub(crate) task_resources: HashMap<TaskId, Arc<Resources>>,
+    /// The groups the operator last said it runs (`None`: never said).
+    pub(crate) known_groups: Option<Vec<GroupSpec>>,
+    /// While a stalled retirement is retried: (task, target that did not answer).
+    pub(crate) retire_avoid: Vec<(TaskId, WorkerId)>,
 }
 
 impl Core {
@@ -152,6 +165,11 @@ impl Core {
             next_graph: 0,
             finished_total: 0,
             task_duration_us,
+            prefixes: Prefixes::default(),
+            task_prefix: Vec::new(),
+            task_resources: HashMap::new(),
+            known_groups: None,
+            retire_avoid: Vec::new(),
         }
     }
 
@@ -251,6 +269,27 @@ impl Core {
         self.errors.get(&id)
     }
 
+    /// The resources a task asks for (`None`: any worker will do).
+    pub fn resources_of(&self, id: TaskId) -> Option<&Resources> {
+        self.task_resources.get(&id).map(|r| &**r)
+    }
+
+    /// The name of a task's prefix (Dask's `key_split` of its key).
+    pub fn prefix_name(&self, id: TaskId) -> &str {
+        self.prefixes.name(self.task_prefix[id.index()])
+    }
+
+    /// The measured average duration of a prefix's tasks, in microseconds.
+    pub fn prefix_duration_us(&self, name: &str) -> Option<f64> {
+        self.prefixes.duration_us(self.prefixes.find(name)?)
+    }
+
+    /// Records the groups the operator runs: submissions asking for resources no group
+    /// offers are refused from now on.
+    pub fn set_known_groups(&mut self, groups: Vec<GroupSpec>) {
+        self.known_groups = Some(groups);
+    }
+
     pub fn client_count(&self) -> usize {
         self.clients.iter().flatten().count()
     }
@@ -299,10 +338,12 @@ impl Core {
             None => {
                 self.tasks.push(None);
                 self.generations.push(0);
+                self.task_prefix.push(PrefixId(0));
                 TaskId((self.tasks.len() - 1) as u32)
             }
         };
         *self.counts.slot(task.state) += 1;
+        self.task_prefix[id.index()] = self.prefixes.intern_key(&task.key);
         let hash = self.hasher.hash_one(&*task.key);
         self.tasks[id.index()] = Some(task);
         let (tasks, hasher) = (&self.tasks, &self.hasher);
@@ -327,6 +368,7 @@ impl Core {
         self.extra_wanters.remove(&id);
         self.extra_replicas.remove(&id);
         self.replicating.remove(&id);
+        self.task_resources.remove(&id);
         Some(task)
     }
 
@@ -539,6 +581,14 @@ impl Core {
             if t.forgettable() && !t.state.is_unfinished() {
                 return Err(format!("{:?} should have been forgotten", t.key));
             }
+        }
+        if let Some(id) = self.task_resources.keys().find(|id| {
+            self.tasks
+                .get(id.index())
+                .and_then(Option::as_ref)
+                .is_none()
+        }) {
+            return Err(format!("resources recorded for forgotten task slot {id}"));
         }
         if counts != self.counts {
             return Err(format!(

@@ -5,6 +5,7 @@
 use hashbrown::{DefaultHashBuilder, HashTable};
 use std::hash::BuildHasher;
 
+use crate::resources::Resources;
 use crate::task::Payload;
 
 /// One task of a submission, as the edge staged it from the wire.
@@ -19,11 +20,13 @@ pub struct NewTask {
     /// Lower runs first.
     pub priority: i32,
     pub wanted: bool,
-    /// 0 means the scheduler default.
-    pub max_retries: u8,
+    /// `None` means the scheduler default; `Some(0)`: never re-run after a worker loss.
+    pub max_retries: Option<u8>,
+    /// What a worker must offer to run it (`None`: any worker).
+    pub resources: Option<Box<Resources>>,
 }
 
-crate::static_assert_size!(NewTask, 72);
+crate::static_assert_size!(NewTask, 80);
 
 impl NewTask {
     /// Keys of the dependencies the scheduler already holds.
@@ -93,6 +96,16 @@ pub enum GraphError {
          before the chunk of the first task that uses it"
     )]
     UnknownBlob { key: String, id: u64 },
+    #[error(
+        "task {key:?} asks for resources {asked}, which no worker group offers (groups: \
+         {offered}); add a ShoalWorkerGroup whose workers offer them (its `taskResources`, \
+         or `shoal worker --resources {asked}`), or drop the annotation"
+    )]
+    UnsatisfiableResources {
+        key: String,
+        asked: String,
+        offered: String,
+    },
     #[error("graph chunk of {size} bytes is over the limit of {limit} bytes; send smaller chunks")]
     ChunkTooLarge { size: usize, limit: usize },
 }
@@ -243,7 +256,8 @@ mod tests {
             payload: Payload::Builtin(BuiltinOp::Noop),
             priority: 0,
             wanted: false,
-            max_retries: 0,
+            max_retries: None,
+            resources: None,
         }
     }
 

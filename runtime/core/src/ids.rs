@@ -36,6 +36,11 @@ define_id_type!(
     u32
 );
 define_id_type!(
+    /// A task prefix (Dask's `key_split` of its key) in the core's prefix arena.
+    PrefixId,
+    u32
+);
+define_id_type!(
     /// A client session.
     ClientId,
     u32

@@ -7,19 +7,24 @@
 //!
 //! Not here: networking, wire formats, executing tasks.
 
+pub mod adaptive;
 pub mod comm;
 pub mod core;
 pub mod graph;
 pub mod ids;
 mod placement;
+pub mod prefix;
 mod reactor;
+pub mod resources;
 pub mod task;
 pub mod worker;
 
+pub use crate::adaptive::{GroupEstimate, GroupSpec};
 pub use crate::comm::{Assignment, Comm, InputLocation, Sent, TestComm};
 pub use crate::core::{Core, CoreConfig, StateCounts};
 pub use crate::graph::{GraphError, KeyList, NewTask};
-pub use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
+pub use crate::ids::{ClientId, PrefixId, TaskId, TaskRef, WorkerId};
 pub use crate::reactor::{GraphSummary, LossReport, Report, WorkerEventError};
+pub use crate::resources::Resources;
 pub use crate::task::{BuiltinOp, Dependents, Payload, PythonPayload, Task, TaskError, TaskState};
 pub use crate::worker::{Worker, WorkerState};

@@ -2,7 +2,9 @@
 //! the worker where it would start soonest, counting the inputs it would have to fetch
 //! (locality) and the work already queued there (load). Each worker's queue is bounded by
 //! an estimate of how much work keeps its cores busy, so later tasks can still go where
-//! their data will be.
+//! their data will be. A task asking for resources goes only to a worker offering at least
+//! each amount (a constraint on placement, not counted down per running task); it waits in
+//! the ready queue while no such worker has room.
 
 use smallvec::SmallVec;
 
@@ -28,6 +30,7 @@ impl Core {
             .filter(|&(_, r)| r > 0)
             .collect();
         let mut assigned = 0;
+        let mut deferred = Vec::new();
         let mut inputs: SmallVec<[InputLocation; 8]> = SmallVec::new();
         while !room.is_empty() {
             let Some(entry) = self.ready.pop() else { break };
@@ -40,7 +43,10 @@ impl Core {
             if task.state != TaskState::Ready {
                 continue;
             }
-            let slot = self.best_worker(entry.task, &room);
+            let Some(slot) = self.best_worker(entry.task, &room) else {
+                deferred.push(entry);
+                continue;
+            };
             let worker = room[slot].0;
             room[slot].1 -= 1;
             if room[slot].1 == 0 {
@@ -74,16 +80,24 @@ impl Core {
             );
             assigned += 1;
         }
+        self.ready.extend(deferred);
         assigned
     }
 
-    /// Index into `room` of the worker where the task would start soonest.
-    fn best_worker(&self, task: crate::ids::TaskId, room: &[(WorkerId, u32)]) -> usize {
+    /// Index into `room` of the worker where the task would start soonest, among those
+    /// offering the resources it asks (`None`: none of them does).
+    fn best_worker(&self, task: crate::ids::TaskId, room: &[(WorkerId, u32)]) -> Option<usize> {
         let deps = &self.task(task).deps;
+        let request = self.task_resources.get(&task);
         let duration = self.task_duration_us.max(1.0);
-        let mut best = (f64::INFINITY, 0usize);
+        let mut best: Option<(f64, usize)> = None;
         for (slot, &(wid, _)) in room.iter().enumerate() {
             let w = self.worker(wid);
+            if let Some(r) = request
+                && !w.resources.satisfies(r)
+            {
+                continue;
+            }
             let mut transfer = 0.0;
             for &d in deps.iter() {
                 let dep = self.task(d);
@@ -94,30 +108,10 @@ impl Core {
             }
             let load = f64::from(w.assigned + 1) * duration / f64::from(w.cores);
             let cost = transfer + load;
-            if cost < best.0 {
-                best = (cost, slot);
+            if best.is_none_or(|(b, _)| cost < b) {
+                best = Some((cost, slot));
             }
         }
-        best.1
-    }
-
-    /// Workers the queued work asks for: enough that each core has about the target
-    /// backlog of estimated work, capped by the number of tasks that could run now.
-    pub fn desired_workers(&self) -> u32 {
-        let counts = self.counts();
-        let runnable = counts.ready + counts.assigned;
-        if runnable == 0 {
-            return 0;
-        }
-        let cores_per_worker = self
-            .workers_iter()
-            .map(|(_, w)| w.cores)
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let work_us = runnable as f64 * self.task_duration_us;
-        let cores = (work_us / self.config.target_backlog_us.max(1) as f64).ceil() as u64;
-        let cores = cores.clamp(1, runnable);
-        cores.div_ceil(u64::from(cores_per_worker)) as u32
+        best.map(|(_, slot)| slot)
     }
 }

@@ -10,6 +10,7 @@ use crate::comm::{Comm, InputLocation};
 use crate::core::{Client, Core};
 use crate::graph::{GraphError, KeyList, NewTask, check_submission};
 use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
+use crate::resources::Resources;
 use crate::task::{BuiltinOp, NO_CLIENT, Payload, Task, TaskError, TaskState};
 use crate::worker::{Worker, WorkerState};
 
@@ -200,6 +201,7 @@ impl Core {
         comm: &mut impl Comm,
     ) -> Result<GraphSummary, GraphError> {
         check_submission(&tasks)?;
+        self.check_resources(&tasks)?;
         for task in &tasks {
             let missing: Vec<&str> = task
                 .existing()
@@ -235,11 +237,9 @@ impl Core {
                 reused += 1;
                 continue;
             }
-            let max_retries = if t.max_retries == 0 {
-                self.config.default_max_retries
-            } else {
-                u32::from(t.max_retries)
-            };
+            let max_retries = t
+                .max_retries
+                .map_or(self.config.default_max_retries, u32::from);
             let order = first_serial + ordinal as u64;
             let id = self.insert_task(Task {
                 key: std::mem::take(&mut t.key),
@@ -258,6 +258,9 @@ impl Core {
                 failures: 0,
                 max_retries: max_retries.min(u32::from(u8::MAX)) as u8,
             });
+            if let Some(resources) = t.resources.take().filter(|r| !r.is_empty()) {
+                self.task_resources.insert(id, Arc::new(*resources));
+            }
             ids.push(id);
             is_new.push(true);
         }
@@ -295,6 +298,48 @@ impl Core {
             reused,
             first_serial,
         })
+    }
+
+    /// Refuses a submission with a task asking for resources no known group offers: the
+    /// groups the operator last named, else the connected workers; with neither, the task
+    /// waits for a worker that offers them.
+    fn check_resources(&self, tasks: &[NewTask]) -> Result<(), GraphError> {
+        let offers: Vec<(String, Resources)> = match &self.known_groups {
+            Some(groups) => groups
+                .iter()
+                .map(|g| (format!("group {:?}", g.name), g.resources.clone()))
+                .collect(),
+            None => self
+                .workers_iter()
+                .map(|(_, w)| {
+                    (
+                        format!("worker {:?} of group {:?}", w.name, w.group),
+                        w.resources.clone(),
+                    )
+                })
+                .collect(),
+        };
+        if offers.is_empty() {
+            return Ok(());
+        }
+        for task in tasks {
+            let Some(asked) = task.resources.as_deref().filter(|r| !r.is_empty()) else {
+                continue;
+            };
+            if offers.iter().any(|(_, offer)| offer.satisfies(asked)) {
+                continue;
+            }
+            let offered: Vec<String> = offers
+                .iter()
+                .map(|(who, offer)| format!("{who} offers {offer}"))
+                .collect();
+            return Err(GraphError::UnsatisfiableResources {
+                key: task.key.to_string(),
+                asked: asked.to_string(),
+                offered: offered.join("; "),
+            });
+        }
+        Ok(())
     }
 
     /// Makes a task without data (and, recursively, its dependencies without data) run
@@ -448,24 +493,32 @@ impl Core {
 
     // ---- workers -------------------------------------------------------------------
 
+    /// A worker joined. `group` "" means the default group.
     pub fn on_worker_added(
         &mut self,
         name: &str,
         cores: u32,
         memory_limit: u64,
         data_address: &str,
+        group: &str,
+        resources: Resources,
     ) -> Result<WorkerId, WorkerEventError> {
         if self.find_worker_by_name(name).is_some() {
             return Err(WorkerEventError::DuplicateName {
                 name: name.to_string(),
             });
         }
-        self.workers.push(Some(Worker::new(
+        let mut worker = Worker::new(
             name.to_string(),
             cores,
             memory_limit,
             data_address.to_string(),
-        )));
+        );
+        if !group.is_empty() {
+            worker.group = group.to_string();
+        }
+        worker.resources = resources;
+        self.workers.push(Some(worker));
         Ok(WorkerId((self.workers.len() - 1) as u32))
     }
 
@@ -612,6 +665,8 @@ impl Core {
         self.set_state(id, TaskState::Memory(worker), comm);
         self.finished_total += 1;
         self.task_duration_us = self.task_duration_us * 0.95 + duration_us as f64 * 0.05;
+        self.prefixes
+            .observe(self.task_prefix[id.index()], duration_us as f64);
         for client in self.wanters(id) {
             let serial = self.serial_for(client, id);
             comm.key_finished(client, &self.task(id).key, serial, size);
@@ -708,6 +763,67 @@ impl Core {
         Ok(())
     }
 
+    /// A retirement is taking long: the copies still pending (a copy may have failed; the
+    /// worker does not say) are asked again, each of another survivor when there is one.
+    pub fn on_retire_stalled(&mut self, worker: WorkerId, comm: &mut impl Comm) {
+        if self.find_worker(worker).map(|w| w.state) != Some(WorkerState::Retiring) {
+            return;
+        }
+        let mut avoid: Vec<(TaskId, WorkerId)> = Vec::new();
+        self.replicating.retain(|&id, &mut (source, target)| {
+            if source == worker {
+                avoid.push((id, target));
+                false
+            } else {
+                true
+            }
+        });
+        self.worker_mut(worker).pending_replicas = 0;
+        self.retire_avoid = avoid;
+        self.progress_retirement(worker, comm);
+        self.retire_avoid.clear();
+    }
+
+    /// A retirement's deadline passed: a worker whose results could not all be moved goes
+    /// back to work (nothing is lost) and the retirement is refused with the count.
+    pub fn on_retire_deadline(&mut self, worker: WorkerId, deadline_s: f64, comm: &mut impl Comm) {
+        if self.find_worker(worker).map(|w| w.state) != Some(WorkerState::Retiring) {
+            return;
+        }
+        let mut left = 0usize;
+        self.replicating.retain(|_, &mut (source, _)| {
+            if source == worker {
+                left += 1;
+                false
+            } else {
+                true
+            }
+        });
+        let unique = self
+            .tasks_iter()
+            .filter(|(id, t)| {
+                t.state == TaskState::Memory(worker) && !self.extra_replicas.contains_key(id)
+            })
+            .count();
+        let running = self.worker(worker).assigned;
+        let w = self.worker_mut(worker);
+        w.pending_replicas = 0;
+        w.state = WorkerState::Active;
+        let name = w.name.clone();
+        let what = if running > 0 && unique == 0 {
+            format!("finish its {running} running tasks")
+        } else {
+            format!("move {} results", unique.max(left))
+        };
+        comm.retire_done(
+            worker,
+            &name,
+            Err(format!(
+                "could not {what} before the {deadline_s} s deadline; it keeps running                  (retry later, or give it a longer deadline)"
+            )),
+        );
+    }
+
     /// The worker now holds copies of these tasks (asked by `Comm::replicate`).
     pub fn on_data_added(&mut self, worker: WorkerId, tasks: &[TaskRef], comm: &mut impl Comm) {
         let mut sources = Vec::new();
@@ -775,12 +891,16 @@ impl Core {
             .collect();
         if targets.is_empty() {
             let name = self.worker(worker).name.clone();
+            let wanted = unique
+                .iter()
+                .filter(|&&id| self.task(id).is_wanted())
+                .count();
             self.worker_mut(worker).state = WorkerState::Active;
             comm.retire_done(
                 worker,
                 &name,
                 Err(format!(
-                    "no other active worker can take its {} results; add a worker first",
+                    "it holds the only copy of {} results ({wanted} wanted by a client) and                      no other active worker can take them; it keeps running (add a worker                      first)",
                     unique.len()
                 )),
             );
@@ -790,12 +910,22 @@ impl Core {
             Default::default();
         for &id in &unique {
             targets.sort_unstable();
-            let (bytes, target) = targets[0];
+            // A retried copy goes to another survivor than the one that did not answer.
+            let avoided = self
+                .retire_avoid
+                .iter()
+                .find(|(t, _)| *t == id)
+                .map(|&(_, w)| w);
+            let pick = targets
+                .iter()
+                .position(|&(_, w)| Some(w) != avoided)
+                .unwrap_or(0);
+            let (bytes, target) = targets[pick];
             batches.entry(target).or_default().push(InputLocation {
                 task: self.task_ref(id),
                 worker,
             });
-            targets[0] = (bytes + self.task(id).size.max(1), target);
+            targets[pick] = (bytes + self.task(id).size.max(1), target);
             self.replicating.insert(id, (worker, target));
         }
         for (target, batch) in &batches {

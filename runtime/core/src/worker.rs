@@ -1,6 +1,8 @@
 //! The scheduler's view of a worker: capacity, load and what it holds in aggregate.
 //! Which tasks a worker holds is in the task records, not here.
 
+use crate::resources::Resources;
+
 /// Whether a worker takes new tasks.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum WorkerState {
@@ -12,6 +14,10 @@ pub enum WorkerState {
 #[derive(Clone, Debug)]
 pub struct Worker {
     pub name: String,
+    /// The worker group it registered in ("default" when it named none).
+    pub group: String,
+    /// What it offers to tasks asking for resources.
+    pub resources: Resources,
     pub cores: u32,
     pub memory_limit: u64,
     pub data_address: String,
@@ -32,6 +38,8 @@ impl Worker {
     pub fn new(name: String, cores: u32, memory_limit: u64, data_address: String) -> Self {
         Worker {
             name,
+            group: crate::adaptive::DEFAULT_GROUP.to_string(),
+            resources: Resources::default(),
             cores: cores.max(1),
             memory_limit,
             data_address,

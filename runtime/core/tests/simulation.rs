@@ -27,7 +27,8 @@ fn new_tasks(spec: &Spec, prefix: &str) -> Vec<NewTask> {
             payload: Payload::Builtin(BuiltinOp::Sum(*add)),
             priority: 0,
             wanted: *wanted,
-            max_retries: 50,
+            max_retries: Some(50),
+            resources: None,
         })
         .collect()
 }
@@ -93,7 +94,7 @@ impl Sim {
         self.next_worker += 1;
         let id = self
             .core
-            .on_worker_added(&name, 2, 1 << 30, "127.0.0.1:0")
+            .on_worker_added(&name, 2, 1 << 30, "127.0.0.1:0", "", Default::default())
             .expect("unique name");
         self.workers.insert(id, SimWorker::default());
         self.step();
@@ -399,7 +400,7 @@ fn failure_propagates_to_dependents() {
 fn retries_are_bounded_and_causes_kept() {
     let mut sim = Sim::new(1);
     let mut tasks = new_tasks(&vec![(1, vec![], true)], "t");
-    tasks[0].max_retries = 2;
+    tasks[0].max_retries = Some(2);
     sim.core
         .on_graph(sim.client, tasks, &mut sim.comm)
         .expect("valid");

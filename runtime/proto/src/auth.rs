@@ -30,6 +30,13 @@ impl Token {
         &self.0
     }
 
+    /// Whether a received token is this one (compared in time independent of where they
+    /// differ).
+    pub fn matches(&self, received: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), received.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
     /// The first 8 hex digits of the token's SHA-256: safe to log and to show in errors.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.0)
@@ -75,7 +82,7 @@ impl Interceptor for CheckToken {
             .and_then(|v| v.to_str().ok());
         let received = header.and_then(|h| h.strip_prefix("Bearer "));
         match received {
-            Some(token) if token == self.expected.secret() => Ok(request),
+            Some(token) if self.expected.matches(token) => Ok(request),
             Some(token) => Err(Status::unauthenticated(format!(
                 "wrong auth token: this cluster expects the token with fingerprint sha256:{}…, \
                  the request carried sha256:{}…; use this cluster's token (the `shoal local` \
@@ -146,6 +153,16 @@ mod tests {
         assert!(!err.message().contains("wrong-token"));
         let err = check.call(Request::new(())).expect_err("refused");
         assert!(err.message().contains("no auth token"));
+    }
+
+    /// A token matches only itself.
+    #[test]
+    fn token_matches() {
+        let t = Token::new("abc").expect("valid");
+        assert!(t.matches("abc"));
+        assert!(!t.matches("abd"));
+        assert!(!t.matches("ab"));
+        assert!(!t.matches(""));
     }
 
     /// Empty tokens are refused with the ways to pass one.

@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use shoal_core::{
-    ClientId, Core, GraphError, GraphSummary, NewTask, Payload, TaskRef, TaskState, WorkerId,
+    ClientId, Core, GraphError, GraphSummary, GroupEstimate, GroupSpec, NewTask, Payload,
+    Resources, TaskRef, TaskState, WorkerId,
 };
 use shoal_proto::convert::error_from_wire;
 use shoal_proto::v1;
@@ -19,6 +20,12 @@ use crate::metrics::Metrics;
 
 /// Most events applied before placement runs and messages are flushed.
 const BATCH: usize = 4096;
+
+/// A retirement's deadline when the caller gives none.
+pub const DEFAULT_RETIRE_DEADLINE_S: f64 = 60.0;
+
+/// Pending copies of a retiring worker are asked again this many times before the deadline.
+const RETIRE_RETRIES: u32 = 2;
 
 /// Where gathered keys can be fetched from: per worker data address, (task wire id, index
 /// of the key in `keys`). Keys that cannot be gathered are in `problems`.
@@ -75,7 +82,23 @@ pub enum Event {
     },
     Retire {
         names: Vec<String>,
+        /// Seconds to wait for their data to move (0: 60 s).
+        deadline_s: f64,
         reply: oneshot::Sender<v1::RetireWorkersResult>,
+    },
+    /// A retirement in progress reached a retry point (`deadline_s: None`) or its deadline.
+    RetireTimer {
+        worker: WorkerId,
+        deadline_s: Option<f64>,
+    },
+    /// The autoscaling estimate for these groups (empty: the connected workers' groups).
+    Adaptive {
+        params: v1::AdaptiveParams,
+        reply: oneshot::Sender<v1::AdaptiveTarget>,
+    },
+    /// Names of workers in the order they should be retired (all groups, idle first).
+    RetireOrder {
+        reply: oneshot::Sender<Vec<String>>,
     },
     LostReason {
         name: String,
@@ -118,7 +141,9 @@ impl Actor {
 
 pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
     let (tx, rx) = mpsc::unbounded_channel();
+    let actor = Actor { tx: tx.clone() };
     let state = State {
+        me: actor.clone(),
         core: Core::new(config.core.clone()),
         comm: GrpcComm::default(),
         config,
@@ -127,11 +152,14 @@ pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
         lost_reasons: Default::default(),
         stopping: false,
     };
+    drop(tx);
     tokio::spawn(run(state, rx));
-    Actor { tx }
+    actor
 }
 
 struct State {
+    /// Its own handle, for timers that come back as events.
+    me: Actor,
     core: Core,
     comm: GrpcComm,
     config: SchedulerConfig,
@@ -227,7 +255,28 @@ impl State {
             Event::Status { reply } => {
                 let _ = reply.send(self.status());
             }
-            Event::Retire { names, reply } => self.retire(names, reply),
+            Event::Retire {
+                names,
+                deadline_s,
+                reply,
+            } => self.retire(names, deadline_s, reply),
+            Event::RetireTimer { worker, deadline_s } => match deadline_s {
+                None => self.core.on_retire_stalled(worker, &mut self.comm),
+                Some(d) => self.core.on_retire_deadline(worker, d, &mut self.comm),
+            },
+            Event::Adaptive { params, reply } => {
+                let _ = reply.send(self.adaptive(params));
+            }
+            Event::RetireOrder { reply } => {
+                let groups = self.core.groups_of_workers();
+                let order = self
+                    .core
+                    .adaptive_target(&groups, 0.0)
+                    .into_iter()
+                    .flat_map(|g| g.retire_order)
+                    .collect();
+                let _ = reply.send(order);
+            }
             Event::Stop { reply } => {
                 let workers: Vec<WorkerId> = self.core.workers_iter().map(|(id, _)| id).collect();
                 for worker in workers {
@@ -332,6 +381,8 @@ impl State {
             register.cores,
             register.memory_limit,
             &register.data_address,
+            &register.group,
+            Resources::new(register.resources.clone()),
         );
         let worker = match added {
             Ok(w) => w,
@@ -378,6 +429,7 @@ impl State {
             worker = register.name,
             id = %worker,
             cores = register.cores,
+            group = register.group,
             memory_limit = register.memory_limit,
             address = register.data_address,
             "worker registered"
@@ -476,7 +528,17 @@ impl State {
         }
     }
 
-    fn retire(&mut self, names: Vec<String>, reply: oneshot::Sender<v1::RetireWorkersResult>) {
+    fn retire(
+        &mut self,
+        names: Vec<String>,
+        deadline_s: f64,
+        reply: oneshot::Sender<v1::RetireWorkersResult>,
+    ) {
+        let deadline_s = if deadline_s > 0.0 && deadline_s.is_finite() {
+            deadline_s
+        } else {
+            DEFAULT_RETIRE_DEADLINE_S
+        };
         let mut result = v1::RetireWorkersResult::default();
         let mut waiting = Vec::new();
         for name in names {
@@ -493,6 +555,9 @@ impl State {
                 self.comm.retire_waiters.remove(&name);
                 result.refused.insert(name, e.to_string());
                 continue;
+            }
+            if self.comm.retire_waiters.contains_key(&name) {
+                self.retire_timers(id, deadline_s);
             }
             waiting.push((name, rx));
         }
@@ -512,8 +577,85 @@ impl State {
         });
     }
 
+    /// Retry points, then the deadline, of a retirement in progress.
+    fn retire_timers(&self, worker: WorkerId, deadline_s: f64) {
+        let actor = self.me.clone();
+        tokio::spawn(async move {
+            let step = deadline_s / f64::from(RETIRE_RETRIES + 1);
+            for _ in 0..RETIRE_RETRIES {
+                tokio::time::sleep(std::time::Duration::from_secs_f64(step)).await;
+                actor.send(Event::RetireTimer {
+                    worker,
+                    deadline_s: None,
+                });
+            }
+            tokio::time::sleep(std::time::Duration::from_secs_f64(step)).await;
+            actor.send(Event::RetireTimer {
+                worker,
+                deadline_s: Some(deadline_s),
+            });
+        });
+    }
+
+    /// The estimate for the operator's groups (remembered: they decide which resource
+    /// requests are satisfiable), or for the connected workers' groups.
+    fn adaptive(&mut self, params: v1::AdaptiveParams) -> v1::AdaptiveTarget {
+        let groups: Vec<GroupSpec> = params
+            .groups
+            .into_iter()
+            .map(|g| GroupSpec {
+                name: if g.name.is_empty() {
+                    shoal_core::adaptive::DEFAULT_GROUP.into()
+                } else {
+                    g.name
+                },
+                cores: g.cores,
+                memory_limit: g.memory_limit,
+                resources: Resources::new(g.resources),
+            })
+            .collect();
+        let groups = if groups.is_empty() {
+            self.core.groups_of_workers()
+        } else {
+            self.core.set_known_groups(groups.clone());
+            groups
+        };
+        let estimate = self
+            .core
+            .adaptive_target(&groups, params.target_duration_seconds);
+        self.adaptive_wire(estimate)
+    }
+
+    fn adaptive_wire(&self, estimate: Vec<GroupEstimate>) -> v1::AdaptiveTarget {
+        v1::AdaptiveTarget {
+            groups: estimate
+                .into_iter()
+                .map(|g| v1::GroupTarget {
+                    name: g.name,
+                    desired_workers: g.desired_workers,
+                    reason: g.reason,
+                    retire_order: g.retire_order,
+                    workers: g.workers,
+                })
+                .collect(),
+            idle_seconds: self.idle_seconds(),
+            clients: self.core.client_count() as u32,
+            unfinished_tasks: self.core.counts().unfinished(),
+        }
+    }
+
+    fn idle_seconds(&self) -> f64 {
+        self.idle_since
+            .map(|t| t.elapsed().as_secs_f64())
+            .unwrap_or(0.0)
+    }
+
     fn status(&self) -> v1::ClusterStatus {
         let counts = self.core.counts();
+        let adaptive = self.adaptive_wire(
+            self.core
+                .adaptive_target(&self.core.groups_of_workers(), 0.0),
+        );
         v1::ClusterStatus {
             version: Some(shoal_proto::version_info()),
             cluster_name: self.config.cluster_name.clone(),
@@ -530,6 +672,12 @@ impl State {
                     assigned_tasks: w.assigned,
                     state: format!("{:?}", w.state).to_lowercase(),
                     data_address: w.data_address.clone(),
+                    group: w.group.clone(),
+                    resources: w
+                        .resources
+                        .iter()
+                        .map(|(n, a)| (n.to_string(), a))
+                        .collect(),
                 })
                 .collect(),
             tasks: Some(v1::TaskCounts {
@@ -541,18 +689,17 @@ impl State {
                 erred: counts.erred,
                 finished_total: self.core.finished_total(),
             }),
-            desired_workers: self.core.desired_workers(),
-            idle_seconds: self
-                .idle_since
-                .map(|t| t.elapsed().as_secs_f64())
-                .unwrap_or(0.0),
+            desired_workers: adaptive.groups.iter().map(|g| g.desired_workers).sum(),
+            idle_seconds: self.idle_seconds(),
             clients: self.core.client_count() as u32,
+            adaptive: Some(adaptive),
         }
     }
 
     fn after_batch(&mut self) {
         let counts = self.core.counts();
-        let busy = counts.unfinished() > 0;
+        // Idle: no unfinished task and no connected client.
+        let busy = counts.unfinished() > 0 || self.core.client_count() > 0;
         match (busy, self.idle_since) {
             (true, Some(_)) => self.idle_since = None,
             (false, None) => self.idle_since = Some(Instant::now()),

@@ -4,7 +4,7 @@
 
 use prost::Message;
 use shoal_client::data::DataClients;
-use shoal_core::{ClientId, GraphError, KeyList, NewTask};
+use shoal_core::{ClientId, GraphError, KeyList, NewTask, Resources};
 use shoal_proto::auth::Token;
 use shoal_proto::convert::payload_from_wire;
 use shoal_proto::v1;
@@ -65,6 +65,7 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
         priority,
         wanted,
         max_retries,
+        resources,
     } = spec;
     let Some(payload) = payload.and_then(payload_from_wire) else {
         return Err(key);
@@ -83,7 +84,8 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
         payload,
         priority: priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
         wanted,
-        max_retries: max_retries.min(u32::from(u8::MAX)) as u8,
+        max_retries: max_retries.map(|n| n.min(u32::from(u8::MAX)) as u8),
+        resources: (!resources.is_empty()).then(|| Box::new(Resources::new(resources))),
     })
 }
 

@@ -1,5 +1,6 @@
-//! The `Control` gRPC service for the operator: status (desired workers, idle time),
-//! retiring named workers, and the reason a worker vanished.
+//! The `Control` gRPC service for the operator: status (desired workers, idle time), the
+//! autoscaling estimate per worker group, retiring named workers, and the reason a worker
+//! vanished. Not here: the estimate itself (the core's `adaptive` module).
 
 use shoal_proto::v1;
 use shoal_proto::v1::control_server::Control;
@@ -29,13 +30,29 @@ impl Control for ControlService {
             .map(Response::new)
     }
 
+    async fn get_adaptive_target(
+        &self,
+        request: Request<v1::AdaptiveParams>,
+    ) -> Result<Response<v1::AdaptiveTarget>, Status> {
+        let params = request.into_inner();
+        self.actor
+            .request(|reply| Event::Adaptive { params, reply })
+            .await
+            .map(Response::new)
+    }
+
     async fn retire_workers(
         &self,
         request: Request<v1::RetireWorkersParams>,
     ) -> Result<Response<v1::RetireWorkersResult>, Status> {
-        let names = request.into_inner().names;
+        let p = request.into_inner();
+        let (names, deadline_s) = (p.names, p.deadline_seconds);
         self.actor
-            .request(|reply| Event::Retire { names, reply })
+            .request(|reply| Event::Retire {
+                names,
+                deadline_s,
+                reply,
+            })
             .await
             .map(Response::new)
     }

@@ -1,5 +1,6 @@
-//! The unauthenticated HTTP side: `/metrics` (Prometheus), `/healthz` (process alive),
-//! `/readyz` (the core answers). Nothing here changes state or reveals task data.
+//! The HTTP side: unauthenticated `/metrics` (Prometheus), `/healthz` (process alive),
+//! `/readyz` (the core answers), which change nothing and reveal no task data; and the
+//! token-checked Dask-compatible autoscaling API under `/api/v1` (`api.rs`).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::actor::{Actor, Event};
 use crate::metrics::Metrics;
+use shoal_proto::auth::Token;
 
 #[derive(Clone)]
 struct Shared {
@@ -18,12 +20,16 @@ struct Shared {
     actor: Actor,
 }
 
-pub fn spawn(listener: TcpListener, metrics: Metrics, actor: Actor) {
+pub fn spawn(listener: TcpListener, metrics: Metrics, actor: Actor, token: Token) {
     let app = Router::new()
         .route("/metrics", get(metrics_text))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
-        .with_state(Shared { metrics, actor });
+        .with_state(Shared {
+            metrics,
+            actor: actor.clone(),
+        })
+        .merge(crate::api::router(actor, token));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");

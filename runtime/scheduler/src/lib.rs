@@ -6,6 +6,7 @@
 //! Not here: scheduling decisions (shoal-core), running tasks (shoal-worker).
 
 mod actor;
+mod api;
 mod client_service;
 mod comm;
 mod config;
@@ -106,7 +107,7 @@ pub async fn start(config: SchedulerConfig) -> Result<SchedulerHandle, StartErro
 
     let metrics = metrics::Metrics::new();
     let actor = actor::spawn(config.clone(), metrics.clone());
-    http::spawn(http_listener, metrics, actor.clone());
+    http::spawn(http_listener, metrics, actor.clone(), config.token.clone());
 
     let check = CheckToken {
         expected: config.token.clone(),

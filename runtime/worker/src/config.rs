@@ -13,6 +13,10 @@ pub struct WorkerConfig {
     pub name: String,
     /// Tasks run at once.
     pub cores: u32,
+    /// The worker group it registers in ("" or "default": the default group).
+    pub group: String,
+    /// Abstract resources it offers (name, amount).
+    pub resources: Vec<(String, f64)>,
     /// Memory this worker may use; results spill to disk above `spill_fraction` of it.
     pub memory_limit: u64,
     pub spill_fraction: f64,

@@ -112,6 +112,8 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         cores: config.cores,
         memory_limit: config.memory_limit,
         data_address: data_address.clone(),
+        group: config.group.clone(),
+        resources: config.resources.iter().cloned().collect(),
     };
     let _ = out_tx
         .send(v1::WorkerMessage {

@@ -166,6 +166,37 @@ impl TestCluster {
         body
     }
 
+    /// One HTTP/1.0 request to the scheduler's HTTP port: (status code, body).
+    pub fn http_request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        use std::io::Write;
+        let mut stream = std::net::TcpStream::connect(&self.http).expect("http connect");
+        let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+        write!(
+            stream,
+            "{method} {path} HTTP/1.0\r\nHost: test\r\n{auth}Content-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .expect("write");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let code = response
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("no status line in {response:?}"));
+        let body = response
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, b)| b.to_string());
+        (code, body)
+    }
+
     pub fn spill_dir(&self, name: &str) -> PathBuf {
         self.dir.path().join(format!("spill-{name}"))
     }
@@ -198,7 +229,8 @@ pub fn task(key: &str, deps: Vec<u32>, op: v1::builtin_task::Op, wanted: bool) -
         payload: builtin(op),
         priority: 0,
         wanted,
-        max_retries: 0,
+        max_retries: None,
+        resources: Default::default(),
     }
 }
 
