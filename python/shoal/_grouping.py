@@ -42,11 +42,14 @@ def size_cap(nodes: int, cores: int) -> int:
     return max(1, min(MAX_GROUP, nodes // (GROUPS_PER_CORE * max(1, cores))))
 
 
-def group_subtrees(deps: dict, order: list, wanted: set, cap: int) -> list[Group]:
+def group_subtrees(deps: dict, order: list, wanted: set, cap: int, labels: dict | None = None) -> list[Group]:
     """Groups ``order`` (every key of ``deps``, each after its dependencies) into in-trees
     of at most ``cap`` nodes. ``deps[k]`` lists k's dependencies (keys outside ``deps`` are
     inputs from elsewhere). Wanted keys and keys with several consumers end a group.
-    Groups come in the order of their sinks in ``order``."""
+    Groups come in the order of their sinks in ``order``. Keys with different ``labels``
+    (their Dask annotations; absent means none) never share a group, so every member of a
+    group carries the annotations of its sink, which its task is submitted with."""
+    labels = labels or {}
     consumers: dict = {}
     for k in order:
         for d in deps[k]:
@@ -54,7 +57,11 @@ def group_subtrees(deps: dict, order: list, wanted: set, cap: int) -> list[Group
     size: dict = {}
     parent: dict = {}
     for k in order:
-        joining = [d for d in deps[k] if d in deps and consumers[d] == 1 and d not in wanted]
+        label = labels.get(k)
+        joining = [
+            d for d in deps[k]
+            if d in deps and consumers[d] == 1 and d not in wanted and labels.get(d) == label
+        ]
         total = 1 + sum(size[d] for d in joining)
         if joining and total <= cap:
             size[k] = total

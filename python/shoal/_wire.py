@@ -23,6 +23,11 @@ _SPEC_EXISTING = b"\x1a"  # TaskSpec.existing_deps
 _SPEC_PAYLOAD = b"\x22"  # TaskSpec.payload
 _SPEC_PRIORITY = b"\x28"  # TaskSpec.priority, sint64
 _SPEC_WANTED = b"\x30\x01"  # TaskSpec.wanted = true
+_SPEC_RETRIES = b"\x38"  # TaskSpec.max_retries, optional varint
+_SPEC_RESOURCES = b"\x42"  # TaskSpec.resources, map<string, double> entries
+_ENTRY_KEY = b"\x0a"  # map entry key
+_ENTRY_DOUBLE = b"\x11"  # map entry value, double
+_DOUBLE = struct.Struct("<d")
 _PAYLOAD_BUILTIN = b"\x0a"  # TaskPayload.builtin
 _PAYLOAD_PYTHON = b"\x12"  # TaskPayload.python
 _PYTHON_PICKLED = b"\x0a"  # PythonTask.pickled
@@ -71,9 +76,12 @@ def task(
     existing_deps: list[str] | tuple[str, ...] = (),
     priority: int = 0,
     wanted: bool = False,
+    max_retries: int | None = None,
+    resources: dict[str, float] | None = None,
 ) -> bytes:
     """An encoded ``TaskSpec``, framed as one ``GraphChunk.tasks`` entry (tag and length
-    included): chunks are the concatenation of such entries."""
+    included): chunks are the concatenation of such entries. ``max_retries`` None leaves
+    the scheduler default; ``resources`` entries go in name order."""
     kb = key.encode()
     parts = [_SPEC_KEY, varint(len(kb)), kb]
     if deps:
@@ -87,6 +95,13 @@ def task(
         parts += [_SPEC_PRIORITY, varint(_zigzag(priority) & 0xFFFFFFFFFFFFFFFF)]
     if wanted:
         parts.append(_SPEC_WANTED)
+    if max_retries is not None:
+        parts += [_SPEC_RETRIES, varint(max_retries)]
+    if resources:
+        for name in sorted(resources):
+            nb = name.encode()
+            entry = _ENTRY_KEY + varint(len(nb)) + nb + _ENTRY_DOUBLE + _DOUBLE.pack(float(resources[name]))
+            parts += [_SPEC_RESOURCES, varint(len(entry)), entry]
     spec = b"".join(parts)
     return _CHUNK_TASK + varint(len(spec)) + spec
 

@@ -467,30 +467,57 @@ class Client:
         new_kwargs = {k: one(v) for k, v in kwargs.items()}
         return list(deps), new_args, new_kwargs
 
-    def submit(self, func, *args, key: str | None = None, **kwargs) -> Future:
+    def submit(
+        self,
+        func,
+        *args,
+        key: str | None = None,
+        resources: dict[str, float] | None = None,
+        retries: int | None = None,
+        priority: int = 0,
+        **kwargs,
+    ) -> Future:
         """Runs ``func(*args, **kwargs)`` on the cluster. Futures among the arguments (top
-        level, or directly inside a list, tuple or dict) are replaced by their values."""
+        level, or directly inside a list, tuple or dict) are replaced by their values.
+
+        As in ``distributed``: ``resources`` (e.g. ``{"highmem": 1}``) runs it only on a
+        worker offering at least that much (``shoal worker --resources``; a request no
+        worker group offers is refused at submission); ``retries`` is how many times it may
+        re-run after losing its worker (``0``: never; ``None``: the scheduler default);
+        a higher ``priority`` runs before lower ones."""
         if not callable(func):
             raise TypeError(f"submit() needs a callable, not {type(func).__name__}")
+        options = _task_options(resources, retries, priority)
         key = key or f"{_funcname(func)}-{uuid.uuid4().hex}"
         deps, args, kwargs = self._deps_of(args, kwargs)
         code = _payload.dumps_code(func)
         shared = _payload.blob_id(code)
         payload = _wire.python_payload(_payload.dumps(("call", args, kwargs)), shared)
-        task = _wire.task(key, payload, existing_deps=deps, wanted=True)
+        task = _wire.task(key, payload, existing_deps=deps, wanted=True, **options)
         return self._submit([key], [task], [key], {0: [_wire.blob(shared, code)]})[0]
 
-    def map(self, func, *iterables, key_prefix: str | None = None, **kwargs) -> list[Future]:
+    def map(
+        self,
+        func,
+        *iterables,
+        key_prefix: str | None = None,
+        resources: dict[str, float] | None = None,
+        retries: int | None = None,
+        priority: int = 0,
+        **kwargs,
+    ) -> list[Future]:
         """Runs ``func`` on each item (or each tuple of items of several iterables) in one
-        submission; ``kwargs`` go to every call. Returns one Future per item, in order."""
+        submission; ``kwargs`` go to every call. Returns one Future per item, in order.
+        ``resources``, ``retries`` and ``priority`` apply to every task, as in ``submit``."""
         if not callable(func):
             raise TypeError(f"map() needs a callable, not {type(func).__name__}")
         if not iterables:
             raise TypeError("map() needs at least one iterable")
+        options = _task_options(resources, retries, priority)
         with _no_gc():
-            return self._map(func, iterables, key_prefix, kwargs)
+            return self._map(func, iterables, key_prefix, kwargs, options)
 
-    def _map(self, func, iterables, key_prefix, kwargs) -> list[Future]:
+    def _map(self, func, iterables, key_prefix, kwargs, options) -> list[Future]:
         items = list(zip(*iterables))
         if not items:
             return []
@@ -504,12 +531,12 @@ class Client:
             or (type(a) is dict and any(isinstance(x, Future) for x in a.values()))
             for item in items for a in item
         ) or any(isinstance(v, Future) for v in kwargs.values())
-        if has_futures:
+        if has_futures or options:
             tasks = []
             for k, item in zip(keys, items):
                 deps, args, kw = self._deps_of(item, kwargs)
                 payload = _wire.python_payload(_payload.dumps(("call", args, kw)), shared)
-                tasks.append(_wire.task(k, payload, existing_deps=deps, wanted=True))
+                tasks.append(_wire.task(k, payload, existing_deps=deps, wanted=True, **options))
         else:
             try:
                 pickled = [pickle.dumps(("call", item, kwargs), protocol=5) for item in items]
@@ -737,6 +764,25 @@ class Client:
         from shoal import dask_hook
 
         return dask_hook.persist(self, collections, optimize_graph=optimize_graph)
+
+
+def _task_options(resources, retries, priority) -> dict:
+    """The ``_wire.task`` keywords of the per-task options, checked (only those given).
+    Shoal runs lower priorities first, Dask higher ones: the sign flips here."""
+    options: dict = {}
+    if resources:
+        if not isinstance(resources, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and v >= 0 for k, v in resources.items()
+        ):
+            raise TypeError(f"resources must map names to non-negative numbers, e.g. {{'highmem': 1}}; got {resources!r}")
+        options["resources"] = {k: float(v) for k, v in resources.items()}
+    if retries is not None:
+        if not isinstance(retries, int) or retries < 0:
+            raise TypeError(f"retries must be a non-negative int or None; got {retries!r}")
+        options["max_retries"] = retries
+    if priority:
+        options["priority"] = -int(priority)
+    return options
 
 
 @contextlib.contextmanager

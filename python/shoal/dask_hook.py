@@ -13,8 +13,12 @@ that order as priority. Dask keys (str, int, float, tuples) become Shoal keys wi
 does not fuse them). Shoal Futures inside graphs (``__dask_future__``) are dependencies on
 keys the scheduler already holds.
 
-Not here: per-task annotations (retries, priorities, resources are not passed on), Dask's
-``p2p`` shuffle (it needs distributed's worker plugin; Shoal clients default the shuffle
+Annotations from ``dask.annotate`` (read with ``__dask_annotations__`` of expressions and
+``layer.annotations`` of ``HighLevelGraph`` layers) are honoured for ``resources``,
+``retries`` and ``priority`` (higher first, like Dask); nodes with different annotations are
+never grouped into one task. Others (``workers``, ``allow_other_workers``) are ignored.
+
+Not here: Dask's ``p2p`` shuffle (it needs distributed's worker plugin; Shoal clients default the shuffle
 to ``tasks``).
 """
 
@@ -109,10 +113,56 @@ def materialize(dsk, keys: list) -> tuple[dict, dict]:
     return graph, renamed
 
 
-def submit(client, graph: dict, wanted: list) -> tuple[dict, int]:
+_HONOURED = ("resources", "retries", "priority")
+
+
+def annotations_of(dsk) -> dict:
+    """``{dask key: {annotation: value}}`` for the annotations Shoal honours, from an
+    expression (``__dask_annotations__``) or a ``HighLevelGraph`` (each layer's
+    ``annotations``, a value or a function of the key)."""
+    by_type: dict = {}
+    if hasattr(dsk, "__dask_annotations__"):
+        by_type = dsk.__dask_annotations__() or {}
+    elif hasattr(dsk, "layers"):
+        for layer in dsk.layers.values():
+            for name, value in (getattr(layer, "annotations", None) or {}).items():
+                if name in _HONOURED:
+                    target = by_type.setdefault(name, {})
+                    for k in layer:
+                        target[k] = value(k) if callable(value) else value
+    out: dict = {}
+    for name in _HONOURED:
+        for k, v in (by_type.get(name) or {}).items():
+            out.setdefault(k, {})[name] = v
+    return out
+
+
+def _label(annotation: dict | None):
+    """A hashable form of a key's annotations (equal annotations, equal labels)."""
+    if not annotation:
+        return None
+    resources = annotation.get("resources") or {}
+    return (tuple(sorted(resources.items())), annotation.get("retries"), annotation.get("priority") or 0)
+
+
+def _options(annotation: dict | None) -> dict:
+    """The ``_wire.task`` keywords for a key's ``resources`` and ``retries``."""
+    if not annotation:
+        return {}
+    options: dict = {}
+    if annotation.get("resources"):
+        options["resources"] = {str(k): float(v) for k, v in annotation["resources"].items()}
+    if annotation.get("retries") is not None:
+        options["max_retries"] = int(annotation["retries"])
+    return options
+
+
+def submit(client, graph: dict, wanted: list, annotations: dict | None = None) -> tuple[dict, int]:
     """Submits a materialized graph in one submission; returns ``{dask key: Future}`` for
     the wanted keys (those in the graph, or held Futures' keys outside it) and the number
-    of Shoal tasks the graph became (nodes grouped by ``_grouping``)."""
+    of Shoal tasks the graph became (nodes grouped by ``_grouping``). ``annotations`` (see
+    :func:`annotations_of`) set resources, retries and priority per task."""
+    annotations = annotations or {}
     wanted_set = set(wanted)
     outside = [k for k in wanted_set if k not in graph]
     held: dict = {}
@@ -127,8 +177,16 @@ def submit(client, graph: dict, wanted: list) -> tuple[dict, int]:
     ordered = depth_first_order(graph)
     deps = {k: graph[k].dependencies for k in ordered}
     cap = _group_cap(client, len(ordered))
-    groups = _grouping.group_subtrees(deps, ordered, wanted_set, cap)
+    labels = {k: _label(annotations[k]) for k in ordered if k in annotations} if annotations else None
+    groups = _grouping.group_subtrees(deps, ordered, wanted_set, cap, labels)
     priority = {k: i for i, k in enumerate(ordered)}
+    if annotations:
+        # Dask runs higher priorities first; Shoal lower ones. Within one user priority,
+        # the depth-first order still decides.
+        user = {k: int(a.get("priority") or 0) for k, a in annotations.items() if k in priority}
+        ranks = {p: r for r, p in enumerate(sorted(set(user.values()) | {0}, reverse=True))}
+        n = len(ordered)
+        priority = {k: ranks[user.get(k, 0)] * n + i for k, i in priority.items()}
     index = {g.sink: i for i, g in enumerate(groups)}
     skeys = [shoal_key(g.sink) for g in groups]
     encoder = _NodeEncoder()
@@ -137,7 +195,10 @@ def submit(client, graph: dict, wanted: list) -> tuple[dict, int]:
     with pickled_as_refs():
         for i, g in enumerate(groups):
             new_blobs = len(encoder.blobs)
-            tasks.append(_encode(graph, g, skeys[i], index, priority[g.sink], g.sink in wanted_set, encoder))
+            options = _options(annotations.get(g.sink)) if annotations else {}
+            tasks.append(
+                _encode(graph, g, skeys[i], index, priority[g.sink], g.sink in wanted_set, encoder, options)
+            )
             if len(encoder.blobs) > new_blobs:
                 blobs_before[i] = [encoder.blobs[-1]]
     wanted_in = [g.sink for g in groups if g.sink in wanted_set]
@@ -270,7 +331,14 @@ def _most_common_func(nodes: list):
 
 
 def _encode(
-    graph: dict, group: _grouping.Group, skey: str, index: dict, priority: int, wanted: bool, encoder: _NodeEncoder
+    graph: dict,
+    group: _grouping.Group,
+    skey: str,
+    index: dict,
+    priority: int,
+    wanted: bool,
+    encoder: _NodeEncoder,
+    options: dict | None = None,
 ) -> bytes:
     """One group of nodes as an encoded task: inputs are its in-graph dependencies (by
     ordinal) then the keys it needs from outside the graph (held Futures). A group of one
@@ -294,14 +362,15 @@ def _encode(
         spec = ("dask-group", nodes, inside + external)
     pickled, shared = encoder.encode(spec, nodes)
     payload = _wire.python_payload(pickled, shared)
-    return _wire.task(skey, payload, [index[d] for d in inside], external, priority, wanted)
+    return _wire.task(skey, payload, [index[d] for d in inside], external, priority, wanted, **(options or {}))
 
 
 def get(client, dsk, keys, **kwargs):
     """``Client.get``: runs the graph, returns results shaped like ``keys``."""
     flat = _flatten(keys)
+    annotations = annotations_of(dsk)
     graph, renamed = materialize(dsk, flat)
-    futures, _ = submit(client, graph, [renamed.get(k, k) for k in flat])
+    futures, _ = submit(client, graph, [renamed.get(k, k) for k in flat], annotations)
     try:
         values = client.gather({k: futures[renamed.get(k, k)] for k in dict.fromkeys(flat)})
     finally:
@@ -328,9 +397,10 @@ def compute(client, collections, optimize_graph: bool = True, progress: bool = F
     if positions:
         expr = _collections_expr([items[i] for i in positions], optimize_graph)
         keys = _flatten(list(expr.__dask_keys__()))
+        annotations = annotations_of(expr)
         graph, renamed = materialize(expr, keys)
         computed = [renamed.get(k, k) for k in keys]
-        futures, tasks = submit(client, graph, computed)
+        futures, tasks = submit(client, graph, computed, annotations)
         for i, k in zip(positions, computed):
             out[i] = futures[k]
         if progress:
@@ -363,6 +433,7 @@ def persist(client, collections, optimize_graph: bool = True):
     single = not isinstance(collections, (list, tuple))
     items = [collections] if single else list(collections)
     graph: dict = {}
+    annotations: dict = {}
     plans = []
     for c in items:
         if not is_dask_collection(c):
@@ -371,6 +442,7 @@ def persist(client, collections, optimize_graph: bool = True):
         c = _optimized(c, optimize_graph)
         keys = _flatten(list(c.__dask_keys__()) if isinstance(c.__dask_keys__(), list) else [c.__dask_keys__()])
         dsk = c.__dask_graph__()
+        annotations.update(annotations_of(dsk))
         if optimize_graph and hasattr(c, "__dask_optimize__"):
             dsk = c.__dask_optimize__(dsk, keys)
         graph.update(convert_legacy_graph(ensure_dict(dsk)))
@@ -379,7 +451,7 @@ def persist(client, collections, optimize_graph: bool = True):
     from dask._task_spec import cull
 
     graph = cull(graph, list(dict.fromkeys(k for k in wanted if k in graph)))
-    futures, _ = submit(client, graph, list(dict.fromkeys(wanted)))
+    futures, _ = submit(client, graph, list(dict.fromkeys(wanted)), annotations)
     out = []
     for c, plan in zip(items, plans):
         if plan is None:

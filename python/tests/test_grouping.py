@@ -103,3 +103,17 @@ def test_random_graphs_keep_the_invariants():
         order = list(deps)
         wanted = {k for k in order if rng.random() < 0.1} | {order[-1]}
         grouped(deps, order, wanted, rng.randint(1, 12))
+
+
+def test_different_annotations_never_share_a_group():
+    """Nodes whose labels (Dask annotations) differ end up in different groups, so each
+    group's task carries the annotations of every member."""
+    deps, order = binary_tree(3)  # 7 nodes
+    labels = {(0, 0): ("highmem",), (0, 1): ("highmem",)}
+    groups = _grouping.group_subtrees(deps, order, {(2, 0)}, 7, labels)
+    _grouping.sanity_check(deps, order, {(2, 0)}, 7, groups)
+    for g in groups:
+        assert len({labels.get(m) for m in g.members}) == 1, g
+    assert [g.members for g in groups if (0, 0) in g.members] == [[(0, 0)]]
+    unlabelled = grouped(deps, order, {(2, 0)}, 7)
+    assert len(unlabelled) == 1 and len(groups) > 1

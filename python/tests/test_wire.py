@@ -35,9 +35,26 @@ def test_task_encoding_matches_protobuf():
             dict(key="d", payload=common_pb2.TaskPayload(python=common_pb2.PythonTask(pickled=b"p"))),
             dict(key="d", payload=_wire.python_payload(b"p")),
         ),
+        (
+            dict(key="e", payload=common_pb2.TaskPayload(python=common_pb2.PythonTask(pickled=b"p")),
+                 max_retries=0, resources={"highmem": 1.5}),
+            dict(key="e", payload=_wire.python_payload(b"p"), max_retries=0, resources={"highmem": 1.5}),
+        ),
     ]
     for proto_kw, wire_kw in cases:
         assert _wire.task(**wire_kw) == _framed(_spec(**proto_kw))
+
+
+def test_retries_and_resources_parse():
+    """max_retries distinguishes 0 from unset, and every resource entry parses back."""
+    chunk = client_pb2.GraphChunk.FromString(
+        _wire.task("k", _wire.python_payload(b"p"), max_retries=2, resources={"gpu": 2, "highmem": 1})
+        + _wire.task("j", _wire.python_payload(b"p"))
+    )
+    with_all, plain = chunk.tasks
+    assert with_all.HasField("max_retries") and with_all.max_retries == 2
+    assert dict(with_all.resources) == {"gpu": 2.0, "highmem": 1.0}
+    assert not plain.HasField("max_retries") and not plain.resources
 
 
 def test_map_fast_path_matches_protobuf():
