@@ -1,6 +1,8 @@
 //! Prometheus metrics of the operator: reconcile counts, durations and errors by static
-//! category, and clusters and workers from the controller's cache at scrape time.
-//! Labels are bounded: never a name or error text.
+//! category; autoscaling (scale decisions by direction, retirements by outcome, the
+//! current target per group); clusters and workers from the controller's cache at
+//! scrape time. Labels are bounded: namespace, cluster, group and static words, never
+//! a pod name or error text.
 
 use crate::crd::ShoalCluster;
 use kube::runtime::reflector::Store;
@@ -8,6 +10,7 @@ use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
@@ -17,11 +20,48 @@ struct ErrorLabels {
     category: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct GroupLabels {
+    namespace: String,
+    cluster: String,
+    group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ScaleLabels {
+    namespace: String,
+    cluster: String,
+    group: String,
+    direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RetireLabels {
+    namespace: String,
+    cluster: String,
+    outcome: &'static str,
+}
+
+/// How a worker's retirement ended (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum RetireOutcome {
+    /// The scheduler moved its data; the pod was deleted.
+    Retired,
+    /// The scheduler kept it (it stays).
+    Refused,
+    /// The scheduler could not be asked.
+    Failed,
+}
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
+    scale_events: Family<ScaleLabels, Counter>,
+    retirements: Family<RetireLabels, Counter>,
+    targets: Family<GroupLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -41,11 +81,32 @@ impl Default for Metrics {
             "Time one reconcile took",
             duration.clone(),
         );
+        let scale_events = Family::<ScaleLabels, Counter>::default();
+        let retirements = Family::<RetireLabels, Counter>::default();
+        let targets = Family::<GroupLabels, Gauge>::default();
+        registry.register(
+            "scale_events",
+            "Autoscaler decisions that changed a group's target, by direction",
+            scale_events.clone(),
+        );
+        registry.register(
+            "worker_retirements",
+            "Workers sent to retirement, by outcome",
+            retirements.clone(),
+        );
+        registry.register(
+            "autoscaler_target_workers",
+            "The worker pods each group's autoscaler wants now",
+            targets.clone(),
+        );
         Self {
             registry,
             reconciles,
             errors,
             duration,
+            scale_events,
+            retirements,
+            targets,
         }
     }
 }
@@ -56,6 +117,60 @@ impl Metrics {
         self.duration.observe(took.as_secs_f64());
         if let Some(category) = error_category {
             self.errors.get_or_create(&ErrorLabels { category }).inc();
+        }
+    }
+
+    /// One scale decision of `group` that moved its target (`direction`: `Up` or `Down`).
+    pub fn scaled(&self, namespace: &str, cluster: &str, group: &str, direction: &'static str) {
+        self.scale_events
+            .get_or_create(&ScaleLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                group: group.to_owned(),
+                direction,
+            })
+            .inc();
+    }
+
+    /// `count` workers of the cluster whose retirement ended with `outcome`.
+    pub fn retirements(
+        &self,
+        namespace: &str,
+        cluster: &str,
+        outcome: RetireOutcome,
+        count: usize,
+    ) {
+        if count == 0 {
+            return;
+        }
+        self.retirements
+            .get_or_create(&RetireLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                outcome: outcome.into(),
+            })
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
+    }
+
+    /// The current target of `group`.
+    pub fn target(&self, namespace: &str, cluster: &str, group: &str, target: i32) {
+        self.targets
+            .get_or_create(&GroupLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                group: group.to_owned(),
+            })
+            .set(i64::from(target));
+    }
+
+    /// Forgets the per-group series of a deleted cluster.
+    pub fn forget_cluster(&self, namespace: &str, cluster: &str, groups: &[String]) {
+        for group in groups {
+            self.targets.remove(&GroupLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                group: group.clone(),
+            });
         }
     }
 
@@ -116,5 +231,27 @@ mod tests {
         );
         assert!(text.contains("shoal_operator_clusters 0"), "{text}");
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    /// Autoscaling series carry namespace, cluster, group and a static word only.
+    #[test]
+    fn autoscaling_series_are_labelled_by_group_and_direction() {
+        let metrics = Metrics::default();
+        metrics.scaled("ns", "demo", "highmem", "Up");
+        metrics.retirements("ns", "demo", RetireOutcome::Refused, 2);
+        metrics.target("ns", "demo", "highmem", 3);
+        let text = metrics.encode(None);
+        assert!(
+            text.contains("shoal_operator_scale_events_total{namespace=\"ns\",cluster=\"demo\",group=\"highmem\",direction=\"Up\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_operator_worker_retirements_total{namespace=\"ns\",cluster=\"demo\",outcome=\"refused\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_operator_autoscaler_target_workers{namespace=\"ns\",cluster=\"demo\",group=\"highmem\"} 3"),
+            "{text}"
+        );
     }
 }

@@ -4,7 +4,7 @@
 
 use super::workers::{WorkerGroupStatus, WorkerPoolSpec};
 use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -54,6 +54,12 @@ use serde::{Deserialize, Serialize};
         description = "Worker pods wanted, all groups"
     ),
     printcolumn(
+        name = "Autoscaler",
+        type_ = "string",
+        json_path = ".status.workerGroups[0].autoscaler.state",
+        description = "The default worker group's autoscaler state"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -90,6 +96,13 @@ pub struct ShoalClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 253))]
     pub token_secret: Option<String>,
+    /// Delete the cluster (and, through owner references, everything it owns) after this
+    /// many seconds with no connected client and no unfinished work. Off when unset. A
+    /// Warning Event is sent at 80% of the time; a cluster whose scheduler cannot be asked
+    /// is never deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 10, max = 31536000))]
+    pub idle_timeout: Option<i64>,
 }
 
 /// When the kubelet pulls the runtime image.
@@ -190,7 +203,11 @@ pub struct ShoalClusterStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Ready`, `SchedulerReady`, `WorkersReady`, `VersionSkew`, `Valid`.
+    /// When the idle-timeout warning was sent for the current idle period (cleared when
+    /// the cluster is busy again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_warned_at: Option<Time>,
+    /// `Ready`, `SchedulerReady`, `WorkersReady`, `VersionSkew`, `Valid`, `Applied`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }
@@ -204,7 +221,8 @@ pub enum Phase {
     Running,
     /// A version change is being rolled out.
     Upgrading,
-    /// The scheduler runs but workers are missing, failing or on another version.
+    /// The scheduler runs but workers are on another version, or applying an object
+    /// failed (see the `Applied` condition).
     Degraded,
     /// The spec cannot be reconciled (see the `Valid` condition).
     Failed,

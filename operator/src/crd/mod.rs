@@ -11,7 +11,10 @@ pub use cluster::{
     UpgradeStrategy,
 };
 pub use worker_group::{ShoalWorkerGroup, ShoalWorkerGroupSpec, ShoalWorkerGroupStatus};
-pub use workers::{WorkerGroupStatus, WorkerPoolSpec};
+pub use workers::{
+    AutoscalerState, AutoscalerStatus, AutoscalingSpec, Recommendation, WorkerGroupStatus,
+    WorkerPoolSpec,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -34,6 +37,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde::Deserialize;
     use serde_json::Value;
 
     /// Collects the paths of properties that have no description; returns how many
@@ -89,8 +93,34 @@ mod tests {
             "specReplicasPath: .spec.workers.replicas",
             "- shc",
             "- shwg",
+            ".status.workerGroups[0].autoscaler.state",
         ] {
             assert!(yaml.contains(needle), "missing {needle:?}");
         }
+    }
+
+    /// examples/autoscaling.yaml reads as the CRD types, with the settings it documents.
+    #[test]
+    fn autoscaling_example_parses() {
+        let text = include_str!("../../../examples/autoscaling.yaml");
+        let mut docs = serde_yaml::Deserializer::from_str(text);
+        let cluster = docs
+            .next()
+            .map(ShoalCluster::deserialize)
+            .and_then(Result::ok)
+            .unwrap_or_else(|| unreachable!("the first document is a ShoalCluster"));
+        let group = docs
+            .next()
+            .map(ShoalWorkerGroup::deserialize)
+            .and_then(Result::ok)
+            .unwrap_or_else(|| unreachable!("the second document is a ShoalWorkerGroup"));
+        let workers = &cluster.spec.workers;
+        assert!(workers.autoscaling.enabled);
+        assert_eq!((workers.min_replicas, workers.max_replicas), (1, 4));
+        assert_eq!(cluster.spec.idle_timeout, Some(1800));
+        let highmem = &group.spec.workers;
+        assert!(highmem.autoscaling.enabled);
+        assert_eq!((highmem.min_replicas, highmem.max_replicas), (0, 2));
+        assert_eq!(highmem.task_resources.get("highmem"), Some(&1.0));
     }
 }

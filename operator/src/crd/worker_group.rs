@@ -41,8 +41,14 @@ use serde::{Deserialize, Serialize};
     printcolumn(
         name = "Desired",
         type_ = "integer",
-        json_path = ".spec.workers.replicas",
+        json_path = ".status.workers.desired",
         description = "Worker pods wanted"
+    ),
+    printcolumn(
+        name = "Autoscaler",
+        type_ = "string",
+        json_path = ".status.workers.autoscaler.state",
+        description = "The group's autoscaler state"
     ),
     printcolumn(
         name = "Age",

@@ -41,6 +41,8 @@ struct World {
     groups: Vec<ShoalWorkerGroup>,
     pods: Vec<Pod>,
     token: Option<String>,
+    /// Applying the scheduler Service fails as when the Service IP range is full.
+    service_range_full: bool,
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
@@ -76,6 +78,11 @@ fn answer(world: &World, call: &Call) -> Response<Body> {
                 &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
             ),
         },
+        ("PATCH", p) if world.service_range_full && p.contains("/services/") => respond(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "InternalError", "code": 500,
+                    "message": "Internal error occurred: failed to allocate a serviceIP: range is full"}),
+        ),
         ("DELETE", _) => respond(
             StatusCode::OK,
             &json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
@@ -95,6 +102,19 @@ fn answer(world: &World, call: &Call) -> Response<Body> {
 
 /// Runs one reconcile of `cluster` against `world`; returns every call made, in order.
 async fn reconcile_against(world: World, cluster: ShoalCluster) -> Vec<Call> {
+    let (result, calls) = reconcile_result(world, cluster).await;
+    assert!(result.is_ok(), "reconcile failed: {result:?}");
+    calls
+}
+
+/// Runs one reconcile; returns its result and every call made, in order.
+async fn reconcile_result(
+    world: World,
+    cluster: ShoalCluster,
+) -> (
+    Result<kube::runtime::controller::Action, super::Error>,
+    Vec<Call>,
+) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(async move {
         let mut calls = Vec::new();
@@ -129,11 +149,11 @@ async fn reconcile_against(world: World, cluster: ShoalCluster) -> Vec<Call> {
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(cluster), ctx))
         .await
         .unwrap_or_else(|_| unreachable!("reconcile timed out"));
-    assert!(result.is_ok(), "reconcile failed: {result:?}");
-    tokio::time::timeout(Duration::from_secs(5), server)
+    let calls = tokio::time::timeout(Duration::from_secs(5), server)
         .await
         .unwrap_or_else(|_| unreachable!("the fake API server did not finish"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    (result, calls)
 }
 
 fn lines(calls: &[Call]) -> Vec<String> {
@@ -201,8 +221,9 @@ async fn new_cluster_makes_exactly_these_calls() {
     assert_eq!(status["desiredWorkers"], 2);
 }
 
-/// With every pod present and a worker OOM-killed: no creates; that worker is deleted
-/// by name with its uid as a precondition, and a Warning Event names the cause.
+/// With every pod present and a worker OOM-killed: that worker is deleted by name with
+/// its uid as a precondition, a replacement starts at the lowest free index, and a
+/// Warning Event names the cause.
 #[tokio::test]
 async fn oom_killed_worker_is_deleted_by_name_and_reported() {
     let validated = super::validate::validate(&cluster("demo"), &[], &defaults("0.3.0"))
@@ -226,6 +247,8 @@ async fn oom_killed_worker_is_deleted_by_name_and_reported() {
             format!("GET {NS}/secrets/demo-token"),
             format!("PATCH {NS}/services/demo-scheduler"),
             format!("DELETE {NS}/pods/demo-default-worker-1"),
+            format!("PATCH {NS}/pods/demo-default-worker-2"),
+            "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_owned(),
             "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_owned(),
             "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status".to_owned(),
         ]
@@ -279,5 +302,85 @@ async fn invalid_spec_only_reports() {
             .as_str()
             .is_some_and(|m| m.contains("rename it")),
         "{valid}"
+    );
+}
+
+/// A failed apply (the Service IP range is full) is written to status before the error
+/// is returned: phase Degraded, Applied=False naming the object and the API's message.
+#[tokio::test]
+async fn failed_apply_is_degraded_in_status() {
+    let world = World {
+        token: Some("t".to_owned()),
+        service_range_full: true,
+        ..World::default()
+    };
+    let (result, calls) = reconcile_result(world, cluster("demo")).await;
+    assert!(
+        matches!(result, Err(super::Error::Apply { .. })),
+        "{result:?}"
+    );
+    assert_eq!(
+        lines(&calls),
+        [
+            "GET /apis/shoal.dev/v1alpha1/namespaces/ns/shoalworkergroups".to_owned(),
+            format!("GET {NS}/pods"),
+            format!("GET {NS}/secrets/demo-token"),
+            format!("PATCH {NS}/services/demo-scheduler"),
+            "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_owned(),
+            "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status".to_owned(),
+        ]
+    );
+    let status = &find(
+        &calls,
+        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
+    )
+    .body["status"];
+    assert_eq!(status["phase"], "Degraded");
+    let applied = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Applied"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(applied["status"], "False");
+    let message = applied["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Service demo-scheduler") && message.contains("range is full"),
+        "{message}"
+    );
+    let event = find(&calls, "POST /apis/events.k8s.io/v1/namespaces/ns/events");
+    assert_eq!(event.body["reason"], "ApplyFailed");
+}
+
+/// An autoscaling group whose scheduler is not ready keeps its count (min holds), says
+/// SchedulerUnreachable in status, and is looked at again within 5 s.
+#[tokio::test]
+async fn autoscaling_without_a_scheduler_keeps_the_count() {
+    let mut c = cluster("demo");
+    c.spec.workers.autoscaling.enabled = true;
+    c.spec.workers.min_replicas = 1;
+    let (result, calls) = reconcile_result(World::default(), c).await;
+    let action = result.unwrap_or_else(|e| unreachable!("{e}"));
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(5))
+    );
+    let status = &find(
+        &calls,
+        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
+    )
+    .body["status"];
+    let autoscaler = &status["workerGroups"][0]["autoscaler"];
+    assert_eq!(autoscaler["state"], "SchedulerUnreachable");
+    assert_eq!(autoscaler["target"], 1);
+    assert_eq!(status["desiredWorkers"], 1);
+    assert!(
+        calls
+            .iter()
+            .any(|c| c.line() == format!("PATCH {NS}/pods/demo-default-worker-0"))
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.line() == format!("PATCH {NS}/pods/demo-default-worker-1"))
     );
 }

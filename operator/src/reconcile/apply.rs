@@ -1,8 +1,10 @@
 //! Stage 4, needs the client: server-side apply of what `build`/`plan` decided, deletes
 //! by name with a uid precondition (never a pod that replaced the one planned on), and
-//! retirement through the scheduler before a running worker's pod goes.
+//! retirement through the scheduler before a running worker's pod goes: only the
+//! workers the scheduler answers as retired are deleted. What was done is recorded in
+//! an `Outcome` (Events are built from it elsewhere); no decisions are made here.
 
-use super::plan::{Deletion, Plan};
+use super::plan::{DeleteReason, Deletion, Plan};
 use super::validate::ValidatedCluster;
 use super::{Context, Error};
 use crate::names;
@@ -12,8 +14,69 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::time::Duration;
+
+/// How long the scheduler may take to move a retiring worker's data.
+pub const RETIRE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// What the apply stage did, as far as it got.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Outcome {
+    /// Pods deleted, in order (plan deletions, then retired workers).
+    pub deleted: Vec<Deletion>,
+    /// Pods created (by name).
+    pub created: Vec<String>,
+    /// Workers the scheduler retired (their pods are deleted).
+    pub retired: Vec<String>,
+    /// Workers the scheduler refused to retire, with why (they stay).
+    pub refused: BTreeMap<String, String>,
+    /// Why retirement could not be asked for (scale-down waits).
+    pub retire_error: Option<String>,
+}
+
+/// Carries out `plan`: token, Service, deletions, creations, retirement and the deletion
+/// of retired workers. `outcome` records each step done, also when a later one fails.
+pub async fn carry_out(
+    ctx: &Context,
+    cluster: &ValidatedCluster,
+    token: &str,
+    pods: &[Pod],
+    plan: &Plan,
+    outcome: &mut Outcome,
+) -> Result<(), Error> {
+    apply_service(ctx, cluster).await?;
+    for deletion in &plan.delete {
+        delete_pod(ctx, &cluster.namespace, pods, deletion).await?;
+        outcome.deleted.push(deletion.clone());
+    }
+    for pod in &plan.create {
+        apply(ctx, &cluster.namespace, pod).await?;
+        outcome.created.push(pod.name_any());
+    }
+    match retire(cluster, token, plan).await {
+        Ok(retirement) => {
+            outcome.refused = retirement.refused.into_iter().collect();
+            outcome.retired = retirement.retired;
+        }
+        Err(error) => outcome.retire_error = Some(super::describe(&error)),
+    }
+    for name in outcome.retired.clone() {
+        // Only names this plan sent: the answer cannot make the operator delete others.
+        if !plan.retire.contains(&name) {
+            continue;
+        }
+        let deletion = Deletion {
+            name,
+            reason: DeleteReason::Retired,
+            detail: "its data moved to other workers".to_owned(),
+        };
+        delete_pod(ctx, &cluster.namespace, pods, &deletion).await?;
+        outcome.deleted.push(deletion);
+    }
+    Ok(())
+}
 
 fn apply_params() -> PatchParams {
     PatchParams::apply(names::MANAGER).force()
@@ -106,43 +169,30 @@ pub async fn delete_pod(
     }
 }
 
-/// Creates the planned pods (server-side apply: a repeat after a restart is a no-op).
-pub async fn create_pods(
-    ctx: &Context,
-    cluster: &ValidatedCluster,
-    plan: &Plan,
-) -> Result<(), Error> {
-    for pod in &plan.create {
-        apply(ctx, &cluster.namespace, pod).await?;
-    }
-    Ok(())
-}
-
-/// Asks the scheduler to retire the planned workers; returns those it retired. While
+/// Asks the scheduler to retire the planned workers; returns what it answered. While
 /// the scheduler is unreachable nothing is retired (no scale-down without it).
 pub async fn retire(
     cluster: &ValidatedCluster,
     token: &str,
     plan: &Plan,
-) -> Result<Vec<String>, Error> {
+) -> Result<crate::scheduler_api::Retirement, Error> {
     if plan.retire.is_empty() {
-        return Ok(Vec::new());
+        return Ok(crate::scheduler_api::Retirement {
+            retired: Vec::new(),
+            refused: std::collections::HashMap::new(),
+        });
     }
     // The scheduler's Service, by in-cluster DNS.
     let address = cluster.scheduler_address();
-    let retirement = crate::scheduler_api::retire(
-        &address,
-        token,
-        plan.retire.clone(),
-        Duration::from_secs(20),
-    )
-    .await
-    .map_err(|source| Error::Retire {
-        cluster: cluster.name.clone(),
-        source: Box::new(source),
-    })?;
+    let retirement =
+        crate::scheduler_api::retire(&address, token, plan.retire.clone(), RETIRE_DEADLINE)
+            .await
+            .map_err(|source| Error::Retire {
+                cluster: cluster.name.clone(),
+                source: Box::new(source),
+            })?;
     for (worker, why) in &retirement.refused {
         tracing::warn!(cluster = %cluster.name, worker = %worker, reason = %why, "the scheduler refused to retire a worker; it stays");
     }
-    Ok(retirement.retired)
+    Ok(retirement)
 }

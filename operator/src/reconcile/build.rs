@@ -251,6 +251,15 @@ pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
     }
 }
 
+/// `k=v,k=v` in name order, as the worker's `--resources` flag reads it.
+pub fn task_resources_arg(resources: &BTreeMap<String, f64>) -> String {
+    resources
+        .iter()
+        .map(|(name, amount)| format!("{name}={amount}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Worker pod `index` of `group`, running `image` (the scheduler's digest once known).
 /// Dead workers are replaced by the operator (restart policy `Never`), so a pod killed
 /// for memory stays visible as `OOMKilled` until it is handled.
@@ -292,7 +301,14 @@ pub fn worker_pod(
         env_from_field("SHOAL_ADVERTISE_HOST", "status.podIP"),
         env("SHOAL_VERSION", &cluster.version),
         env("SHOAL_LOG", "info"),
+        env("SHOAL_WORKER_GROUP", &group.name),
     ];
+    if !group.pool.task_resources.is_empty() {
+        env_vars.push(env(
+            "SHOAL_WORKER_RESOURCES",
+            task_resources_arg(&group.pool.task_resources),
+        ));
+    }
     env_vars.extend(group.pool.env.iter().map(|(k, v)| env(k, v)));
 
     Pod {
@@ -417,6 +433,33 @@ mod tests {
             command.contains(&"demo-scheduler.ns.svc:8786".to_owned()),
             "{command:?}"
         );
+    }
+
+    /// A worker pod names its group and offers its group's task resources through the env.
+    #[test]
+    fn worker_pods_carry_group_and_task_resources() {
+        let mut c = validated();
+        c.groups[0].pool.task_resources =
+            BTreeMap::from([("highmem".to_owned(), 1.0), ("gpu".to_owned(), 0.5)]);
+        let pod = worker_pod(&c, &c.groups[0], 0, "img");
+        let env: BTreeMap<String, String> = pod.spec.expect("spec").containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect();
+        assert_eq!(env["SHOAL_WORKER_GROUP"], "default");
+        assert_eq!(env["SHOAL_WORKER_RESOURCES"], "gpu=0.5,highmem=1");
+        c.groups[0].pool.task_resources.clear();
+        let plain = worker_pod(&c, &c.groups[0], 0, "img");
+        let names: Vec<String> = plain.spec.expect("spec").containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| e.name.clone())
+            .collect();
+        assert!(!names.contains(&"SHOAL_WORKER_RESOURCES".to_owned()));
     }
 
     /// The Service selects the scheduler pod's labels and exposes both named ports.

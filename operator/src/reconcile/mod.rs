@@ -1,10 +1,16 @@
 //! Reconciling one `ShoalCluster` (and the `ShoalWorkerGroup`s attached to it) as named
-//! stages: read (client) → validate (pure) → plan + build (pure) → apply (client) →
-//! status (pure, then written by the client). Events report every notable change.
+//! stages: read (client) → validate (pure) → ask the scheduler (client) → autoscale and
+//! idle verdict (pure) → plan + build (pure) → apply (client, recording an outcome) →
+//! status and Events (pure, from the plan and the outcome) → publish and write (client).
+//! Events are published in one place, after the apply.
 
 pub mod apply;
+pub mod autoscale;
 pub mod build;
+pub mod events;
+pub mod idle;
 pub mod observe;
+pub mod offer;
 pub mod plan;
 pub mod read;
 pub mod status;
@@ -13,15 +19,22 @@ pub mod validate;
 #[cfg(test)]
 mod api_tests;
 
-use crate::crd::{ShoalCluster, ShoalClusterStatus, ShoalWorkerGroup, ShoalWorkerGroupStatus};
-use crate::metrics::Metrics;
+use crate::crd::{
+    AutoscalerStatus, ShoalCluster, ShoalClusterStatus, ShoalWorkerGroup, ShoalWorkerGroupStatus,
+};
+use crate::metrics::{Metrics, RetireOutcome};
 use crate::names;
+use crate::scheduler_api::Adaptive;
+use autoscale::{Decision, GroupPod};
+use idle::Idle;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Client, Resource, ResourceExt};
-use plan::DeleteReason;
+use observe::PodState;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use validate::ValidatedCluster;
@@ -62,6 +75,11 @@ pub enum Error {
         cluster: String,
         source: Box<crate::scheduler_api::SchedulerApiError>,
     },
+    #[error("deleting idle cluster {name} failed")]
+    DeleteCluster {
+        name: String,
+        source: Box<kube::Error>,
+    },
     #[error("writing the status of {kind} {name} failed")]
     Status {
         kind: &'static str,
@@ -98,6 +116,7 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         // Owner references let the garbage collector remove everything.
         return Ok(Action::await_change());
     }
+    let previous = cluster.status.as_ref();
     let token_secret = validate::token_secret_name(cluster);
     // Stage 1: read (client).
     let observed = read::read(&ctx.client, cluster, &token_secret)
@@ -106,151 +125,337 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
     // Stage 2: validate (pure).
     let validated = match validate::validate(cluster, &observed.groups, &ctx.defaults) {
         Ok(validated) => validated,
-        Err(invalid) => {
-            let status = status::invalid_status(
-                cluster.status.as_ref(),
-                cluster.metadata.generation,
-                invalid.to_string(),
-                now(),
-            );
-            publish(
-                ctx,
-                cluster,
-                EventType::Warning,
-                "InvalidSpec",
-                "Validate",
-                invalid.to_string(),
-            )
-            .await;
-            write_cluster_status(ctx, cluster, &status).await?;
-            return Ok(Action::await_change());
-        }
+        Err(invalid) => return report_invalid(ctx, cluster, &invalid).await,
     };
-    // Stage 3: plan and build (pure). A digest recorded for another version is stale.
-    let previous = cluster.status.as_ref();
+    // Stage 3: ask the scheduler (client; `None` when it cannot be asked).
+    let token = match apply::ensure_token(ctx, &validated, observed.token.clone()).await {
+        Ok(token) => token,
+        Err(error) => return report_apply_failed(ctx, cluster, &validated, error).await,
+    };
+    let adaptive = ask_scheduler(&validated, &observed.pods, &token).await;
+    // Stage 4: autoscale and idle verdict (pure).
+    let now = now();
+    let decisions = decide_groups(
+        &validated,
+        &observed.pods,
+        adaptive.as_ref(),
+        previous,
+        &now,
+    );
+    let idle = idle::judge(
+        cluster.spec.idle_timeout,
+        adaptive.as_ref(),
+        previous.is_some_and(|p| p.idle_warned_at.is_some()),
+    );
+    // Stage 5: plan and build (pure). A digest recorded for another version is stale.
     let recorded_digest = previous
         .filter(|s| s.version.as_deref() == Some(&validated.version))
         .and_then(|s| s.image_digest.as_deref());
-    let plan = plan::plan(&validated, &observed.pods, recorded_digest);
-
-    // Stage 4: apply (client).
-    let token = apply::ensure_token(ctx, &validated, observed.token).await?;
-    apply::apply_service(ctx, &validated).await?;
-    for deletion in &plan.delete {
-        apply::delete_pod(ctx, &validated.namespace, &observed.pods, deletion).await?;
-        let type_ = match deletion.reason {
-            DeleteReason::OomKilled | DeleteReason::Died => EventType::Warning,
-            _ => EventType::Normal,
-        };
-        let reason: &'static str = deletion.reason.into();
-        let detail = if deletion.detail.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", deletion.detail)
-        };
-        publish(
-            ctx,
-            cluster,
-            type_,
-            reason,
-            "DeletePod",
-            format!("deleted pod {}{detail}", deletion.name),
-        )
-        .await;
-    }
-    apply::create_pods(ctx, &validated, &plan).await?;
-    if !plan.create.is_empty() {
-        let names: Vec<String> = plan.create.iter().map(ResourceExt::name_any).collect();
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "Created",
-            "CreatePods",
-            format!("created pods {}", names.join(", ")),
-        )
-        .await;
-    }
-    if previous.and_then(|s| s.image_digest.as_deref()) != plan.image_digest.as_deref()
-        && let Some(digest) = &plan.image_digest
-    {
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "ImagePinned",
-            "PinImage",
-            format!(
-                "version {} runs image {digest}; workers start from it",
-                validated.version
-            ),
-        )
-        .await;
-    }
-    let retire_result = apply::retire(&validated, &token, &plan).await;
-    let retired = match &retire_result {
-        Ok(retired) => retired.clone(),
-        Err(error) => {
-            publish(
-                ctx,
-                cluster,
-                EventType::Warning,
-                "ScaleDownWaiting",
-                "Retire",
-                format!("{error}: {}", source_chain(error)),
-            )
-            .await;
-            Vec::new()
-        }
+    let scales: plan::Scales = decisions
+        .iter()
+        .map(|(group, d)| {
+            let scale = plan::GroupScale {
+                target: d.target,
+                victims: d.victims.clone(),
+            };
+            (group.clone(), scale)
+        })
+        .collect();
+    let plan = plan::plan_scaled(&validated, &observed.pods, recorded_digest, &scales);
+    // Stage 6: apply (client), unless the cluster is culled.
+    let mut outcome = apply::Outcome::default();
+    let applied = if matches!(idle, Idle::Cull { .. }) {
+        Ok(())
+    } else {
+        apply::carry_out(ctx, &validated, &token, &observed.pods, &plan, &mut outcome).await
     };
-    for name in &retired {
-        let deletion = plan::Deletion {
-            name: name.clone(),
-            reason: DeleteReason::Retired,
-            detail: "its data moved to other workers".to_owned(),
-        };
-        apply::delete_pod(ctx, &validated.namespace, &observed.pods, &deletion).await?;
-        publish(
-            ctx,
-            cluster,
-            EventType::Normal,
-            "Retired",
-            "DeletePod",
-            format!("deleted retired worker pod {name}"),
-        )
-        .await;
-    }
-
-    // Stage 5: status (pure, then written).
-    let status = status::cluster_status(&validated, &observed.pods, &plan, previous, now());
-    if previous.map(|p| &p.conditions) != Some(&status.conditions) {
-        for skew in status
-            .conditions
-            .iter()
-            .filter(|c| c.type_ == "VersionSkew" && c.status == "True")
-        {
-            publish(
-                ctx,
-                cluster,
-                EventType::Warning,
-                "VersionSkew",
-                "CheckVersions",
-                skew.message.clone(),
-            )
-            .await;
-        }
+    let apply_error = applied.as_ref().err().map(|e| describe(e));
+    // Stage 7: status and Events (pure).
+    let (status, notes) = conclude(&Concluding {
+        cluster: &validated,
+        pods: &observed.pods,
+        plan: &plan,
+        decisions: &decisions,
+        idle,
+        outcome: &outcome,
+        apply_error: apply_error.as_deref(),
+        previous,
+        now,
+    });
+    // Stage 8: publish, record metrics, write (client).
+    publish_all(ctx, cluster, &notes).await;
+    record_metrics(&ctx.metrics, &validated, &decisions, &plan, &outcome);
+    if matches!(idle, Idle::Cull { .. }) {
+        delete_cluster(ctx, cluster).await?;
+        let groups: Vec<String> = validated.groups.iter().map(|g| g.name.clone()).collect();
+        ctx.metrics
+            .forget_cluster(&validated.namespace, &validated.name, &groups);
+        return Ok(Action::await_change());
     }
     write_cluster_status(ctx, cluster, &status).await?;
+    applied?;
     write_group_statuses(ctx, &validated, &observed.groups, &status).await?;
+    Ok(next_look(
+        &validated,
+        cluster.spec.idle_timeout,
+        &plan,
+        &status,
+        &outcome,
+    ))
+}
 
-    let busy = !plan.create.is_empty() || !plan.delete.is_empty() || !plan.retire.is_empty();
-    Ok(
-        if busy || status.phase != Some(crate::crd::Phase::Running) || retire_result.is_err() {
-            Action::requeue(Duration::from_secs(5))
-        } else {
-            Action::requeue(Duration::from_secs(60))
-        },
+/// What the status and Events of one reconcile are made from.
+struct Concluding<'a> {
+    cluster: &'a ValidatedCluster,
+    pods: &'a [Pod],
+    plan: &'a plan::Plan,
+    decisions: &'a [(String, Decision)],
+    idle: Idle,
+    outcome: &'a apply::Outcome,
+    apply_error: Option<&'a str>,
+    previous: Option<&'a ShoalClusterStatus>,
+    now: Time,
+}
+
+/// The new status and the Events to publish (pure). After a failed apply the status is
+/// the previous one made `Degraded`, with this reconcile's autoscaler state kept.
+fn conclude(c: &Concluding<'_>) -> (ShoalClusterStatus, Vec<events::Note>) {
+    let autoscalers: BTreeMap<String, AutoscalerStatus> = c
+        .decisions
+        .iter()
+        .map(|(group, d)| (group.clone(), d.status.clone()))
+        .collect();
+    let mut status = match c.apply_error {
+        None => status::cluster_status(
+            c.cluster,
+            c.pods,
+            c.plan,
+            &autoscalers,
+            c.previous,
+            c.now.clone(),
+        ),
+        Some(message) => {
+            let mut status = status::apply_failed_status(
+                c.previous,
+                c.cluster.generation,
+                message.to_owned(),
+                c.now.clone(),
+            );
+            for group in &mut status.worker_groups {
+                if let Some(autoscaler) = autoscalers.get(&group.name) {
+                    group.autoscaler = Some(autoscaler.clone());
+                }
+            }
+            status
+        }
+    };
+    status.idle_warned_at = match c.idle {
+        Idle::Warn { .. } => Some(c.now.clone()),
+        Idle::Busy => None,
+        Idle::Unknown | Idle::Warned | Idle::Cull { .. } => status.idle_warned_at,
+    };
+    let notes = events::notes(&events::Inputs {
+        decisions: c.decisions,
+        idle: c.idle,
+        plan: c.plan,
+        outcome: c.outcome,
+        apply_error: c.apply_error,
+        version: &c.cluster.version,
+        previous: c.previous,
+        status: &status,
+    });
+    (status, notes)
+}
+
+/// An invalid spec: one Warning Event and a `Failed` status saying why; nothing applied.
+async fn report_invalid(
+    ctx: &Context,
+    cluster: &ShoalCluster,
+    invalid: &validate::ValidateError,
+) -> Result<Action, Error> {
+    let status = status::invalid_status(
+        cluster.status.as_ref(),
+        cluster.metadata.generation,
+        invalid.to_string(),
+        now(),
+    );
+    let note = events::Note {
+        warning: true,
+        reason: "InvalidSpec",
+        action: "Validate",
+        note: invalid.to_string(),
+    };
+    publish_all(ctx, cluster, &[note]).await;
+    write_cluster_status(ctx, cluster, &status).await?;
+    Ok(Action::await_change())
+}
+
+/// Applying failed before anything else could be decided: a Warning Event and a
+/// `Degraded` status naming the object and the API's message, then the error.
+async fn report_apply_failed(
+    ctx: &Context,
+    cluster: &ShoalCluster,
+    validated: &ValidatedCluster,
+    error: Error,
+) -> Result<Action, Error> {
+    let message = describe(&error);
+    let status = status::apply_failed_status(
+        cluster.status.as_ref(),
+        validated.generation,
+        message.clone(),
+        now(),
+    );
+    let note = events::Note {
+        warning: true,
+        reason: "ApplyFailed",
+        action: "Apply",
+        note: message,
+    };
+    publish_all(ctx, cluster, &[note]).await;
+    write_cluster_status(ctx, cluster, &status).await?;
+    Err(error)
+}
+
+/// Asks a ready scheduler for the autoscaling estimate; `None` (logged) when there is
+/// no ready scheduler or it does not answer.
+async fn ask_scheduler(cluster: &ValidatedCluster, pods: &[Pod], token: &str) -> Option<Adaptive> {
+    let ready = pods.iter().any(|p| {
+        observe::is_scheduler(p)
+            && observe::version_label(p) == Some(&cluster.version)
+            && observe::state(p) == PodState::Running { ready: true }
+    });
+    if !ready {
+        return None;
+    }
+    let answer = crate::scheduler_api::adaptive_target(
+        &cluster.scheduler_address(),
+        token,
+        &offer::offers(cluster),
+        offer::target_duration(cluster),
     )
+    .await;
+    match answer {
+        Ok(adaptive) => Some(adaptive),
+        Err(error) => {
+            tracing::warn!(cluster = %cluster.name, cause = %describe(&error), "asking the scheduler for its adaptive target failed; no scale-down");
+            None
+        }
+    }
+}
+
+/// The autoscaler's decision for every group, in group order (pure).
+fn decide_groups(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    adaptive: Option<&Adaptive>,
+    previous: Option<&ShoalClusterStatus>,
+    now: &Time,
+) -> Vec<(String, Decision)> {
+    cluster
+        .groups
+        .iter()
+        .map(|group| {
+            let group_pods: Vec<GroupPod> = pods
+                .iter()
+                .filter(|p| observe::worker_slot(p).is_some_and(|(g, _)| g == group.name))
+                .map(|p| GroupPod {
+                    name: observe::name(p).to_owned(),
+                    state: observe::state(p),
+                })
+                .collect();
+            let before = previous
+                .and_then(|s| s.worker_groups.iter().find(|g| g.name == group.name))
+                .and_then(|g| g.autoscaler.as_ref());
+            // A reachable scheduler that does not know the group yet has no work for it.
+            let advice = adaptive.map(|a| a.groups.get(&group.name).cloned().unwrap_or_default());
+            let decision =
+                autoscale::decide(&group.pool, advice.as_ref(), &group_pods, before, now);
+            (group.name.clone(), decision)
+        })
+        .collect()
+}
+
+fn record_metrics(
+    metrics: &Metrics,
+    cluster: &ValidatedCluster,
+    decisions: &[(String, Decision)],
+    plan: &plan::Plan,
+    outcome: &apply::Outcome,
+) {
+    let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
+    for (group, decision) in decisions {
+        metrics.target(ns, name, group, decision.target);
+        if let Some(change) = &decision.change {
+            metrics.scaled(ns, name, group, change.direction.into());
+        }
+    }
+    metrics.retirements(ns, name, RetireOutcome::Retired, outcome.retired.len());
+    metrics.retirements(ns, name, RetireOutcome::Refused, outcome.refused.len());
+    if outcome.retire_error.is_some() {
+        metrics.retirements(ns, name, RetireOutcome::Failed, plan.retire.len());
+    }
+}
+
+/// When to look again: every 5 s while autoscaling (a new graph brings workers up within
+/// one period) or while something is in progress, else every minute; with an idle
+/// timeout, at least every tenth of it (so the warning at 80% is never skipped).
+fn next_look(
+    cluster: &ValidatedCluster,
+    idle_timeout: Option<i64>,
+    plan: &plan::Plan,
+    status: &ShoalClusterStatus,
+    outcome: &apply::Outcome,
+) -> Action {
+    let idle_period = idle_timeout.map(|t| Duration::from_secs((t / 10).clamp(2, 60) as u64));
+    let autoscaling = cluster.groups.iter().any(|g| g.pool.autoscaling.enabled);
+    let busy = !plan.create.is_empty() || !plan.delete.is_empty() || !plan.retire.is_empty();
+    if autoscaling
+        || busy
+        || status.phase != Some(crate::crd::Phase::Running)
+        || outcome.retire_error.is_some()
+    {
+        Action::requeue(
+            idle_period.map_or(Duration::from_secs(5), |p| p.min(Duration::from_secs(5))),
+        )
+    } else {
+        Action::requeue(idle_period.unwrap_or(Duration::from_secs(60)))
+    }
+}
+
+/// Deletes the cluster object (owner references cascade), only if it is still the one read.
+async fn delete_cluster(ctx: &Context, cluster: &ShoalCluster) -> Result<(), Error> {
+    let name = cluster.name_any();
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: cluster.metadata.uid.clone(),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match Api::<ShoalCluster>::namespaced(
+        ctx.client.clone(),
+        &cluster.namespace().unwrap_or_default(),
+    )
+    .delete(&name, &params)
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(source) => Err(Error::DeleteCluster {
+            name,
+            source: Box::new(source),
+        }),
+    }
+}
+
+/// An error and its causes on one line (for Events, conditions and logs).
+pub(crate) fn describe(error: &dyn std::error::Error) -> String {
+    let chain = source_chain(error);
+    if chain.is_empty() {
+        error.to_string()
+    } else {
+        format!("{error}: {chain}")
+    }
 }
 
 fn source_chain(error: &dyn std::error::Error) -> String {
@@ -263,20 +468,24 @@ fn source_chain(error: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-/// Publishes an Event on the cluster; a failure to publish is logged, never fatal.
-async fn publish(
-    ctx: &Context,
-    cluster: &ShoalCluster,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
+/// Publishes the Events on the cluster, in order; a failure to publish is logged, never
+/// fatal.
+async fn publish_all(ctx: &Context, cluster: &ShoalCluster, notes: &[events::Note]) {
+    for note in notes {
+        publish(ctx, cluster, note).await;
+    }
+}
+
+async fn publish(ctx: &Context, cluster: &ShoalCluster, note: &events::Note) {
     let event = Event {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(note),
-        action: action.to_owned(),
+        type_: if note.warning {
+            EventType::Warning
+        } else {
+            EventType::Normal
+        },
+        reason: note.reason.to_owned(),
+        note: Some(note.note.clone()),
+        action: note.action.to_owned(),
         secondary: None,
     };
     if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
@@ -297,7 +506,11 @@ async fn write_cluster_status(
         ctx.client.clone(),
         &cluster.namespace().unwrap_or_default(),
     );
-    let patch = serde_json::json!({ "status": status });
+    let mut patch = serde_json::json!({ "status": status });
+    // A merge patch keeps fields it does not mention: a cleared warning is sent as null.
+    if status.idle_warned_at.is_none() {
+        patch["status"]["idleWarnedAt"] = serde_json::Value::Null;
+    }
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status {
@@ -381,4 +594,47 @@ pub fn error_policy(cluster: Arc<ShoalCluster>, error: &Error, _ctx: Arc<Context
         "reconcile failed: {error}"
     );
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{cluster, defaults, time};
+
+    fn concluded(idle: Idle, previous: Option<&ShoalClusterStatus>) -> ShoalClusterStatus {
+        let validated = validate::validate(&cluster("demo"), &[], &defaults("0.3.0"))
+            .unwrap_or_else(|e| {
+                unreachable!("{e}");
+            });
+        let plan = plan::plan(&validated, &[], None);
+        let (status, _) = conclude(&Concluding {
+            cluster: &validated,
+            pods: &[],
+            plan: &plan,
+            decisions: &[],
+            idle,
+            outcome: &apply::Outcome::default(),
+            apply_error: None,
+            previous,
+            now: time(50),
+        });
+        status
+    }
+
+    /// The idle warning is remembered in status until the cluster is busy again.
+    #[test]
+    fn idle_warning_is_remembered_until_busy() {
+        let warned = concluded(
+            Idle::Warn {
+                idle_seconds: 80.0,
+                timeout: 100,
+            },
+            None,
+        );
+        assert_eq!(warned.idle_warned_at, Some(time(50)));
+        let still = concluded(Idle::Warned, Some(&warned));
+        assert_eq!(still.idle_warned_at, Some(time(50)));
+        let busy = concluded(Idle::Busy, Some(&still));
+        assert_eq!(busy.idle_warned_at, None);
+    }
 }

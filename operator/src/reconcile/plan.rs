@@ -1,13 +1,15 @@
-//! Pure decisions: from a validated cluster and the pods that exist, which pods to
-//! create, which to delete (and why), which running workers the scheduler must retire
-//! first, and which image workers start from. A decision table over each pod's state;
-//! no client, no clock. Deletion is always by name, never "some pod".
+//! Pure decisions: from a validated cluster, the pods that exist and each group's target
+//! count with its named victims, which pods to create, which to delete (and why), which
+//! running workers the scheduler must retire first, and which image workers start from.
+//! Planning is by count, not by index: live pods stay wherever their index is, new ones
+//! take the lowest free indices. No client, no clock. Deletion is always by name, never
+//! "some pod"; a running worker is retired only when it is one of the named victims.
 
 use super::build;
 use super::observe::{self, PodState};
 use super::validate::ValidatedCluster;
 use k8s_openapi::api::core::v1::Pod;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why the operator deletes a pod (also the Event reason).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
@@ -55,8 +57,30 @@ pub struct Plan {
     pub image_digest: Option<String>,
 }
 
-/// `recorded_digest` is `status.imageDigest` if it was recorded for `cluster.version`.
+/// One group's wanted count of live pods and the running workers to retire.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupScale {
+    pub target: i32,
+    /// Named by the scheduler (its `retire_order`); never chosen here.
+    pub victims: Vec<String>,
+}
+
+/// Targets by group name. A group without an entry wants `replicas` and names no victim.
+pub type Scales = BTreeMap<String, GroupScale>;
+
+/// `plan_scaled` with every group at its `replicas` and no victims (no running worker
+/// is retired).
 pub fn plan(cluster: &ValidatedCluster, pods: &[Pod], recorded_digest: Option<&str>) -> Plan {
+    plan_scaled(cluster, pods, recorded_digest, &Scales::new())
+}
+
+/// `recorded_digest` is `status.imageDigest` if it was recorded for `cluster.version`.
+pub fn plan_scaled(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    recorded_digest: Option<&str>,
+    scales: &Scales,
+) -> Plan {
     let mut plan = Plan::default();
     let existing: BTreeSet<&str> = pods.iter().map(observe::name).collect();
 
@@ -83,6 +107,9 @@ pub fn plan(cluster: &ValidatedCluster, pods: &[Pod], recorded_digest: Option<&s
         }
     }
 
+    // Per group: live pods (pending or running, not being replaced), pending ones by index.
+    let mut live: BTreeMap<&str, i32> = BTreeMap::new();
+    let mut pending: BTreeMap<&str, Vec<(i32, String)>> = BTreeMap::new();
     for pod in pods.iter().filter(|p| !observe::is_scheduler(p)) {
         let Some((group_name, index)) = observe::worker_slot(pod) else {
             continue;
@@ -102,33 +129,56 @@ pub fn plan(cluster: &ValidatedCluster, pods: &[Pod], recorded_digest: Option<&s
             plan.delete.push(deletion);
             continue;
         }
-        let state = observe::state(pod);
-        if index >= group.pool.replicas {
-            match state {
-                PodState::Terminating => {}
-                PodState::Running { .. } => plan.retire.push(name),
-                _ => plan.delete.push(Deletion {
-                    name,
-                    reason: DeleteReason::ScaleDown,
-                    detail: String::new(),
-                }),
-            }
-            continue;
+        match observe::state(pod) {
+            PodState::Terminating | PodState::Finished { .. } => continue,
+            PodState::Pending => pending
+                .entry(group.name.as_str())
+                .or_default()
+                .push((index, name)),
+            PodState::Running { .. } => {}
         }
+        *live.entry(group.name.as_str()).or_default() += 1;
         if let Some(skew) = skew(cluster, &plan, pod) {
             plan.skew.push(skew);
         }
     }
 
-    // During a Recreate upgrade nothing new starts until the old scheduler is gone.
-    if !upgrading {
-        for group in &cluster.groups {
-            for index in 0..group.pool.replicas {
-                let name = crate::names::worker_pod(&cluster.name, &group.name, index);
-                if !existing.contains(name.as_str()) {
-                    plan.create
-                        .push(build::worker_pod(cluster, group, index, &plan.worker_image));
-                }
+    for group in &cluster.groups {
+        let scale = scales
+            .get(&group.name)
+            .cloned()
+            .unwrap_or_else(|| GroupScale {
+                target: group.pool.replicas,
+                victims: Vec::new(),
+            });
+        let have = live.get(group.name.as_str()).copied().unwrap_or(0);
+        if have > scale.target {
+            // Never-started pods first (they hold no work), highest index first.
+            let mut waiting = pending.remove(group.name.as_str()).unwrap_or_default();
+            waiting.sort();
+            let excess = usize::try_from(have - scale.target).unwrap_or(0);
+            let dropped: Vec<(i32, String)> = waiting.into_iter().rev().take(excess).collect();
+            let left = excess - dropped.len();
+            plan.delete
+                .extend(dropped.into_iter().map(|(_, name)| Deletion {
+                    name,
+                    reason: DeleteReason::ScaleDown,
+                    detail: String::new(),
+                }));
+            plan.retire.extend(scale.victims.iter().take(left).cloned());
+        } else if have < scale.target && !upgrading {
+            // During a Recreate upgrade nothing new starts until the old scheduler is gone.
+            let missing = usize::try_from(scale.target - have).unwrap_or(0);
+            let free = (0..group.pool.max_replicas.max(scale.target) * 2 + 1)
+                .filter(|index| {
+                    let name = crate::names::worker_pod(&cluster.name, &group.name, *index);
+                    !existing.contains(name.as_str())
+                })
+                .take(missing)
+                .collect::<Vec<_>>();
+            for index in free {
+                plan.create
+                    .push(build::worker_pod(cluster, group, index, &plan.worker_image));
             }
         }
     }
@@ -261,18 +311,72 @@ mod tests {
         );
     }
 
-    /// Scale-down deletes never-started pods at once and sends running ones to retirement.
+    fn scaled(target: i32, victims: &[&str]) -> Scales {
+        Scales::from([(
+            "default".to_owned(),
+            GroupScale {
+                target,
+                victims: victims.iter().map(|v| (*v).to_owned()).collect(),
+            },
+        )])
+    }
+
+    /// Scale-down deletes never-started pods first, then retires exactly the named victims.
     #[test]
     fn scale_down_retires_running_and_deletes_pending() {
         let big = validated(3);
         let mut pods = plan(&big, &[], None).create;
         pods[3] = running(pods[3].clone(), "sha256:x");
-        let small = validated(1);
-        let plan = plan(&small, &pods, None);
+        pods[1] = running(pods[1].clone(), "sha256:x");
+        let plan = plan_scaled(
+            &big,
+            &pods,
+            None,
+            &scaled(1, &["demo-default-worker-2", "demo-default-worker-0"]),
+        );
         assert_eq!(plan.retire, ["demo-default-worker-2"]);
         assert_eq!(plan.delete.len(), 1);
         assert_eq!(plan.delete[0].name, "demo-default-worker-1");
         assert_eq!(plan.delete[0].reason, DeleteReason::ScaleDown);
+    }
+
+    /// Without named victims, running workers above the target are never touched.
+    #[test]
+    fn no_victims_means_no_running_worker_goes() {
+        let c = validated(3);
+        let pods: Vec<Pod> = plan(&c, &[], None)
+            .create
+            .into_iter()
+            .map(|p| running(p, "sha256:x"))
+            .collect();
+        let plan = plan_scaled(&c, &pods, None, &scaled(1, &[]));
+        assert!(plan.retire.is_empty() && plan.delete.is_empty() && plan.create.is_empty());
+    }
+
+    /// A hole left by a retired worker is kept while the count holds, and filled first when it grows.
+    #[test]
+    fn holes_are_kept_then_filled_at_the_lowest_free_index() {
+        let c = validated(4);
+        let mut pods: Vec<Pod> = plan(&c, &[], None).create;
+        pods.remove(2); // demo-default-worker-1 was retired
+        let same = plan_scaled(&c, &pods, None, &scaled(3, &[]));
+        assert!(same.create.is_empty() && same.delete.is_empty() && same.retire.is_empty());
+        let grown = plan_scaled(&c, &pods, None, &scaled(5, &[]));
+        assert_eq!(
+            names(&grown.create),
+            ["demo-default-worker-1", "demo-default-worker-4"]
+        );
+    }
+
+    /// A dead pod in a hole-y group is replaced at a free index; its own name waits until it is gone.
+    #[test]
+    fn dead_pod_is_replaced_at_a_free_index() {
+        let c = validated(2);
+        let mut pods: Vec<Pod> = plan(&c, &[], None).create;
+        pods[2] = finished(pods[2].clone(), "Error", 1);
+        let plan = plan(&c, &pods, None);
+        assert_eq!(plan.delete[0].name, "demo-default-worker-1");
+        assert_eq!(names(&plan.create), ["demo-default-worker-2"]);
     }
 
     /// A dead worker is replaced; an OOM-killed one is named as such.

@@ -5,10 +5,11 @@
 use super::observe::{self, PodState};
 use super::plan::Plan;
 use super::validate::ValidatedCluster;
-use crate::crd::{Phase, ShoalClusterStatus, WorkerGroupStatus};
+use crate::crd::{AutoscalerStatus, Phase, ShoalClusterStatus, WorkerGroupStatus};
 use crate::names;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use std::collections::BTreeMap;
 
 /// Sets a condition, keeping its transition time when its status is unchanged.
 pub fn set_condition(
@@ -37,18 +38,26 @@ pub fn set_condition(
     conditions.sort_by(|a, b| a.type_.cmp(&b.type_));
 }
 
-/// Counts of one group's pods.
-pub fn group_status(cluster: &ValidatedCluster, pods: &[Pod], group: &str) -> WorkerGroupStatus {
-    let desired = cluster
-        .groups
-        .iter()
-        .find(|g| g.name == group)
-        .map_or(0, |g| g.pool.replicas);
+/// Counts of one group's pods; `autoscaler` (when decided) gives the desired count.
+pub fn group_status(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    group: &str,
+    autoscaler: Option<&AutoscalerStatus>,
+) -> WorkerGroupStatus {
+    let desired = autoscaler.map(|a| a.target).unwrap_or_else(|| {
+        cluster
+            .groups
+            .iter()
+            .find(|g| g.name == group)
+            .map_or(0, |g| g.pool.replicas)
+    });
     let mut status = WorkerGroupStatus {
         name: group.to_owned(),
         desired,
         current: 0,
         ready: 0,
+        autoscaler: autoscaler.cloned(),
     };
     for pod in pods
         .iter()
@@ -66,11 +75,13 @@ pub fn group_status(cluster: &ValidatedCluster, pods: &[Pod], group: &str) -> Wo
     status
 }
 
-/// The whole cluster status. `previous` supplies condition transition times.
+/// The whole cluster status after a successful apply. `previous` supplies condition
+/// transition times; `autoscalers` (by group) the desired counts and autoscaler state.
 pub fn cluster_status(
     cluster: &ValidatedCluster,
     pods: &[Pod],
     plan: &Plan,
+    autoscalers: &BTreeMap<String, AutoscalerStatus>,
     previous: Option<&ShoalClusterStatus>,
     now: Time,
 ) -> ShoalClusterStatus {
@@ -78,7 +89,7 @@ pub fn cluster_status(
     let groups: Vec<WorkerGroupStatus> = cluster
         .groups
         .iter()
-        .map(|g| group_status(cluster, pods, &g.name))
+        .map(|g| group_status(cluster, pods, &g.name, autoscalers.get(&g.name)))
         .collect();
     let ready_workers: i32 = groups.iter().map(|g| g.ready).sum();
     let desired_workers: i32 = groups.iter().map(|g| g.desired).sum();
@@ -100,6 +111,12 @@ pub fn cluster_status(
         );
     };
     set("Valid", true, "Validated", "the spec is valid".to_owned());
+    set(
+        "Applied",
+        true,
+        "Applied",
+        "every object was applied".to_owned(),
+    );
     let (reason, message) = match &scheduler_state {
         _ if upgrading => (
             "Upgrading",
@@ -195,8 +212,41 @@ pub fn cluster_status(
         desired_workers,
         worker_groups: groups,
         observed_generation: generation,
+        idle_warned_at: previous.and_then(|p| p.idle_warned_at.clone()),
         conditions,
     }
+}
+
+/// Status when applying an object failed: the previous status, phase `Degraded`,
+/// `Applied=False` naming the object and the API's message, `Ready=False`.
+pub fn apply_failed_status(
+    previous: Option<&ShoalClusterStatus>,
+    generation: Option<i64>,
+    message: String,
+    now: Time,
+) -> ShoalClusterStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    set_condition(
+        &mut status.conditions,
+        "Applied",
+        false,
+        "ApplyFailed",
+        message,
+        generation,
+        now.clone(),
+    );
+    set_condition(
+        &mut status.conditions,
+        "Ready",
+        false,
+        "ApplyFailed",
+        "applying an object failed; see Applied".to_owned(),
+        generation,
+        now,
+    );
+    status.phase = Some(Phase::Degraded);
+    status.observed_generation = generation;
+    status
 }
 
 /// Status when the spec cannot be reconciled: phase `Failed`, `Valid=False` with why.
@@ -249,7 +299,7 @@ mod tests {
     fn fresh_cluster_is_pending() {
         let c = validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid");
         let p = plan(&c, &[], None);
-        let status = cluster_status(&c, &p.create, &p, None, time(1));
+        let status = cluster_status(&c, &p.create, &p, &BTreeMap::new(), None, time(1));
         assert_eq!(status.phase, Some(Phase::Pending));
         assert_eq!(
             (
@@ -274,11 +324,43 @@ mod tests {
             .map(|p| ready(p, "sha256:d"))
             .collect();
         let p = plan(&c, &pods, None);
-        let first = cluster_status(&c, &pods, &p, None, time(1));
+        let first = cluster_status(&c, &pods, &p, &BTreeMap::new(), None, time(1));
         assert_eq!(first.phase, Some(Phase::Running));
-        let second = cluster_status(&c, &pods, &p, Some(&first), time(2));
+        let second = cluster_status(&c, &pods, &p, &BTreeMap::new(), Some(&first), time(2));
         let valid = condition(&second, "Valid");
         assert_eq!(valid.last_transition_time, time(1));
+    }
+
+    /// A failed apply makes the cluster Degraded with Applied=False carrying the API's message.
+    #[test]
+    fn failed_apply_is_degraded_with_the_message() {
+        let status = apply_failed_status(
+            None,
+            Some(3),
+            "Service demo-scheduler: the Service IP range is full".to_owned(),
+            time(1),
+        );
+        assert_eq!(status.phase, Some(Phase::Degraded));
+        let applied = condition(&status, "Applied");
+        assert_eq!(applied.status, "False");
+        assert!(applied.message.contains("IP range is full"));
+        assert_eq!(applied.observed_generation, Some(3));
+    }
+
+    /// The autoscaler's target is the group's desired count, and its state is in status.
+    #[test]
+    fn autoscaler_target_is_desired() {
+        let c = validate(&cluster("demo"), &[], &defaults("0.3.0")).expect("valid");
+        let p = plan(&c, &[], None);
+        let autoscaler = AutoscalerStatus {
+            target: 7,
+            state: crate::crd::AutoscalerState::ScalingUp,
+            ..AutoscalerStatus::default()
+        };
+        let by_group = BTreeMap::from([("default".to_owned(), autoscaler.clone())]);
+        let status = cluster_status(&c, &[], &p, &by_group, None, time(1));
+        assert_eq!(status.desired_workers, 7);
+        assert_eq!(status.worker_groups[0].autoscaler, Some(autoscaler));
     }
 
     /// Version skew names the pod and both versions.
@@ -290,7 +372,7 @@ mod tests {
             spec.containers[0].image = Some("shoal.dev/shoal:0.0.9".to_owned());
         }
         let p = plan(&c, &pods, None);
-        let status = cluster_status(&c, &pods, &p, None, time(1));
+        let status = cluster_status(&c, &pods, &p, &BTreeMap::new(), None, time(1));
         let skew = condition(&status, "VersionSkew");
         assert_eq!(skew.status, "True");
         assert!(

@@ -13,7 +13,7 @@ use kube::Resource;
 /// Longest pod name the operator creates: pod host names are DNS labels (63 characters).
 const MAX_POD_NAME: usize = 63;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ValidateError {
     #[error("the ShoalCluster has no {field}; it was not read from the API server")]
     MissingMetadata { field: &'static str },
@@ -26,6 +26,15 @@ pub enum ValidateError {
         "ShoalWorkerGroup {group:?} clashes with the cluster's default worker group; rename it"
     )]
     GroupNameClash { group: String },
+    #[error(
+        "worker group {group:?} offers task resource {resource:?} = {amount}; names must be \
+         non-empty without `=`, `,` or spaces, and amounts positive numbers"
+    )]
+    BadTaskResource {
+        group: String,
+        resource: String,
+        amount: f64,
+    },
 }
 
 /// One worker group, ready to build pods from.
@@ -135,7 +144,20 @@ pub fn validate(
         });
     }
     for group in &validated_groups {
-        let widest = names::worker_pod(&name, &group.name, group.pool.max_replicas.max(1) - 1);
+        for (resource, amount) in &group.pool.task_resources {
+            let bad_name = resource.is_empty()
+                || resource.contains(['=', ','])
+                || resource.contains(char::is_whitespace);
+            if bad_name || !amount.is_finite() || *amount <= 0.0 {
+                return Err(ValidateError::BadTaskResource {
+                    group: group.name.clone(),
+                    resource: resource.clone(),
+                    amount: *amount,
+                });
+            }
+        }
+        // Holes left by retired workers push new pods to higher indices: allow twice max.
+        let widest = names::worker_pod(&name, &group.name, group.pool.max_replicas.max(1) * 2);
         if widest.len() > MAX_POD_NAME {
             return Err(ValidateError::NameTooLong {
                 len: widest.len(),
@@ -204,6 +226,21 @@ mod tests {
         )
         .expect_err("must clash");
         assert!(err.to_string().contains("rename it"), "{err}");
+    }
+
+    /// Task resources that the worker's `k=v,k=v` flag could not carry are refused.
+    #[test]
+    fn bad_task_resources_are_refused() {
+        let mut c = cluster("demo");
+        c.spec.workers.task_resources.insert("a=b".to_owned(), 1.0);
+        let err = validate(&c, &[], &defaults("1.0.0")).expect_err("bad name");
+        assert!(
+            matches!(err, ValidateError::BadTaskResource { .. }),
+            "{err}"
+        );
+        c.spec.workers.task_resources.clear();
+        c.spec.workers.task_resources.insert("gpu".to_owned(), 0.0);
+        assert!(validate(&c, &[], &defaults("1.0.0")).is_err());
     }
 
     /// Pod names that could not be host names are refused before anything is created.
