@@ -66,7 +66,7 @@ debian_mirror() {
 # The Python packages the image carries: the runtime pins from requirements-test.txt.
 image_requirements() {
   grep -E '^[a-zA-Z]' "$REPO_DIR/python/requirements-test.txt" |
-    grep -v -E '^(grpcio-tools|pytest|distributed)=='
+    grep -v -E '^(grpcio-tools|pytest|distributed|ruff)=='
 }
 
 # runtime_base: an OCI layout with Debian + Python + pinned packages (cached).
