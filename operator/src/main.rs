@@ -183,15 +183,14 @@ async fn run(args: RunArgs) -> Result<(), String> {
         }
     }
 
+    let reporter = Reporter {
+        controller: "shoal-operator".into(),
+        instance: Some(identity),
+    };
     let ctx = Arc::new(Context {
         client: client.clone(),
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "shoal-operator".into(),
-                instance: Some(identity),
-            },
-        ),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         metrics: state.metrics.clone(),
         defaults: Defaults {
             version: VERSION.to_owned(),

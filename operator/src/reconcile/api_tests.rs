@@ -134,14 +134,13 @@ async fn reconcile_result(
         calls
     });
     let client = Client::new(service, "default");
+    let reporter = Reporter {
+        controller: "shoal-operator".into(),
+        instance: None,
+    };
     let ctx = Arc::new(Context {
-        recorder: Recorder::new(
-            client.clone(),
-            Reporter {
-                controller: "shoal-operator".into(),
-                instance: None,
-            },
-        ),
+        recorder: Recorder::new(client.clone(), reporter.clone()),
+        reporter,
         client,
         metrics: Arc::new(Metrics::default()),
         defaults: defaults("0.3.0"),

@@ -144,9 +144,14 @@ pub fn decide(
         ),
         None => {
             let kept = current.clamp(min, max);
+            let why = if kept == current {
+                format!("keeping {kept} workers, none retired")
+            } else {
+                format!("{kept} workers (the bounds {min}..{max}), none retired")
+            };
             (
                 kept,
-                format!("the scheduler cannot be asked: keeping {kept} workers, none retired"),
+                format!("the scheduler cannot be asked: {why}"),
                 AutoscalerState::SchedulerUnreachable,
                 remember(history, kept, now, window),
             )

@@ -15,6 +15,9 @@ pub struct Note {
     pub reason: &'static str,
     pub action: &'static str,
     pub note: String,
+    /// Its own Event even when one of the same reason came before (a scale step and its
+    /// reason): Event series keep only the first note, and every step must stay readable.
+    pub distinct: bool,
 }
 
 fn normal(reason: &'static str, action: &'static str, note: String) -> Note {
@@ -23,6 +26,7 @@ fn normal(reason: &'static str, action: &'static str, note: String) -> Note {
         reason,
         action,
         note,
+        distinct: false,
     }
 }
 
@@ -32,6 +36,7 @@ fn warning(reason: &'static str, action: &'static str, note: String) -> Note {
         reason,
         action,
         note,
+        distinct: false,
     }
 }
 
@@ -58,14 +63,17 @@ pub fn notes(inputs: &Inputs<'_>) -> Vec<Note> {
                 Direction::Up => ("ScaledUp", "up"),
                 Direction::Down => ("ScaledDown", "down"),
             };
-            out.push(normal(
-                reason,
-                "Autoscale",
-                format!(
-                    "worker group {group}: scaling {word} from {} to {} workers: {}",
-                    change.from, change.to, decision.reason
-                ),
-            ));
+            out.push(Note {
+                distinct: true,
+                ..normal(
+                    reason,
+                    "Autoscale",
+                    format!(
+                        "worker group {group}: scaling {word} from {} to {} workers: {}",
+                        change.from, change.to, decision.reason
+                    ),
+                )
+            });
         }
     }
     match inputs.idle {
@@ -201,7 +209,8 @@ mod tests {
         })
     }
 
-    /// A scale decision names the group, direction, from -> to and the scheduler's reason.
+    /// A scale decision names the group, direction, from -> to and the scheduler's reason,
+    /// as an Event of its own (never folded into an earlier step's series).
     #[test]
     fn scale_events_name_direction_counts_and_reason() {
         let notes = run(
@@ -211,6 +220,7 @@ mod tests {
         );
         assert_eq!(notes.len(), 1);
         assert_eq!(notes[0].reason, "ScaledDown");
+        assert!(notes[0].distinct);
         assert_eq!(
             notes[0].note,
             "worker group highmem: scaling down from 4 to 1 workers: 12 ready tasks"

@@ -31,7 +31,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
 use observe::PodState;
 use std::collections::BTreeMap;
@@ -43,6 +43,8 @@ use validate::ValidatedCluster;
 pub struct Context {
     pub client: Client,
     pub recorder: Recorder,
+    /// Who publishes Events (for Events that must not join a series).
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     /// The version and image clusters get when they name none.
     pub defaults: validate::Defaults,
@@ -284,6 +286,7 @@ async fn report_invalid(
         reason: "InvalidSpec",
         action: "Validate",
         note: invalid.to_string(),
+        distinct: false,
     };
     publish_all(ctx, cluster, &[note]).await;
     write_cluster_status(ctx, cluster, &status).await?;
@@ -310,6 +313,7 @@ async fn report_apply_failed(
         reason: "ApplyFailed",
         action: "Apply",
         note: message,
+        distinct: false,
     };
     publish_all(ctx, cluster, &[note]).await;
     write_cluster_status(ctx, cluster, &status).await?;
@@ -488,7 +492,15 @@ async fn publish(ctx: &Context, cluster: &ShoalCluster, note: &events::Note) {
         action: note.action.to_owned(),
         secondary: None,
     };
-    if let Err(error) = ctx.recorder.publish(&event, &cluster.object_ref(&())).await {
+    // A fresh recorder has no series to fold the Event into.
+    let fresh;
+    let recorder = if note.distinct {
+        fresh = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+        &fresh
+    } else {
+        &ctx.recorder
+    };
+    if let Err(error) = recorder.publish(&event, &cluster.object_ref(&())).await {
         tracing::warn!(cluster = %cluster.name_any(), %error, "publishing an Event failed");
     }
 }
