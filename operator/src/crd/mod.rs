@@ -82,6 +82,55 @@ mod tests {
         }
     }
 
+    /// Every enum value of the schemas, with its path.
+    fn enum_values(schema: &Value, path: &str, out: &mut Vec<(String, String)>) {
+        match schema {
+            Value::Object(map) => {
+                for value in map
+                    .get("enum")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(text) = value.as_str() {
+                        out.push((path.to_owned(), text.to_owned()));
+                    }
+                }
+                for (key, child) in map {
+                    enum_values(child, &format!("{path}.{key}"), out);
+                }
+            }
+            Value::Array(items) => items.iter().for_each(|child| enum_values(child, path, out)),
+            _ => {}
+        }
+    }
+
+    /// No enum value is a word YAML 1.1 reads as a boolean (`Off`, `yes`, ...): the API
+    /// server parses the CRD's YAML that way, and the value would become `false`.
+    #[test]
+    fn no_enum_value_reads_as_a_yaml_boolean() {
+        const BOOLEAN_WORDS: [&str; 11] = [
+            "y", "n", "yes", "no", "on", "off", "true", "false", "Y", "N", "~",
+        ];
+        let mut values = Vec::new();
+        for crd in crds() {
+            let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap_or_default();
+            enum_values(&schema, &crd.spec.names.kind, &mut values);
+        }
+        assert!(values.iter().any(|(_, v)| v == "Disabled"), "{values:?}");
+        let bad: Vec<_> = values
+            .iter()
+            .filter(|(_, v)| {
+                BOOLEAN_WORDS.contains(&v.to_lowercase().as_str())
+                    || BOOLEAN_WORDS.contains(&v.as_str())
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "enum values YAML reads as booleans: {bad:?}"
+        );
+    }
+
     /// The generated CRDs carry the CEL rules, the scale subresource and the short names.
     #[test]
     fn crds_carry_rules_scale_and_short_names() {

@@ -191,9 +191,10 @@ pub struct Recommendation {
     strum::IntoStaticStr,
 )]
 pub enum AutoscalerState {
-    /// Autoscaling is off: `replicas` is the count.
+    /// Autoscaling is off: `replicas` is the count. (Not `Off`: the API server reads an
+    /// unquoted `Off` in the CRD's YAML as the boolean false.)
     #[default]
-    Off,
+    Disabled,
     /// The group has as many pods as the target.
     Stable,
     /// Pods are being added to reach the target.

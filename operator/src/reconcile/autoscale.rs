@@ -133,13 +133,13 @@ pub fn decide(
     let history = previous
         .map(|p| p.recommendations.as_slice())
         .unwrap_or_default();
-    let first_look = previous.is_none_or(|p| p.state == AutoscalerState::Off);
+    let first_look = previous.is_none_or(|p| p.state == AutoscalerState::Disabled);
 
     let (target, reason, state, recommendations) = match advice {
         _ if !settings.enabled => (
             pool.replicas.clamp(min, max),
             format!("autoscaling is off: spec replicas {}", pool.replicas),
-            AutoscalerState::Off,
+            AutoscalerState::Disabled,
             Vec::new(),
         ),
         None => {
@@ -439,6 +439,6 @@ mod tests {
             ["w-0"],
             "the pending pod goes first; strangers are never named"
         );
-        assert_eq!(d.status.state, AutoscalerState::Off);
+        assert_eq!(d.status.state, AutoscalerState::Disabled);
     }
 }
