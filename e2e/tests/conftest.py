@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+REPO = Path(__file__).resolve().parents[2]
 E2E_HOME = Path(os.environ.get("SHOAL_E2E_HOME", Path.home() / ".cache" / "shoal-e2e"))
 RUN_DIR = E2E_HOME / "run"
 
@@ -100,3 +101,23 @@ def kubectl(kubeconfig: str, kubectl_binary: str):
     )
     yield scoped
     admin.run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture()
+def operator(kubectl, tmp_path):
+    """The chart installed (watching the test's namespace), uninstalled afterwards."""
+    helm = os.environ.get("SHOAL_E2E_HELM")
+    if not helm:
+        raise pytest.UsageError("SHOAL_E2E_HELM is not set; run the tests through `make e2e`")
+    env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM_CACHE_HOME": str(tmp_path / "c"),
+           "HELM_CONFIG_HOME": str(tmp_path / "g"), "HELM_DATA_HOME": str(tmp_path / "d")}
+    release = ["--namespace", kubectl.namespace]
+    install = subprocess.run(
+        [helm, "install", "shoal", str(REPO / "charts" / "shoal-operator"), *release,
+         "--set", f"watchNamespace={kubectl.namespace}", "--set", "image.pullPolicy=Never",
+         "--wait", "--timeout", "120s"],
+        env=env, capture_output=True, text=True,
+    )
+    assert install.returncode == 0, install.stderr + kubectl.run("get", "pods", "-o", "wide").stdout
+    yield
+    subprocess.run([helm, "uninstall", "shoal", *release, "--wait"], env=env, capture_output=True)

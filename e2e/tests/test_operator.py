@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,26 +15,6 @@ pytestmark = pytest.mark.node
 
 REPO = Path(__file__).resolve().parents[2]
 SKEW_VERSION = os.environ.get("SHOAL_E2E_SKEW_VERSION", "")
-
-
-@pytest.fixture()
-def operator(kubectl, tmp_path):
-    """The chart installed (watching the test's namespace), uninstalled afterwards."""
-    helm = os.environ.get("SHOAL_E2E_HELM")
-    if not helm:
-        raise pytest.UsageError("SHOAL_E2E_HELM is not set; run the tests through `make e2e`")
-    env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM_CACHE_HOME": str(tmp_path / "c"),
-           "HELM_CONFIG_HOME": str(tmp_path / "g"), "HELM_DATA_HOME": str(tmp_path / "d")}
-    release = ["--namespace", kubectl.namespace]
-    install = subprocess.run(
-        [helm, "install", "shoal", str(REPO / "charts" / "shoal-operator"), *release,
-         "--set", f"watchNamespace={kubectl.namespace}", "--set", "image.pullPolicy=Never",
-         "--wait", "--timeout", "120s"],
-        env=env, capture_output=True, text=True,
-    )
-    assert install.returncode == 0, install.stderr + kubectl.run("get", "pods", "-o", "wide").stdout
-    yield
-    subprocess.run([helm, "uninstall", "shoal", *release, "--wait"], env=env, capture_output=True)
 
 
 def cluster_status(kubectl) -> dict:
