@@ -119,7 +119,7 @@ impl Core {
         for (id, t) in self.tasks_iter() {
             match t.state {
                 TaskState::Ready | TaskState::Assigned(_) => {
-                    let request = self.task_resources.get(&id);
+                    let request = self.resources_of(id);
                     let g = match request {
                         Some(r) => Self::group_for(groups, Some(r)),
                         None => default_group,

@@ -271,6 +271,9 @@ impl Core {
 
     /// The resources a task asks for (`None`: any worker will do).
     pub fn resources_of(&self, id: TaskId) -> Option<&Resources> {
+        if self.task_resources.is_empty() {
+            return None; // the common case: no hashing on the hot paths
+        }
         self.task_resources.get(&id).map(|r| &**r)
     }
 
@@ -368,7 +371,9 @@ impl Core {
         self.extra_wanters.remove(&id);
         self.extra_replicas.remove(&id);
         self.replicating.remove(&id);
-        self.task_resources.remove(&id);
+        if !self.task_resources.is_empty() {
+            self.task_resources.remove(&id);
+        }
         Some(task)
     }
 

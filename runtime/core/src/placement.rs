@@ -88,7 +88,7 @@ impl Core {
     /// offering the resources it asks (`None`: none of them does).
     fn best_worker(&self, task: crate::ids::TaskId, room: &[(WorkerId, u32)]) -> Option<usize> {
         let deps = &self.task(task).deps;
-        let request = self.task_resources.get(&task);
+        let request = self.resources_of(task);
         let duration = self.task_duration_us.max(1.0);
         let mut best: Option<(f64, usize)> = None;
         for (slot, &(wid, _)) in room.iter().enumerate() {
