@@ -24,7 +24,7 @@ _SPEC_PAYLOAD = b"\x22"  # TaskSpec.payload
 _SPEC_PRIORITY = b"\x28"  # TaskSpec.priority, sint64
 _SPEC_WANTED = b"\x30\x01"  # TaskSpec.wanted = true
 _SPEC_RETRIES = b"\x38"  # TaskSpec.max_retries, optional varint
-_SPEC_RESOURCES = b"\x42"  # TaskSpec.resources, map<string, double> entries
+_SPEC_RESOURCES = b"\x42"  # TaskSpec.resources, ResourceAmount entries (name, amount)
 _ENTRY_KEY = b"\x0a"  # map entry key
 _ENTRY_DOUBLE = b"\x11"  # map entry value, double
 _DOUBLE = struct.Struct("<d")

@@ -37,7 +37,7 @@ def test_task_encoding_matches_protobuf():
         ),
         (
             dict(key="e", payload=common_pb2.TaskPayload(python=common_pb2.PythonTask(pickled=b"p")),
-                 max_retries=0, resources={"highmem": 1.5}),
+                 max_retries=0, resources=[client_pb2.ResourceAmount(name="highmem", amount=1.5)]),
             dict(key="e", payload=_wire.python_payload(b"p"), max_retries=0, resources={"highmem": 1.5}),
         ),
     ]
@@ -53,7 +53,7 @@ def test_retries_and_resources_parse():
     )
     with_all, plain = chunk.tasks
     assert with_all.HasField("max_retries") and with_all.max_retries == 2
-    assert dict(with_all.resources) == {"gpu": 2.0, "highmem": 1.0}
+    assert {r.name: r.amount for r in with_all.resources} == {"gpu": 2.0, "highmem": 1.0}
     assert not plain.HasField("max_retries") and not plain.resources
 
 

@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ResourceAmount(_message.Message):
+    __slots__ = ("name", "amount")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    amount: float
+    def __init__(self, name: _Optional[str] = ..., amount: _Optional[float] = ...) -> None: ...
+
 class HandshakeParams(_message.Message):
     __slots__ = ("version", "client_name")
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -39,13 +47,6 @@ class GraphChunk(_message.Message):
 
 class TaskSpec(_message.Message):
     __slots__ = ("key", "deps", "existing_deps", "payload", "priority", "wanted", "max_retries", "resources")
-    class ResourcesEntry(_message.Message):
-        __slots__ = ("key", "value")
-        KEY_FIELD_NUMBER: _ClassVar[int]
-        VALUE_FIELD_NUMBER: _ClassVar[int]
-        key: str
-        value: float
-        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
     KEY_FIELD_NUMBER: _ClassVar[int]
     DEPS_FIELD_NUMBER: _ClassVar[int]
     EXISTING_DEPS_FIELD_NUMBER: _ClassVar[int]
@@ -61,8 +62,8 @@ class TaskSpec(_message.Message):
     priority: int
     wanted: bool
     max_retries: int
-    resources: _containers.ScalarMap[str, float]
-    def __init__(self, key: _Optional[str] = ..., deps: _Optional[_Iterable[int]] = ..., existing_deps: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., priority: _Optional[int] = ..., wanted: _Optional[bool] = ..., max_retries: _Optional[int] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    resources: _containers.RepeatedCompositeFieldContainer[ResourceAmount]
+    def __init__(self, key: _Optional[str] = ..., deps: _Optional[_Iterable[int]] = ..., existing_deps: _Optional[_Iterable[str]] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., priority: _Optional[int] = ..., wanted: _Optional[bool] = ..., max_retries: _Optional[int] = ..., resources: _Optional[_Iterable[_Union[ResourceAmount, _Mapping]]] = ...) -> None: ...
 
 class SubmitGraphResult(_message.Message):
     __slots__ = ("graph_id", "tasks", "first_serial")

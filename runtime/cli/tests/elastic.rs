@@ -115,12 +115,18 @@ async fn groups_resources_and_estimate() {
 
     let mut events = client.subscribe().await.expect("subscribe");
     let mut wants = sum("needs-highmem", 1, vec![], true);
-    wants.resources.insert("highmem".into(), 1.0);
+    wants.resources.push(v1::ResourceAmount {
+        name: "highmem".into(),
+        amount: 1.0,
+    });
     client.submit(vec![wants]).await.expect("accepted");
     wait_finished(&client, &mut events, &["needs-highmem"]).await;
 
     let mut gpu = sum("train-1", 1, vec![], true);
-    gpu.resources.insert("gpu".into(), 1.0);
+    gpu.resources.push(v1::ResourceAmount {
+        name: "gpu".into(),
+        amount: 1.0,
+    });
     let err = client
         .submit(vec![gpu])
         .await
@@ -203,7 +209,10 @@ async fn adaptive_target_over_grpc() {
     let client = cluster.client().await;
     cluster.wait_for_workers(&client, 1).await;
     let mut gpu_task = sum("train-1", 1, vec![], true);
-    gpu_task.resources.insert("gpu".into(), 1.0);
+    gpu_task.resources.push(v1::ResourceAmount {
+        name: "gpu".into(),
+        amount: 1.0,
+    });
     client
         .submit(vec![gpu_task])
         .await

@@ -85,7 +85,11 @@ fn stage(spec: v1::TaskSpec) -> Result<NewTask, String> {
         priority: priority.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32,
         wanted,
         max_retries: max_retries.map(|n| n.min(u32::from(u8::MAX)) as u8),
-        resources: (!resources.is_empty()).then(|| Box::new(Resources::new(resources))),
+        resources: (!resources.is_empty()).then(|| {
+            Box::new(Resources::new(
+                resources.into_iter().map(|r| (r.name, r.amount)),
+            ))
+        }),
     })
 }
 
