@@ -1,11 +1,18 @@
-//! Task prefixes (Dask's `key_split`: `inc-3f2a…` → `inc`, `('sum-abc', 4)` → `sum`)
-//! interned into a small arena, with a moving average of the measured durations of each.
+//! Task prefixes (Dask's `key_split`: `inc-3f2a…` → `inc`, `('sum-abc', 4)` → `sum`;
+//! unlike Dask, trailing digits go too, so numbered keys `t0`, `t1`, … share `t`) interned
+//! into a bounded arena ([`MAX_PREFIXES`]; more distinct ones share `Other`), with a moving
+//! average of the measured durations of each.
 //! The autoscaling estimate weights queued work by them. Not here: placement (it uses the
 //! global average) or anything per task beyond the one [`PrefixId`] the core keeps.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use crate::ids::PrefixId;
+
+/// Most distinct prefixes kept; tasks of further ones count as `Other`. Keeps the arena
+/// small on a long-lived cluster whose keys are all distinct.
+pub const MAX_PREFIXES: usize = 4096;
+const OVERFLOW: &str = "Other";
 
 /// Weight of a new measurement in a prefix's moving average.
 const ALPHA: f64 = 0.2;
@@ -49,7 +56,11 @@ pub fn key_split(key: &str) -> &str {
     if result.len() == 32 && result.chars().all(|c| matches!(c, 'a'..='f' | '0'..='9')) {
         return "data";
     }
-    result
+    // Numbered keys (`t17`, `part3`) are instances of one prefix.
+    match result.trim_end_matches(|c: char| c.is_ascii_digit()) {
+        "" => result,
+        trimmed => trimmed,
+    }
 }
 
 /// The prefix arena: names, and the moving average of each one's measured durations.
@@ -74,16 +85,32 @@ impl Prefixes {
         }
         let id = match self.index.get(name) {
             Some(&id) => id,
-            None => {
-                let id = PrefixId(self.names.len() as u32);
-                self.names.push(name.into());
-                self.index.insert(name.into(), id);
-                self.duration_us.push(None);
-                id
-            }
+            None if self.names.len() >= MAX_PREFIXES => self.add(OVERFLOW),
+            None => self.add(name),
         };
         self.last = Some(id);
         id
+    }
+
+    /// The id of `name`, added when new.
+    fn add(&mut self, name: &str) -> PrefixId {
+        if let Some(&id) = self.index.get(name) {
+            return id;
+        }
+        let id = PrefixId(self.names.len() as u32);
+        self.names.push(name.into());
+        self.index.insert(name.into(), id);
+        self.duration_us.push(None);
+        id
+    }
+
+    /// How many prefixes are interned.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
     }
 
     /// The id of an interned prefix name.
@@ -133,6 +160,23 @@ mod tests {
         assert_eq!(key_split("0123456789abcdef0123456789abcdef"), "data");
         assert_eq!(key_split(""), "Other");
         assert_eq!(key_split("plain"), "plain");
+        assert_eq!(key_split("t17"), "t");
+        assert_eq!(key_split("('part3-ab12', 0)"), "part");
+        assert_eq!(key_split("42"), "42");
+    }
+
+    /// The arena stays bounded whatever the keys: past MAX_PREFIXES distinct prefixes,
+    /// tasks share `Other`.
+    #[test]
+    fn arena_is_bounded() {
+        let mut p = Prefixes::default();
+        for i in 0..MAX_PREFIXES + 50 {
+            p.intern_key(&format!("f{}x-1", i));
+        }
+        assert_eq!(p.len(), MAX_PREFIXES + 1);
+        let other = p.intern_key("brand_new-1");
+        assert_eq!(p.name(other), "Other");
+        assert_eq!(p.len(), MAX_PREFIXES + 1);
     }
 
     /// Each prefix keeps its own moving average; unknown prefixes have none.
