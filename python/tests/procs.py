@@ -69,6 +69,14 @@ class ProcessCluster:
         path = os.path.join(self.dir.name, f"{name}.log")
         return open(path).read() if os.path.exists(path) else ""
 
+    def connect(self, workers: int):
+        """A client of this cluster, once ``workers`` workers have registered."""
+        import shoal
+
+        client = shoal.Client(self.address, token=TOKEN)
+        self.wait_for_workers(client, workers)
+        return client
+
     def wait_for_workers(self, client, n: int, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

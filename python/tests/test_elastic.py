@@ -11,9 +11,7 @@ import time
 
 import dask
 import pytest
-from procs import TOKEN, ProcessCluster
-
-import shoal
+from procs import ProcessCluster
 
 
 def worker_name(_=None) -> str:
@@ -47,12 +45,6 @@ def cluster():
         yield c
 
 
-def connect(cluster: ProcessCluster, workers: int) -> shoal.Client:
-    client = shoal.Client(cluster.address, token=TOKEN)
-    cluster.wait_for_workers(client, workers)
-    return client
-
-
 def wait_until(check, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not check():
@@ -65,7 +57,7 @@ def test_resources_run_only_on_offering_worker(cluster):
     """Tasks asking for a resource (submit, map, dask.annotate) run only where it is offered."""
     cluster.add_worker("plain")
     cluster.add_worker("big", "--group", "highmem", "--resources", "highmem=1")
-    with connect(cluster, 2) as client:
+    with cluster.connect(2) as client:
         names = client.gather(client.map(worker_name, range(12), resources={"highmem": 1}))
         assert set(names) == {"big"}
         assert client.submit(worker_name, resources={"highmem": 1}).result(timeout=60) == "big"
@@ -83,7 +75,7 @@ def test_resources_run_only_on_offering_worker(cluster):
 def test_unsatisfiable_resource_is_refused(cluster):
     """A task asking for a resource no worker offers is refused, naming key, ask and fix."""
     cluster.add_worker("plain")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         with pytest.raises(Exception, match="gpu=1") as info:
             client.submit(worker_name, key="train-1", resources={"gpu": 1})
         text = str(info.value)
@@ -96,7 +88,7 @@ def test_priority_annotation_orders_ready_tasks(cluster, tmp_path):
     """On one 1-core worker, annotated higher-priority Dask tasks run before the others."""
     cluster.add_worker("w0")
     log, release = str(tmp_path / "order"), str(tmp_path / "release")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         blocker = client.submit(wait_for_file, release)
         low = [dask.delayed(record, pure=False)(log, f"low-{i}") for i in range(4)]
         with dask.annotate(priority=10):
@@ -113,7 +105,7 @@ def test_priority_keyword_orders_submissions(cluster, tmp_path):
     """submit(priority=...) reaches the scheduler: higher runs first among queued tasks."""
     cluster.add_worker("w0")
     log, release = str(tmp_path / "order"), str(tmp_path / "release")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         # Forty blockers fill the worker's queue, so the later tasks wait in the scheduler.
         blockers = [client.submit(wait_for_file, release, key=f"block-{i}") for i in range(40)]
         low = client.submit(record, log, "low")
@@ -127,7 +119,7 @@ def test_retries_zero_fails_on_first_worker_loss(cluster, tmp_path):
     """A task annotated retries=0 errs when its worker is lost the first time."""
     cluster.add_worker("w0")
     started, release = str(tmp_path / "started"), str(tmp_path / "release")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         with dask.annotate(retries=0):
             task = dask.delayed(started_then_wait, pure=False)(started, release)
         future = client.compute(task)

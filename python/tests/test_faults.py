@@ -9,7 +9,7 @@ import time
 
 import dask
 import pytest
-from procs import TOKEN, ProcessCluster
+from procs import ProcessCluster
 
 import shoal
 
@@ -50,16 +50,10 @@ def cluster():
         yield c
 
 
-def connect(cluster: ProcessCluster, workers: int) -> shoal.Client:
-    client = shoal.Client(cluster.address, token=TOKEN)
-    cluster.wait_for_workers(client, workers)
-    return client
-
-
 def test_exception_keeps_type_message_key_and_worker(cluster):
     """A task's exception is re-raised with its type and message, naming key and worker."""
     cluster.add_worker("w0")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         future = client.submit(boom, 7)
         with pytest.raises(ValueError, match="bad input 7") as info:
             future.result(timeout=60)
@@ -72,7 +66,7 @@ def test_killed_worker_loses_no_work(cluster):
     """A worker killed mid-graph: the graph completes with the right result."""
     cluster.add_worker("w0")
     cluster.add_worker("w1")
-    with connect(cluster, 2) as client:
+    with cluster.connect(2) as client:
         parts = client.map(slow_inc, range(200))
         result = client.submit(total, *parts)
         deadline = time.monotonic() + 60
@@ -90,7 +84,7 @@ def test_killed_worker_mid_grouped_dask_graph_loses_no_work(cluster):
     level = [dask.delayed(slow_inc)(i) for i in range(256)]
     while len(level) > 1:
         level = [dask.delayed(operator.add)(level[i], level[i + 1]) for i in range(0, len(level), 2)]
-    with connect(cluster, 2) as client, dask.config.set({"shoal.max-group-size": 8}):
+    with cluster.connect(2) as client, dask.config.set({"shoal.max-group-size": 8}):
         (future,) = client.compute([level[0]])
         deadline = time.monotonic() + 60
         while client.cluster_info().tasks.finished_total < 8 and time.monotonic() < deadline:
@@ -107,7 +101,7 @@ def test_killed_worker_mid_grouped_dask_graph_loses_no_work(cluster):
 def test_executor_crash_fails_only_that_task(cluster, crash, cause):
     """A task that kills its executor fails with the task and the cause; the worker goes on."""
     cluster.add_worker("w0")
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         bad = client.submit(crash)
         with pytest.raises(shoal.TaskError) as info:
             bad.result(timeout=60)
@@ -121,7 +115,7 @@ def test_executor_crash_fails_only_that_task(cluster, crash, cause):
 def test_memory_hog_is_stopped_before_the_kernel_steps_in(cluster):
     """A task over the worker's memory limit fails with MemoryLimit; the worker goes on."""
     cluster.add_worker("w0", "--memory-limit", str(1024 * 2**20))
-    with connect(cluster, 1) as client:
+    with cluster.connect(1) as client:
         hog = client.submit(hog_memory)
         with pytest.raises(shoal.TaskError) as info:
             hog.result(timeout=120)

@@ -225,28 +225,14 @@ pub fn apply_failed_status(
     message: String,
     now: Time,
 ) -> ShoalClusterStatus {
-    let mut status = previous.cloned().unwrap_or_default();
-    set_condition(
-        &mut status.conditions,
-        "Applied",
-        false,
-        "ApplyFailed",
-        message,
+    failing(
+        previous,
         generation,
-        now.clone(),
-    );
-    set_condition(
-        &mut status.conditions,
-        "Ready",
-        false,
-        "ApplyFailed",
-        "applying an object failed; see Applied".to_owned(),
-        generation,
+        ("Applied", "ApplyFailed", message),
+        "applying an object failed; see Applied",
+        Phase::Degraded,
         now,
-    );
-    status.phase = Some(Phase::Degraded);
-    status.observed_generation = generation;
-    status
+    )
 }
 
 /// Status when the spec cannot be reconciled: phase `Failed`, `Valid=False` with why.
@@ -256,12 +242,32 @@ pub fn invalid_status(
     message: String,
     now: Time,
 ) -> ShoalClusterStatus {
+    failing(
+        previous,
+        generation,
+        ("Valid", "InvalidSpec", message),
+        "the spec is invalid; see Valid",
+        Phase::Failed,
+        now,
+    )
+}
+
+/// The previous status with one failing condition `(type, reason, message)`, `Ready`
+/// false pointing at it, and `phase`.
+fn failing(
+    previous: Option<&ShoalClusterStatus>,
+    generation: Option<i64>,
+    (type_, reason, message): (&str, &str, String),
+    ready_message: &str,
+    phase: Phase,
+    now: Time,
+) -> ShoalClusterStatus {
     let mut status = previous.cloned().unwrap_or_default();
     set_condition(
         &mut status.conditions,
-        "Valid",
+        type_,
         false,
-        "InvalidSpec",
+        reason,
         message,
         generation,
         now.clone(),
@@ -270,12 +276,12 @@ pub fn invalid_status(
         &mut status.conditions,
         "Ready",
         false,
-        "InvalidSpec",
-        "the spec is invalid; see Valid".to_owned(),
+        reason,
+        ready_message.to_owned(),
         generation,
         now,
     );
-    status.phase = Some(Phase::Failed);
+    status.phase = Some(phase);
     status.observed_generation = generation;
     status
 }
