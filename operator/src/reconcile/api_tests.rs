@@ -169,6 +169,24 @@ fn find<'a>(calls: &'a [Call], line: &str) -> &'a Call {
 const NS: &str = "/api/v1/namespaces/ns";
 
 /// A new cluster: read, then token Secret, Service, scheduler and workers by server-side
+/// The status the reconcile wrote to the `demo` cluster.
+fn written_status(calls: &[Call]) -> &serde_json::Value {
+    &find(
+        calls,
+        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
+    )
+    .body["status"]
+}
+
+/// One condition of a written status (`Null` when absent).
+fn condition(status: &serde_json::Value, type_: &str) -> serde_json::Value {
+    status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// apply (as the operator's field manager, forced), one Event, then the status.
 #[tokio::test]
 async fn new_cluster_makes_exactly_these_calls() {
@@ -211,11 +229,7 @@ async fn new_cluster_makes_exactly_these_calls() {
         Some(88),
         "32 random bytes, hex, base64: {token}"
     );
-    let status = &find(
-        &calls,
-        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
-    )
-    .body["status"];
+    let status = written_status(&calls);
     assert_eq!(status["phase"], "Pending");
     assert_eq!(status["desiredWorkers"], 2);
 }
@@ -284,17 +298,9 @@ async fn invalid_spec_only_reports() {
             "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status".to_owned(),
         ]
     );
-    let status = &find(
-        &calls,
-        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
-    )
-    .body["status"];
+    let status = written_status(&calls);
     assert_eq!(status["phase"], "Failed");
-    let valid = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Valid"))
-        .cloned()
-        .unwrap_or_default();
+    let valid = condition(status, "Valid");
     assert_eq!(valid["status"], "False");
     assert!(
         valid["message"]
@@ -329,17 +335,9 @@ async fn failed_apply_is_degraded_in_status() {
             "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status".to_owned(),
         ]
     );
-    let status = &find(
-        &calls,
-        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
-    )
-    .body["status"];
+    let status = written_status(&calls);
     assert_eq!(status["phase"], "Degraded");
-    let applied = status["conditions"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["type"] == "Applied"))
-        .cloned()
-        .unwrap_or_default();
+    let applied = condition(status, "Applied");
     assert_eq!(applied["status"], "False");
     let message = applied["message"].as_str().unwrap_or_default();
     assert!(
@@ -363,11 +361,7 @@ async fn autoscaling_without_a_scheduler_keeps_the_count() {
         action,
         kube::runtime::controller::Action::requeue(Duration::from_secs(5))
     );
-    let status = &find(
-        &calls,
-        "PATCH /apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters/demo/status",
-    )
-    .body["status"];
+    let status = written_status(&calls);
     let autoscaler = &status["workerGroups"][0]["autoscaler"];
     assert_eq!(autoscaler["state"], "SchedulerUnreachable");
     assert_eq!(autoscaler["target"], 1);
