@@ -6,9 +6,11 @@ use crate::crd::{
 use crate::names;
 use k8s_openapi::api::core::v1::{
     ContainerState, ContainerStateRunning, ContainerStateTerminated, ContainerStatus, Pod,
-    PodStatus,
+    PodStatus, ResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use std::collections::BTreeMap;
 
 pub fn defaults(version: &str) -> crate::reconcile::validate::Defaults {
     crate::reconcile::validate::Defaults {
@@ -98,6 +100,56 @@ pub fn finished(pod: Pod, reason: &str, exit_code: i32) -> Pod {
         ..ContainerState::default()
     };
     with_status(pod, "Failed", container_status("sha256:x", false, state))
+}
+
+/// The pod was evicted by the kubelet (its container stopped with an error).
+pub fn evicted(pod: Pod) -> Pod {
+    let mut pod = finished(pod, "Error", 137);
+    if let Some(status) = pod.status.as_mut() {
+        status.reason = Some("Evicted".to_owned());
+        status.message = Some("The node was low on resource: memory.".to_owned());
+    }
+    pod
+}
+
+/// The pod's container was killed with `reason` at `finished_at` seconds and restarted
+/// in place (as the scheduler's, with restart policy `Always`); it runs again, not ready.
+pub fn restarted_after(pod: Pod, reason: &str, finished_at: i64) -> Pod {
+    let mut pod = running(pod, "sha256:x");
+    if let Some(container) = pod
+        .status
+        .as_mut()
+        .and_then(|s| s.container_statuses.as_mut())
+        .and_then(|c| c.first_mut())
+    {
+        container.restart_count = 1;
+        container.last_state = Some(ContainerState {
+            terminated: Some(ContainerStateTerminated {
+                reason: Some(reason.to_owned()),
+                exit_code: 137,
+                finished_at: Some(time(finished_at)),
+                ..ContainerStateTerminated::default()
+            }),
+            ..ContainerState::default()
+        });
+    }
+    pod
+}
+
+/// The pod with `uid`.
+pub fn with_uid(mut pod: Pod, uid: &str) -> Pod {
+    pod.metadata.uid = Some(uid.to_owned());
+    pod
+}
+
+/// Resources with only a memory limit (and, when given, a memory request).
+pub fn memory(limit: &str, request: Option<&str>) -> ResourceRequirements {
+    let quantity = |q: &str| BTreeMap::from([("memory".to_owned(), Quantity(q.to_owned()))]);
+    ResourceRequirements {
+        limits: Some(quantity(limit)),
+        requests: request.map(quantity),
+        ..ResourceRequirements::default()
+    }
 }
 
 /// The pod as created for another runtime version.

@@ -196,6 +196,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             version: VERSION.to_owned(),
             image: args.default_image.clone(),
         },
+        reported: std::sync::Mutex::default(),
     });
     let namespace = (!args.watch_namespace.is_empty()).then_some(args.watch_namespace.as_str());
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<leader::LeaderError>();

@@ -1,8 +1,10 @@
 //! Prometheus metrics of the operator: reconcile counts, durations and errors by static
 //! category; autoscaling (scale decisions by direction, retirements by outcome, the
-//! current target per group); clusters and workers from the controller's cache at
-//! scrape time. Labels are bounded: namespace, cluster, group and static words, never
-//! a pod name or error text.
+//! current target per group); OOM kills of workers per group and of schedulers
+//! (`shoal_worker_oom_kills_total`, `shoal_scheduler_oom_kills_total`: about the
+//! clusters, not the operator, so without its prefix); clusters and workers from the
+//! controller's cache at scrape time. Labels are bounded: namespace, cluster, group and
+//! static words, never a pod name or error text.
 
 use crate::crd::ShoalCluster;
 use kube::runtime::reflector::Store;
@@ -25,6 +27,12 @@ struct GroupLabels {
     namespace: String,
     cluster: String,
     group: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ClusterLabels {
+    namespace: String,
+    cluster: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +64,10 @@ pub enum RetireOutcome {
 
 pub struct Metrics {
     registry: Registry,
+    /// Series about the clusters themselves (prefix `shoal`).
+    clusters: Registry,
+    worker_oom_kills: Family<GroupLabels, Counter>,
+    scheduler_oom_kills: Family<ClusterLabels, Counter>,
     reconciles: Counter,
     errors: Family<ErrorLabels, Counter>,
     duration: Histogram,
@@ -99,8 +111,24 @@ impl Default for Metrics {
             "The worker pods each group's autoscaler wants now",
             targets.clone(),
         );
+        let mut clusters = Registry::with_prefix("shoal");
+        let worker_oom_kills = Family::<GroupLabels, Counter>::default();
+        let scheduler_oom_kills = Family::<ClusterLabels, Counter>::default();
+        clusters.register(
+            "worker_oom_kills",
+            "Worker pods the kernel killed at their memory limit (OOMKilled), by group",
+            worker_oom_kills.clone(),
+        );
+        clusters.register(
+            "scheduler_oom_kills",
+            "Scheduler containers the kernel killed at their memory limit (OOMKilled)",
+            scheduler_oom_kills.clone(),
+        );
         Self {
             registry,
+            clusters,
+            worker_oom_kills,
+            scheduler_oom_kills,
             reconciles,
             errors,
             duration,
@@ -163,24 +191,58 @@ impl Metrics {
             .set(i64::from(target));
     }
 
-    /// Forgets the per-group series of a deleted cluster.
+    /// One worker pod of `group` OOM-killed.
+    pub fn worker_oom_killed(&self, namespace: &str, cluster: &str, group: &str) {
+        self.worker_oom_kills
+            .get_or_create(&GroupLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+                group: group.to_owned(),
+            })
+            .inc();
+    }
+
+    /// The cluster's scheduler container OOM-killed.
+    pub fn scheduler_oom_killed(&self, namespace: &str, cluster: &str) {
+        self.scheduler_oom_kills
+            .get_or_create(&ClusterLabels {
+                namespace: namespace.to_owned(),
+                cluster: cluster.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Forgets the per-cluster and per-group series of a deleted cluster.
     pub fn forget_cluster(&self, namespace: &str, cluster: &str, groups: &[String]) {
         for group in groups {
-            self.targets.remove(&GroupLabels {
+            let labels = GroupLabels {
                 namespace: namespace.to_owned(),
                 cluster: cluster.to_owned(),
                 group: group.clone(),
-            });
+            };
+            self.targets.remove(&labels);
+            self.worker_oom_kills.remove(&labels);
         }
+        self.scheduler_oom_kills.remove(&ClusterLabels {
+            namespace: namespace.to_owned(),
+            cluster: cluster.to_owned(),
+        });
     }
 
     /// The text exposition, with cluster and worker gauges read from `clusters`.
     pub fn encode(&self, clusters: Option<&Store<ShoalCluster>>) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
+        let mut about_clusters = String::new();
+        if encode(&mut out, &self.registry).is_err()
+            || encode(&mut about_clusters, &self.clusters).is_err()
+        {
             return String::new();
         }
-        let out = out.trim_end_matches("# EOF\n").to_owned();
+        let out = format!(
+            "{}{}",
+            out.trim_end_matches("# EOF\n"),
+            about_clusters.trim_end_matches("# EOF\n")
+        );
         let all = clusters.map(Store::state).unwrap_or_default();
         let (ready, desired) =
             all.iter()
@@ -253,5 +315,29 @@ mod tests {
             text.contains("shoal_operator_autoscaler_target_workers{namespace=\"ns\",cluster=\"demo\",group=\"highmem\"} 3"),
             "{text}"
         );
+    }
+
+    /// OOM kills are counters per group (workers) and per cluster (scheduler), without
+    /// the operator's prefix, and go with their cluster.
+    #[test]
+    fn oom_kills_are_counted_per_group_and_forgotten_with_the_cluster() {
+        let metrics = Metrics::default();
+        metrics.worker_oom_killed("ns", "demo", "default");
+        metrics.worker_oom_killed("ns", "demo", "default");
+        metrics.scheduler_oom_killed("ns", "demo");
+        let text = metrics.encode(None);
+        assert!(
+            text.contains("# TYPE shoal_worker_oom_kills counter")
+                && text.contains("shoal_worker_oom_kills_total{namespace=\"ns\",cluster=\"demo\",group=\"default\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_scheduler_oom_kills_total{namespace=\"ns\",cluster=\"demo\"} 1"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
+        metrics.forget_cluster("ns", "demo", &["default".to_owned()]);
+        let text = metrics.encode(None);
+        assert!(!text.contains("shoal_worker_oom_kills_total{"), "{text}");
     }
 }

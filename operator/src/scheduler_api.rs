@@ -1,11 +1,17 @@
 //! The operator's side of the scheduler's `Control` API: asking for the autoscaling
-//! estimate per group (`GetAdaptiveTarget`) and retiring named workers before their pods
-//! are deleted (`RetireWorkers`). I/O and wire conversion only; callers decide.
+//! estimate per group (`GetAdaptiveTarget`), retiring named workers before their pods
+//! are deleted (`RetireWorkers`) and saying why a worker's pod ended
+//! (`ReportWorkerLost`, answered with the tasks it ran). I/O and wire conversion only;
+//! callers decide.
 
 use crate::reconcile::autoscale::Advice;
+use crate::reconcile::losses::{Cause, Running};
 use shoal_proto::auth::{AttachToken, Token, TokenError};
 use shoal_proto::v1::control_client::ControlClient;
-use shoal_proto::v1::{AdaptiveParams, RetireWorkersParams, WorkerGroupSpec};
+use shoal_proto::v1::{
+    AdaptiveParams, LossCause, RetireWorkersParams, WorkerGroupSpec, WorkerLostParams,
+    WorkerLostResult,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
@@ -47,23 +53,22 @@ pub struct Adaptive {
     pub unfinished_tasks: u64,
 }
 
+type Client = ControlClient<
+    tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AttachToken>,
+>;
+
 async fn connect(
     address: &str,
     token: &str,
     timeout: Duration,
-) -> Result<
-    ControlClient<
-        tonic::service::interceptor::InterceptedService<tonic::transport::Channel, AttachToken>,
-    >,
-    SchedulerApiError,
-> {
+) -> Result<Client, SchedulerApiError> {
     let token = Token::new(token).map_err(SchedulerApiError::Token)?;
     let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{address}"))
         .map_err(|source| SchedulerApiError::Connect {
             address: address.to_owned(),
             source,
         })?
-        .connect_timeout(Duration::from_secs(3))
+        .connect_timeout(timeout.min(Duration::from_secs(3)))
         .timeout(timeout);
     let channel = endpoint
         .connect()
@@ -159,4 +164,72 @@ pub async fn retire(
         retired: result.retired,
         refused: result.refused,
     })
+}
+
+/// A worker whose pod ended, as the scheduler is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LostWorker {
+    /// The worker's name (its pod's).
+    pub name: String,
+    /// One line for humans: the pod, the container's reason and exit code, its limit.
+    pub reason: String,
+    pub cause: Cause,
+    /// Bytes; 0: unknown.
+    pub memory_limit: u64,
+}
+
+impl From<Cause> for LossCause {
+    fn from(cause: Cause) -> Self {
+        match cause {
+            Cause::OomKilled => Self::OomKilled,
+            Cause::Crashed => Self::Crashed,
+            Cause::Removed => Self::Removed,
+        }
+    }
+}
+
+impl From<WorkerLostResult> for Running {
+    fn from(result: WorkerLostResult) -> Self {
+        if !result.known {
+            return Self::UnknownWorker;
+        }
+        let listed = u32::try_from(result.running.len()).unwrap_or(u32::MAX);
+        Self::Tasks {
+            total: result.running_total.max(listed),
+            keys: result.running,
+        }
+    }
+}
+
+/// Tells the scheduler at `address` why each of `workers` vanished, all at once over one
+/// connection, each call within `timeout`; answers with what each was running, in order.
+/// The outer error is the connection's (no call was made).
+pub async fn report_lost(
+    address: &str,
+    token: &str,
+    workers: &[LostWorker],
+    timeout: Duration,
+) -> Result<Vec<Result<Running, SchedulerApiError>>, SchedulerApiError> {
+    let client = connect(address, token, timeout).await?;
+    let calls = workers.iter().map(|worker| {
+        let mut client = client.clone();
+        let params = WorkerLostParams {
+            name: worker.name.clone(),
+            reason: worker.reason.clone(),
+            cause: LossCause::from(worker.cause).into(),
+            memory_limit: worker.memory_limit,
+        };
+        async move {
+            client
+                .report_worker_lost(params)
+                .await
+                .map(|answer| Running::from(answer.into_inner()))
+                .map_err(|source| SchedulerApiError::Call {
+                    address: address.to_owned(),
+                    call: "ReportWorkerLost",
+                    source,
+                })
+        }
+    });
+    Ok(futures::future::join_all(calls).await)
 }

@@ -2,7 +2,7 @@
 //! worker pods, all on one pinned runtime version. Types only; reconciling is in
 //! `crate::reconcile`.
 
-use super::workers::{WorkerGroupStatus, WorkerPoolSpec};
+use super::workers::{OomKills, WorkerGroupStatus, WorkerPoolSpec};
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
@@ -200,6 +200,9 @@ pub struct ShoalClusterStatus {
     /// Counts per worker group.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub worker_groups: Vec<WorkerGroupStatus>,
+    /// What happened to the scheduler pod (OOM kills).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<SchedulerStatus>,
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -207,9 +210,19 @@ pub struct ShoalClusterStatus {
     /// the cluster is busy again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_warned_at: Option<Time>,
-    /// `Ready`, `SchedulerReady`, `WorkersReady`, `VersionSkew`, `Valid`, `Applied`.
+    /// `Ready`, `SchedulerReady`, `WorkersReady`, `VersionSkew`, `Valid`, `Applied`,
+    /// `WorkersOOMKilled`, `SchedulerOOMKilled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The scheduler pod's record.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchedulerStatus {
+    /// The scheduler container's OOM kills (the kubelet restarts it; running work is lost).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_kills: Option<OomKills>,
 }
 
 /// Where a cluster is in its life.

@@ -7,13 +7,13 @@ pub mod worker_group;
 pub mod workers;
 
 pub use cluster::{
-    ImagePullPolicy, Phase, SchedulerSpec, ShoalCluster, ShoalClusterSpec, ShoalClusterStatus,
-    UpgradeStrategy,
+    ImagePullPolicy, Phase, SchedulerSpec, SchedulerStatus, ShoalCluster, ShoalClusterSpec,
+    ShoalClusterStatus, UpgradeStrategy,
 };
 pub use worker_group::{ShoalWorkerGroup, ShoalWorkerGroupSpec, ShoalWorkerGroupStatus};
 pub use workers::{
-    AutoscalerState, AutoscalerStatus, AutoscalingSpec, Recommendation, WorkerGroupStatus,
-    WorkerPoolSpec,
+    AutoscalerState, AutoscalerStatus, AutoscalingSpec, MemoryThresholds, OomKill, OomKills,
+    OomPolicy, RaisedMemoryLimit, Recommendation, WorkerGroupStatus, WorkerPoolSpec,
 };
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -143,6 +143,9 @@ mod tests {
             "- shc",
             "- shwg",
             ".status.workerGroups[0].autoscaler.state",
+            "memoryThresholds must increase: target <= spill <= pause <= terminate",
+            "oomPolicy.increaseFactor must be above 1 and at most 10",
+            "isQuantity(self.maxMemory)",
         ] {
             assert!(yaml.contains(needle), "missing {needle:?}");
         }
@@ -171,5 +174,49 @@ mod tests {
         assert!(highmem.autoscaling.enabled);
         assert_eq!((highmem.min_replicas, highmem.max_replicas), (0, 2));
         assert_eq!(highmem.task_resources.get("highmem"), Some(&1.0));
+    }
+
+    /// examples/oom-policy.yaml reads as the CRD types, passes validation, and its workers
+    /// get the memory thresholds it documents as SHOAL_MEMORY_* env vars.
+    #[test]
+    fn oom_policy_example_parses_and_validates() {
+        use crate::reconcile::{build, validate};
+        let text = include_str!("../../../examples/oom-policy.yaml");
+        let mut cluster: ShoalCluster = serde_yaml::from_str(text)
+            .unwrap_or_else(|e| unreachable!("the example is a ShoalCluster: {e}"));
+        cluster.metadata.namespace = Some("ns".to_owned());
+        cluster.metadata.uid = Some("uid".to_owned());
+        let workers = &cluster.spec.workers;
+        let policy = workers.oom_policy.clone().unwrap_or_else(|| unreachable!());
+        assert_eq!(
+            (policy.increase_factor, policy.max_memory.as_str()),
+            (1.5, "1Gi")
+        );
+        let thresholds = workers.memory_thresholds.clone().unwrap_or_default();
+        assert_eq!(
+            [
+                thresholds.target,
+                thresholds.spill,
+                thresholds.pause,
+                thresholds.terminate
+            ],
+            [Some(0.6), Some(0.7), Some(0.8), Some(0.95)]
+        );
+        let defaults = validate::Defaults {
+            version: "0.1.0".to_owned(),
+            image: "shoal.dev/shoal".to_owned(),
+        };
+        let validated = validate::validate(&cluster, &[], &defaults)
+            .unwrap_or_else(|e| unreachable!("the example is valid: {e}"));
+        let pod = build::worker_pod(&validated, &validated.groups[0], 0, "img", None);
+        let env: Vec<String> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.containers[0].env.iter().flatten())
+            .map(|e| e.name.clone())
+            .collect();
+        for name in build::MEMORY_THRESHOLD_ENV {
+            assert!(env.iter().any(|e| e == name), "{name} missing from {env:?}");
+        }
     }
 }

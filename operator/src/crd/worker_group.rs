@@ -83,7 +83,7 @@ pub struct ShoalWorkerGroupStatus {
     /// The generation of the spec this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// `Attached` (the cluster exists and is valid) and `Ready`.
+    /// `Attached` (the cluster exists and is valid), `Ready` and `WorkersOOMKilled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
 }

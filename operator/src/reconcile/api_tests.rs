@@ -144,6 +144,7 @@ async fn reconcile_result(
         client,
         metrics: Arc::new(Metrics::default()),
         defaults: defaults("0.3.0"),
+        reported: std::sync::Mutex::default(),
     });
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(cluster), ctx))
         .await
@@ -168,7 +169,6 @@ fn find<'a>(calls: &'a [Call], line: &str) -> &'a Call {
 
 const NS: &str = "/api/v1/namespaces/ns";
 
-/// A new cluster: read, then token Secret, Service, scheduler and workers by server-side
 /// The status the reconcile wrote to the `demo` cluster.
 fn written_status(calls: &[Call]) -> &serde_json::Value {
     &find(
@@ -187,6 +187,7 @@ fn condition(status: &serde_json::Value, type_: &str) -> serde_json::Value {
         .unwrap_or_default()
 }
 
+/// A new cluster: read, then token Secret, Service, scheduler and workers by server-side
 /// apply (as the operator's field manager, forced), one Event, then the status.
 #[tokio::test]
 async fn new_cluster_makes_exactly_these_calls() {
@@ -234,24 +235,58 @@ async fn new_cluster_makes_exactly_these_calls() {
     assert_eq!(status["desiredWorkers"], 2);
 }
 
-/// With every pod present and a worker OOM-killed: that worker is deleted by name with
-/// its uid as a precondition, a replacement starts at the lowest free index, and a
-/// Warning Event names the cause.
-#[tokio::test]
-async fn oom_killed_worker_is_deleted_by_name_and_reported() {
-    let validated = super::validate::validate(&cluster("demo"), &[], &defaults("0.3.0"))
+/// Every pod of `cluster` as the operator creates it, each with a uid `pod-uid-<i>`
+/// (0 is the scheduler).
+fn pods_of(cluster: &ShoalCluster) -> Vec<Pod> {
+    let validated = super::validate::validate(cluster, &[], &defaults("0.3.0"))
         .unwrap_or_else(|e| unreachable!("{e}"));
     let mut pods = super::plan::plan(&validated, &[], None).create;
     for (i, pod) in pods.iter_mut().enumerate() {
         pod.metadata.uid = Some(format!("pod-uid-{i}"));
     }
+    pods
+}
+
+/// The Events a reconcile posted, by reason.
+fn event_reasons(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.line() == "POST /apis/events.k8s.io/v1/namespaces/ns/events")
+        .map(|c| c.body["reason"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+fn event<'a>(calls: &'a [Call], reason: &str) -> &'a Call {
+    calls
+        .iter()
+        .find(|c| c.body["reason"] == reason)
+        .unwrap_or_else(|| unreachable!("no {reason} Event in {:?}", event_reasons(calls)))
+}
+
+/// The cluster as it reads after `calls` wrote its status.
+fn with_written_status(mut cluster: ShoalCluster, calls: &[Call]) -> ShoalCluster {
+    cluster.status = serde_json::from_value(written_status(calls).clone())
+        .unwrap_or_else(|e| unreachable!("the written status reads back: {e}"));
+    cluster
+}
+
+/// With every pod present and a worker OOM-killed: that worker is deleted by name with
+/// its uid as a precondition, a replacement starts at the lowest free index, one
+/// WorkerOOMKilled Warning names the pod, its container's end, limit and the advice, and
+/// the status counts the kill with a True WorkersOOMKilled condition. The next
+/// reconcile, with that status, posts no second Event for the same pod.
+#[tokio::test]
+async fn oom_killed_worker_is_deleted_by_name_and_reported_once() {
+    let mut demo = cluster("demo");
+    demo.spec.workers.resources = Some(crate::fixtures::memory("256Mi", None));
+    let mut pods = pods_of(&demo);
     pods[2] = finished(pods[2].clone(), "OOMKilled", 137);
     let world = World {
         pods,
         token: Some("t".to_owned()),
         ..World::default()
     };
-    let calls = reconcile_against(world, cluster("demo")).await;
+    let calls = reconcile_against(world.clone(), demo.clone()).await;
     assert_eq!(
         lines(&calls),
         [
@@ -268,15 +303,127 @@ async fn oom_killed_worker_is_deleted_by_name_and_reported() {
     );
     let delete = find(&calls, &format!("DELETE {NS}/pods/demo-default-worker-1"));
     assert_eq!(delete.body["preconditions"]["uid"], "pod-uid-2");
-    let event = find(&calls, "POST /apis/events.k8s.io/v1/namespaces/ns/events");
-    assert_eq!(event.body["reason"], "OomKilled");
-    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event_reasons(&calls), ["WorkerOOMKilled", "Created"]);
+    let oom = event(&calls, "WorkerOOMKilled");
+    assert_eq!(oom.body["type"], "Warning");
+    let note = oom.body["note"].as_str().unwrap_or_default();
+    for needle in [
+        "worker pod demo-default-worker-1 (group default) was OOM-killed",
+        "OOMKilled, exit code 137, memory limit 256Mi",
+        "tasks unknown: scheduler unreachable (its pod is not ready)",
+        "raise spec.workers.resources.limits.memory or set spec.workers.oomPolicy",
+    ] {
+        assert!(note.contains(needle), "{needle:?} not in {note}");
+    }
+    let status = written_status(&calls);
+    let kills = &status["workerGroups"][0]["oomKills"];
+    assert_eq!(kills["total"], 1);
+    assert_eq!(kills["recent"][0]["pod"], "demo-default-worker-1");
+    assert_eq!(kills["recent"][0]["podUID"], "pod-uid-2");
+    assert_eq!(kills["recent"][0]["memoryLimit"], "256Mi");
+    let condition = condition(status, "WorkersOOMKilled");
+    assert_eq!(condition["status"], "True");
     assert!(
-        event.body["note"]
+        condition["message"]
             .as_str()
-            .is_some_and(|n| n.contains("OOMKilled, exit code 137")),
-        "{}",
-        event.body
+            .is_some_and(|m| m.contains("1 worker pod OOM-killed")
+                && m.contains("demo-default-worker-1 at memory limit 256Mi")),
+        "{condition}"
+    );
+
+    let again = reconcile_against(world, with_written_status(demo, &calls)).await;
+    assert_eq!(event_reasons(&again), ["Created"]);
+}
+
+/// With oomPolicy, the replacement of a worker OOM-killed at 256Mi starts with 384Mi
+/// (factor 1.5), the raised limit is in status and a MemoryLimitRaised Event says from
+/// what to what and why; the worker that still runs is not touched.
+#[tokio::test]
+async fn oom_policy_raises_the_replacement_limit() {
+    let mut demo = cluster("demo");
+    demo.spec.workers.resources = Some(crate::fixtures::memory("256Mi", Some("256Mi")));
+    demo.spec.workers.oom_policy = Some(crate::crd::OomPolicy {
+        increase_factor: 1.5,
+        max_memory: "1Gi".to_owned(),
+    });
+    let mut pods = pods_of(&demo);
+    pods[1] = crate::fixtures::ready(pods[1].clone(), "sha256:x");
+    pods[2] = finished(pods[2].clone(), "OOMKilled", 137);
+    let world = World {
+        pods,
+        token: Some("t".to_owned()),
+        ..World::default()
+    };
+    let calls = reconcile_against(world, demo).await;
+    assert_eq!(
+        event_reasons(&calls),
+        ["WorkerOOMKilled", "MemoryLimitRaised", "Created"]
+    );
+    assert!(
+        !calls.iter().any(
+            |c| c.line() == format!("DELETE {NS}/pods/demo-default-worker-0")
+                || c.line() == format!("PATCH {NS}/pods/demo-default-worker-0")
+        ),
+        "{:?}",
+        lines(&calls)
+    );
+    let replacement = find(&calls, &format!("PATCH {NS}/pods/demo-default-worker-2"));
+    let resources = &replacement.body["spec"]["containers"][0]["resources"];
+    assert_eq!(resources["limits"]["memory"], "384Mi");
+    assert_eq!(resources["requests"]["memory"], "256Mi");
+    let raised = event(&calls, "MemoryLimitRaised").body["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        raised.contains("raised from 256Mi to 384Mi")
+            && raised.contains("pod demo-default-worker-1 was OOM-killed at 256Mi"),
+        "{raised}"
+    );
+    let record = &written_status(&calls)["workerGroups"][0]["raisedMemoryLimit"];
+    assert_eq!(record["limit"], "384Mi");
+    assert_eq!(record["specLimit"], "256Mi");
+}
+
+/// The scheduler container OOM-killed and restarted in place: one SchedulerOOMKilled
+/// Warning (work lost, clients disconnected), the kill in status.scheduler.oomKills and a
+/// True SchedulerOOMKilled condition; the pod itself is left to the kubelet.
+#[tokio::test]
+async fn scheduler_oom_kill_is_reported_and_recorded() {
+    let mut pods = pods_of(&cluster("demo"));
+    pods[0] = crate::fixtures::restarted_after(pods[0].clone(), "OOMKilled", 100);
+    let world = World {
+        pods,
+        token: Some("t".to_owned()),
+        ..World::default()
+    };
+    let calls = reconcile_against(world.clone(), cluster("demo")).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "{:?}",
+        lines(&calls)
+    );
+    assert_eq!(event_reasons(&calls), ["SchedulerOOMKilled", "ImagePinned"]);
+    let note = event(&calls, "SchedulerOOMKilled").body["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        note.contains("scheduler pod demo-scheduler was OOM-killed")
+            && note.contains("running work is lost and clients are disconnected"),
+        "{note}"
+    );
+    let status = written_status(&calls);
+    assert_eq!(status["scheduler"]["oomKills"]["total"], 1);
+    assert_eq!(condition(status, "SchedulerOOMKilled")["status"], "True");
+    let ready = condition(status, "SchedulerReady");
+    assert_eq!(ready["reason"], "OOMKilled");
+
+    let again = reconcile_against(world, with_written_status(cluster("demo"), &calls)).await;
+    assert!(
+        event_reasons(&again).is_empty(),
+        "{:?}",
+        event_reasons(&again)
     );
 }
 

@@ -1,13 +1,18 @@
-//! Stage 4, needs the client: server-side apply of what `build`/`plan` decided, deletes
-//! by name with a uid precondition (never a pod that replaced the one planned on), and
-//! retirement through the scheduler before a running worker's pod goes: only the
-//! workers the scheduler answers as retired are deleted. What was done is recorded in
-//! an `Outcome` (Events are built from it elsewhere); no decisions are made here.
+//! Stage 4, needs the client: the scheduler told why lost workers' pods ended (with a
+//! short timeout: it never holds up the rest), server-side apply of what `build`/`plan`
+//! decided, deletes by name with a uid precondition (never a pod that replaced the one
+//! planned on), and retirement through the scheduler before a running worker's pod
+//! goes: only the workers the scheduler answers as retired are deleted. What was done
+//! is recorded in an `Outcome` (Events are built from it elsewhere); no decisions are
+//! made here.
 
+use super::losses::{Loss, Running};
+use super::observe;
 use super::plan::{DeleteReason, Deletion, Plan};
 use super::validate::ValidatedCluster;
 use super::{Context, Error};
 use crate::names;
+use crate::scheduler_api::LostWorker;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
@@ -20,6 +25,10 @@ use std::time::Duration;
 
 /// How long the scheduler may take to move a retiring worker's data.
 pub const RETIRE_DEADLINE: Duration = Duration::from_secs(60);
+
+/// How long the scheduler may take to answer `ReportWorkerLost`. A stuck scheduler must
+/// not hold up the reconcile: the Event then goes out without the task list.
+pub const REPORT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What the apply stage did, as far as it got.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -34,18 +43,23 @@ pub struct Outcome {
     pub refused: BTreeMap<String, String>,
     /// Why retirement could not be asked for (scale-down waits).
     pub retire_error: Option<String>,
+    /// What the scheduler said each lost worker (by pod name) was running.
+    pub running: BTreeMap<String, Running>,
 }
 
-/// Carries out `plan`: token, Service, deletions, creations, retirement and the deletion
-/// of retired workers. `outcome` records each step done, also when a later one fails.
+/// Carries out `plan`: the report of `losses` to the scheduler, the Service, deletions,
+/// creations, retirement and the deletion of retired workers. `outcome` records each
+/// step done, also when a later one fails.
 pub async fn carry_out(
     ctx: &Context,
     cluster: &ValidatedCluster,
     token: &str,
     pods: &[Pod],
     plan: &Plan,
+    losses: &[Loss],
     outcome: &mut Outcome,
 ) -> Result<(), Error> {
+    outcome.running = report_lost(cluster, token, pods, losses).await;
     apply_service(ctx, cluster).await?;
     for deletion in &plan.delete {
         delete_pod(ctx, &cluster.namespace, pods, deletion).await?;
@@ -76,6 +90,64 @@ pub async fn carry_out(
         outcome.deleted.push(deletion);
     }
     Ok(())
+}
+
+/// Tells the scheduler why each lost worker's pod ended; returns what each was running.
+/// Never fails: an unready or unreachable scheduler is logged and noted per worker.
+pub async fn report_lost(
+    cluster: &ValidatedCluster,
+    token: &str,
+    pods: &[Pod],
+    losses: &[Loss],
+) -> BTreeMap<String, Running> {
+    let workers: Vec<LostWorker> = losses
+        .iter()
+        .filter(|l| l.group.is_some())
+        .map(|l| LostWorker {
+            name: l.pod.clone(),
+            reason: l.describe(),
+            cause: l.cause,
+            memory_limit: l.memory_bytes().unwrap_or(0),
+        })
+        .collect();
+    if workers.is_empty() {
+        return BTreeMap::new();
+    }
+    let answers = if observe::scheduler_ready(pods, &cluster.version) {
+        crate::scheduler_api::report_lost(
+            &cluster.scheduler_address(),
+            token,
+            &workers,
+            REPORT_TIMEOUT,
+        )
+        .await
+        .map_err(|error| super::describe(&error))
+    } else {
+        Err("its pod is not ready".to_owned())
+    };
+    let answers: Vec<Running> = match answers {
+        Ok(answers) => answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|error| Running::Unreachable(super::describe(&error))))
+            .collect(),
+        Err(why) => vec![Running::Unreachable(why); workers.len()],
+    };
+    workers
+        .into_iter()
+        .zip(answers)
+        .map(|(worker, running)| {
+            if let Running::Unreachable(why) = &running {
+                tracing::warn!(
+                    cluster = %cluster.name,
+                    pod = %worker.name,
+                    cause = <&str>::from(worker.cause),
+                    error = %why,
+                    "telling the scheduler why a worker's pod ended failed; the Event goes out without its tasks",
+                );
+            }
+            (worker.name, running)
+        })
+        .collect()
 }
 
 fn apply_params() -> PatchParams {

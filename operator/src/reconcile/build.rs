@@ -2,15 +2,18 @@
 //! takes a `ValidatedCluster` and plain values (the token, the image to run) and returns
 //! an object ready for server-side apply. No client, no clock, no randomness.
 
+use super::memory;
 use super::validate::{ValidatedCluster, ValidatedGroup};
+use crate::crd::MemoryThresholds;
 use crate::names::{self, COMPONENT_SCHEDULER, COMPONENT_WORKER};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource,
-    HTTPGetAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe, SeccompProfile,
-    Secret, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    HTTPGetAction, ObjectFieldSelector, Pod, PodSecurityContext, PodSpec, Probe,
+    ResourceRequirements, SeccompProfile, Secret, SecretKeySelector, SecurityContext, Service,
+    ServicePort, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
@@ -260,7 +263,51 @@ pub fn task_resources_arg(resources: &BTreeMap<String, f64>) -> String {
         .join(",")
 }
 
-/// Worker pod `index` of `group`, running `image` (the scheduler's digest once known).
+/// The env var each memory threshold reaches the worker as (the worker reads exactly these).
+pub const MEMORY_THRESHOLD_ENV: [&str; 4] = [
+    "SHOAL_MEMORY_TARGET",
+    "SHOAL_MEMORY_SPILL",
+    "SHOAL_MEMORY_PAUSE",
+    "SHOAL_MEMORY_TERMINATE",
+];
+
+/// The env vars of the thresholds that are set, in `MEMORY_THRESHOLD_ENV` order.
+fn memory_threshold_env(thresholds: Option<&MemoryThresholds>) -> Vec<EnvVar> {
+    let Some(t) = thresholds else {
+        return Vec::new();
+    };
+    MEMORY_THRESHOLD_ENV
+        .iter()
+        .zip([t.target, t.spill, t.pause, t.terminate])
+        .filter_map(|(name, value)| Some(env(name, value?.to_string())))
+        .collect()
+}
+
+/// The group's resources with the memory limit `raised` (bytes) by `oomPolicy`; the
+/// memory request is kept, but never above the limit.
+fn resources(group: &ValidatedGroup, raised: Option<u64>) -> Option<ResourceRequirements> {
+    let Some(limit) = raised else {
+        return group.pool.resources.clone();
+    };
+    let mut resources = group.pool.resources.clone().unwrap_or_default();
+    let text = Quantity(memory::format(limit));
+    resources
+        .limits
+        .get_or_insert_with(BTreeMap::new)
+        .insert("memory".to_owned(), text.clone());
+    if let Some(request) = resources
+        .requests
+        .as_mut()
+        .and_then(|r| r.get_mut("memory"))
+        && memory::quantity_bytes(request).is_some_and(|r| r > limit)
+    {
+        *request = text;
+    }
+    Some(resources)
+}
+
+/// Worker pod `index` of `group`, running `image` (the scheduler's digest once known),
+/// with the memory limit `raised` by `oomPolicy` (bytes; `None`: the spec's).
 /// Dead workers are replaced by the operator (restart policy `Never`), so a pod killed
 /// for memory stays visible as `OOMKilled` until it is handled.
 pub fn worker_pod(
@@ -268,6 +315,7 @@ pub fn worker_pod(
     group: &ValidatedGroup,
     index: i32,
     image: &str,
+    raised: Option<u64>,
 ) -> Pod {
     let mut metadata = metadata(
         cluster,
@@ -309,6 +357,7 @@ pub fn worker_pod(
             task_resources_arg(&group.pool.task_resources),
         ));
     }
+    env_vars.extend(memory_threshold_env(group.pool.memory_thresholds.as_ref()));
     env_vars.extend(group.pool.env.iter().map(|(k, v)| env(k, v)));
 
     Pod {
@@ -325,7 +374,7 @@ pub fn worker_pod(
                     container_port("http", names::WORKER_METRICS_PORT),
                 ]),
                 readiness_probe: Some(http_probe("/readyz", "http")),
-                resources: group.pool.resources.clone(),
+                resources: resources(group, raised),
                 ..Container::default()
             },
             PodSpec {
@@ -360,7 +409,7 @@ mod tests {
             token_secret(&c, "t").metadata,
             scheduler_service(&c).metadata,
             scheduler_pod(&c).metadata,
-            worker_pod(&c, &c.groups[0], 0, "img").metadata,
+            worker_pod(&c, &c.groups[0], 0, "img", None).metadata,
         ];
         for meta in metas {
             let owners = meta.owner_references.expect("owned");
@@ -383,7 +432,7 @@ mod tests {
         };
         assert_eq!(image(scheduler_pod(&c)), "shoal.dev/shoal:0.3.0");
         assert_eq!(
-            image(worker_pod(&c, &c.groups[0], 1, "repo@sha256:abc")),
+            image(worker_pod(&c, &c.groups[0], 1, "repo@sha256:abc", None)),
             "repo@sha256:abc"
         );
     }
@@ -392,7 +441,10 @@ mod tests {
     #[test]
     fn pods_are_non_root_and_read_the_token_from_the_secret() {
         let c = validated();
-        for pod in [scheduler_pod(&c), worker_pod(&c, &c.groups[0], 0, "img")] {
+        for pod in [
+            scheduler_pod(&c),
+            worker_pod(&c, &c.groups[0], 0, "img", None),
+        ] {
             let spec = pod.spec.expect("spec");
             let security = spec.security_context.expect("pod security");
             assert_eq!(security.run_as_non_root, Some(true));
@@ -420,7 +472,7 @@ mod tests {
     #[test]
     fn worker_pods_are_named_and_labelled_by_group_and_index() {
         let c = validated();
-        let pod = worker_pod(&c, &c.groups[0], 3, "img");
+        let pod = worker_pod(&c, &c.groups[0], 3, "img", None);
         assert_eq!(pod.metadata.name.as_deref(), Some("demo-default-worker-3"));
         let labels = pod.metadata.labels.expect("labels");
         assert_eq!(labels[names::LABEL_GROUP], "default");
@@ -441,7 +493,7 @@ mod tests {
         let mut c = validated();
         c.groups[0].pool.task_resources =
             BTreeMap::from([("highmem".to_owned(), 1.0), ("gpu".to_owned(), 0.5)]);
-        let pod = worker_pod(&c, &c.groups[0], 0, "img");
+        let pod = worker_pod(&c, &c.groups[0], 0, "img", None);
         let env: BTreeMap<String, String> = pod.spec.expect("spec").containers[0]
             .env
             .clone()
@@ -452,7 +504,7 @@ mod tests {
         assert_eq!(env["SHOAL_WORKER_GROUP"], "default");
         assert_eq!(env["SHOAL_WORKER_RESOURCES"], "gpu=0.5,highmem=1");
         c.groups[0].pool.task_resources.clear();
-        let plain = worker_pod(&c, &c.groups[0], 0, "img");
+        let plain = worker_pod(&c, &c.groups[0], 0, "img", None);
         let names: Vec<String> = plain.spec.expect("spec").containers[0]
             .env
             .iter()
@@ -460,6 +512,73 @@ mod tests {
             .map(|e| e.name.clone())
             .collect();
         assert!(!names.contains(&"SHOAL_WORKER_RESOURCES".to_owned()));
+    }
+
+    fn env_of(pod: Pod) -> BTreeMap<String, String> {
+        pod.spec.expect("spec").containers[0]
+            .env
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|e| Some((e.name, e.value?)))
+            .collect()
+    }
+
+    /// Memory thresholds reach the worker as exactly the SHOAL_MEMORY_* vars that are set
+    /// (0 included: it turns a step off); none without thresholds.
+    #[test]
+    fn memory_thresholds_become_env_vars() {
+        let mut c = validated();
+        c.groups[0].pool.memory_thresholds = Some(MemoryThresholds {
+            target: Some(0.6),
+            spill: Some(0.7),
+            pause: Some(0.0),
+            terminate: None,
+        });
+        let env = env_of(worker_pod(&c, &c.groups[0], 0, "img", None));
+        let memory: Vec<(&str, &str)> = env
+            .iter()
+            .filter(|(k, _)| k.starts_with("SHOAL_MEMORY_"))
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            memory,
+            [
+                ("SHOAL_MEMORY_PAUSE", "0"),
+                ("SHOAL_MEMORY_SPILL", "0.7"),
+                ("SHOAL_MEMORY_TARGET", "0.6")
+            ]
+        );
+        c.groups[0].pool.memory_thresholds = None;
+        let plain = env_of(worker_pod(&c, &c.groups[0], 0, "img", None));
+        assert!(!plain.keys().any(|k| k.starts_with("SHOAL_MEMORY_")));
+    }
+
+    /// A raised memory limit replaces the spec's; the request stays, never above the limit.
+    #[test]
+    fn raised_memory_limit_keeps_request_at_most_the_limit() {
+        let mut c = validated();
+        let memory_of = |pod: Pod, part: &str| {
+            let resources = pod.spec.expect("spec").containers[0]
+                .resources
+                .clone()
+                .unwrap_or_default();
+            let map = if part == "limit" {
+                resources.limits
+            } else {
+                resources.requests
+            };
+            map.and_then(|m| m.get("memory").map(|q| q.0.clone()))
+        };
+        c.groups[0].pool.resources = Some(crate::fixtures::memory("256Mi", Some("200Mi")));
+        let raised = worker_pod(&c, &c.groups[0], 0, "img", Some(384 << 20));
+        assert_eq!(memory_of(raised.clone(), "limit").as_deref(), Some("384Mi"));
+        assert_eq!(memory_of(raised, "request").as_deref(), Some("200Mi"));
+        let spec = worker_pod(&c, &c.groups[0], 0, "img", None);
+        assert_eq!(memory_of(spec, "limit").as_deref(), Some("256Mi"));
+        c.groups[0].pool.resources = Some(crate::fixtures::memory("1Gi", Some("1Gi")));
+        let lowered = worker_pod(&c, &c.groups[0], 0, "img", Some(512 << 20));
+        assert_eq!(memory_of(lowered, "request").as_deref(), Some("512Mi"));
     }
 
     /// The Service selects the scheduler pod's labels and exposes both named ports.

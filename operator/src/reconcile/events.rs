@@ -1,12 +1,22 @@
 //! Pure: the Events one reconcile publishes, built as data from what was decided
-//! (scale decisions, idle verdict), planned and done (the apply `Outcome`), and how the
-//! status changed. Publishing them is the caller's one place; no client here.
+//! (scale decisions, idle verdict, memory raised), observed (pods lost, OOM kills),
+//! planned and done (the apply `Outcome`), and how the status changed. Publishing them
+//! is the caller's one place; no client here.
 
 use super::apply::Outcome;
 use super::autoscale::{Decision, Direction};
 use super::idle::Idle;
+use super::losses::{self, Loss, Running};
+use super::memory::{self, GroupMemory, Step};
 use super::plan::{DeleteReason, Plan};
+use super::validate::ValidatedGroup;
 use crate::crd::ShoalClusterStatus;
+use crate::names;
+
+/// Longest note the API server takes (events.k8s.io/v1 `note`: 1 kB).
+const MAX_NOTE: usize = 1024;
+/// Task keys an Event names (the status keeps more).
+const NAMED_TASKS: usize = 5;
 
 /// One Event to publish on the cluster.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +54,12 @@ fn warning(reason: &'static str, action: &'static str, note: String) -> Note {
 pub struct Inputs<'a> {
     /// Scale decisions by group, in group order.
     pub decisions: &'a [(String, Decision)],
+    /// The cluster's worker groups (for the advice: where their spec is).
+    pub groups: &'a [ValidatedGroup],
+    /// Pods lost since the last look (new ones only).
+    pub losses: &'a [Loss],
+    /// What `oomPolicy` did per group.
+    pub memory: &'a [GroupMemory],
     pub idle: Idle,
     pub plan: &'a Plan,
     pub outcome: &'a Outcome,
@@ -54,9 +70,207 @@ pub struct Inputs<'a> {
     pub status: &'a ShoalClusterStatus,
 }
 
+/// `note` cut to what the API server takes, on a character boundary.
+fn fit(mut note: String) -> String {
+    if note.len() > MAX_NOTE {
+        let mut cut = MAX_NOTE - '…'.len_utf8();
+        while !note.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        note.truncate(cut);
+        note.push('…');
+    }
+    note
+}
+
+/// Where a group's worker settings are, for advice.
+fn spec_of(group: &str) -> String {
+    if group == names::DEFAULT_GROUP {
+        "spec.workers".to_owned()
+    } else {
+        format!("spec.workers of ShoalWorkerGroup {group}")
+    }
+}
+
+/// What a lost worker was running, for humans: `running 2 tasks: 'a', 'b'`, `running no
+/// tasks`, `tasks unknown: scheduler unreachable (...)`.
+pub fn running_text(running: Option<&Running>) -> String {
+    let plural = |n: u32| if n == 1 { "task" } else { "tasks" };
+    match running {
+        Some(Running::Tasks { keys, total: 0 }) if keys.is_empty() => "running no tasks".to_owned(),
+        Some(Running::Tasks { keys, total }) => {
+            let named: Vec<String> = keys
+                .iter()
+                .take(NAMED_TASKS)
+                .map(|k| format!("'{}'", losses::clip(k, 60)))
+                .collect();
+            let shown = u32::try_from(named.len()).unwrap_or(u32::MAX);
+            let more = if *total > shown {
+                format!(" and {} more", total - shown)
+            } else {
+                String::new()
+            };
+            if named.is_empty() {
+                format!("running {total} {}", plural(*total))
+            } else {
+                format!(
+                    "running {total} {}: {}{more}",
+                    plural(*total),
+                    named.join(", ")
+                )
+            }
+        }
+        Some(Running::UnknownWorker) => {
+            "tasks unknown: the scheduler has no worker of that name (it never connected, or \
+             the scheduler restarted since)"
+                .to_owned()
+        }
+        Some(Running::Unreachable(why)) => {
+            format!(
+                "tasks unknown: scheduler unreachable ({})",
+                losses::clip(why, 200)
+            )
+        }
+        None => "tasks unknown: scheduler unreachable".to_owned(),
+    }
+}
+
+/// The Warning Event of a worker pod killed for memory: the pod, its container's end and
+/// limit, the tasks it ran, that a new pod replaces it, and the fix.
+fn worker_oom_note(loss: &Loss, group: Option<&ValidatedGroup>, outcome: &Outcome) -> Note {
+    let name = loss.group.as_deref().unwrap_or_default();
+    let spec = spec_of(name);
+    let policy = group.and_then(|g| g.pool.oom_policy.as_ref());
+    let advice = match (&loss.memory_limit, policy) {
+        (None, _) => format!(
+            "it had no memory limit (the node ran out of memory): set \
+             {spec}.resources.limits.memory, or make chunks smaller"
+        ),
+        (Some(_), Some(policy)) => format!(
+            "oomPolicy raises the limit of new pods (up to {}); or make chunks smaller",
+            policy.max_memory
+        ),
+        (Some(_), None) => format!(
+            "raise {spec}.resources.limits.memory or set {spec}.oomPolicy, or make chunks \
+             smaller"
+        ),
+    };
+    Note {
+        distinct: true,
+        ..warning(
+            "WorkerOOMKilled",
+            "ReportWorkerLost",
+            fit(format!(
+                "worker pod {} (group {name}) was OOM-killed: container {} {}, exit code {}, \
+                 memory limit {}; {} (the scheduler retries them; past their retries they fail \
+                 with WorkerOOMKilled); a new pod replaces it. Fix: {advice}",
+                loss.pod,
+                loss.container,
+                loss.reason,
+                loss.exit_code
+                    .map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+                loss.memory_limit.as_deref().unwrap_or("none"),
+                running_text(outcome.running.get(&loss.pod)),
+            )),
+        )
+    }
+}
+
+/// The Warning Event of the scheduler container killed for memory.
+fn scheduler_oom_note(loss: &Loss) -> Note {
+    Note {
+        distinct: true,
+        ..warning(
+            "SchedulerOOMKilled",
+            "WatchScheduler",
+            fit(format!(
+                "scheduler pod {} was OOM-killed: container {} {}, exit code {}, memory limit \
+                 {}; the kubelet restarts it, but its running work is lost and clients are \
+                 disconnected (they must reconnect and submit again). Fix: raise \
+                 spec.scheduler.resources.limits.memory, or submit smaller graphs",
+                loss.pod,
+                loss.container,
+                loss.reason,
+                loss.exit_code
+                    .map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+                loss.memory_limit.as_deref().unwrap_or("none"),
+            )),
+        )
+    }
+}
+
+/// The Event of what `oomPolicy` did for a group.
+fn memory_note(group: &GroupMemory, policy_max: &str) -> Option<Note> {
+    let name = &group.group;
+    let note = match group.step.as_ref()? {
+        Step::Raised {
+            pod,
+            killed_at,
+            from,
+            to,
+            at_maximum,
+        } => {
+            let cap = if *at_maximum {
+                format!("; this is oomPolicy.maxMemory ({policy_max}): it can go no higher")
+            } else {
+                String::new()
+            };
+            normal(
+                "MemoryLimitRaised",
+                "RaiseMemoryLimit",
+                format!(
+                    "worker group {name}: memory limit of new worker pods raised from {} to {} \
+                     (oomPolicy) because pod {pod} was OOM-killed at {}; running pods keep \
+                     their limit{cap}",
+                    memory::format(*from),
+                    memory::format(*to),
+                    memory::format(*killed_at),
+                ),
+            )
+        }
+        Step::AtMaximum { pod, limit } => warning(
+            "MemoryLimitAtMaximum",
+            "RaiseMemoryLimit",
+            format!(
+                "worker group {name}: pod {pod} was OOM-killed at {}, which is already \
+                 oomPolicy.maxMemory ({policy_max}): the limit can go no higher; raise \
+                 {}.oomPolicy.maxMemory or make chunks smaller",
+                memory::format(*limit),
+                spec_of(name),
+            ),
+        ),
+    };
+    Some(Note {
+        distinct: true,
+        ..note
+    })
+}
+
 /// The Events, in the order things happened.
 pub fn notes(inputs: &Inputs<'_>) -> Vec<Note> {
     let mut out = Vec::new();
+    for loss in inputs.losses {
+        if loss.cause != losses::Cause::OomKilled {
+            continue;
+        }
+        match loss.group.as_deref() {
+            None => out.push(scheduler_oom_note(loss)),
+            Some(name) => out.push(worker_oom_note(
+                loss,
+                inputs.groups.iter().find(|g| g.name == name),
+                inputs.outcome,
+            )),
+        }
+    }
+    for group in inputs.memory {
+        let max = inputs
+            .groups
+            .iter()
+            .find(|g| g.name == group.group)
+            .and_then(|g| g.pool.oom_policy.as_ref())
+            .map_or("", |p| p.max_memory.as_str());
+        out.extend(memory_note(group, max));
+    }
     for (group, decision) in inputs.decisions {
         if let Some(change) = &decision.change {
             let (reason, word) = match change.direction {
@@ -108,13 +322,32 @@ pub fn notes(inputs: &Inputs<'_>) -> Vec<Note> {
             format!(" ({})", deletion.detail)
         };
         let reason: &'static str = deletion.reason.into();
-        let note = match deletion.reason {
-            DeleteReason::Retired => format!("deleted retired worker pod {}", deletion.name),
-            _ => format!("deleted pod {}{detail}", deletion.name),
-        };
         let event = match deletion.reason {
-            DeleteReason::OomKilled | DeleteReason::Died => warning(reason, "DeletePod", note),
-            _ => normal(reason, "DeletePod", note),
+            // The WorkerOOMKilled Event of the kill says it all, once.
+            DeleteReason::OomKilled => continue,
+            DeleteReason::Retired => normal(
+                reason,
+                "DeletePod",
+                format!("deleted retired worker pod {}", deletion.name),
+            ),
+            DeleteReason::Died => {
+                let running = inputs
+                    .outcome
+                    .running
+                    .get(&deletion.name)
+                    .map(|r| format!("; it was {}", running_text(Some(r))))
+                    .unwrap_or_default();
+                warning(
+                    reason,
+                    "DeletePod",
+                    fit(format!("deleted pod {}{detail}{running}", deletion.name)),
+                )
+            }
+            _ => normal(
+                reason,
+                "DeletePod",
+                format!("deleted pod {}{detail}", deletion.name),
+            ),
         };
         out.push(event);
     }
@@ -199,6 +432,9 @@ mod tests {
         let status = ShoalClusterStatus::default();
         notes(&Inputs {
             decisions,
+            groups: &[],
+            losses: &[],
+            memory: &[],
             idle,
             plan: &Plan::default(),
             outcome,

@@ -1,14 +1,17 @@
 //! Reconciling one `ShoalCluster` (and the `ShoalWorkerGroup`s attached to it) as named
-//! stages: read (client) → validate (pure) → ask the scheduler (client) → autoscale and
-//! idle verdict (pure) → plan + build (pure) → apply (client, recording an outcome) →
-//! status and Events (pure, from the plan and the outcome) → publish and write (client).
-//! Events are published in one place, after the apply.
+//! stages: read (client) → validate (pure) → pods lost and memory limits (pure) → ask the
+//! scheduler (client) → autoscale and idle verdict (pure) → plan + build (pure) → apply
+//! (client: lost workers reported, objects applied; recording an outcome) → status and
+//! Events (pure, from the plan and the outcome) → publish and write (client). Events are
+//! published in one place, after the apply.
 
 pub mod apply;
 pub mod autoscale;
 pub mod build;
 pub mod events;
 pub mod idle;
+pub mod losses;
+pub mod memory;
 pub mod observe;
 pub mod offer;
 pub mod plan;
@@ -33,7 +36,6 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Api, Client, Resource, ResourceExt};
-use observe::PodState;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,6 +50,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// The version and image clusters get when they name none.
     pub defaults: validate::Defaults,
+    /// Kills this process already reported (the cache may not show the status yet).
+    pub reported: std::sync::Mutex<losses::Reported>,
 }
 
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -130,13 +134,18 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         Err(invalid) => return report_invalid(ctx, cluster, &invalid).await,
     };
     // Stage 3: ask the scheduler (client; `None` when it cannot be asked).
+    // Stage 2b: pods lost since the last look and each group's memory limit (pure).
+    let now = now();
+    let known = known_kills(ctx, previous);
+    let lost = losses::observe(&validated, &observed.pods, &known, &now);
+    let memory = group_memory(&validated, previous, &lost, &now);
+    let raised = memory::raised_limits(&memory);
     let token = match apply::ensure_token(ctx, &validated, observed.token.clone()).await {
         Ok(token) => token,
         Err(error) => return report_apply_failed(ctx, cluster, &validated, error).await,
     };
-    let adaptive = ask_scheduler(&validated, &observed.pods, &token).await;
+    let adaptive = ask_scheduler(&validated, &observed.pods, &token, &raised).await;
     // Stage 4: autoscale and idle verdict (pure).
-    let now = now();
     let decisions = decide_groups(
         &validated,
         &observed.pods,
@@ -163,13 +172,28 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
             (group.clone(), scale)
         })
         .collect();
-    let plan = plan::plan_scaled(&validated, &observed.pods, recorded_digest, &scales);
+    let plan = plan::plan_scaled(
+        &validated,
+        &observed.pods,
+        recorded_digest,
+        &scales,
+        &raised,
+    );
     // Stage 6: apply (client), unless the cluster is culled.
     let mut outcome = apply::Outcome::default();
     let applied = if matches!(idle, Idle::Cull { .. }) {
         Ok(())
     } else {
-        apply::carry_out(ctx, &validated, &token, &observed.pods, &plan, &mut outcome).await
+        apply::carry_out(
+            ctx,
+            &validated,
+            &token,
+            &observed.pods,
+            &plan,
+            &lost,
+            &mut outcome,
+        )
+        .await
     };
     let apply_error = applied.as_ref().err().map(|e| describe(e));
     // Stage 7: status and Events (pure).
@@ -178,15 +202,18 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         pods: &observed.pods,
         plan: &plan,
         decisions: &decisions,
+        lost: &lost,
+        memory: &memory,
         idle,
         outcome: &outcome,
         apply_error: apply_error.as_deref(),
         previous,
         now,
     });
+    remember_kills(ctx, &lost);
     // Stage 8: publish, record metrics, write (client).
     publish_all(ctx, cluster, &notes).await;
-    record_metrics(&ctx.metrics, &validated, &decisions, &plan, &outcome);
+    record_metrics(&ctx.metrics, &validated, &decisions, &plan, &outcome, &lost);
     if matches!(idle, Idle::Cull { .. }) {
         delete_cluster(ctx, cluster).await?;
         let groups: Vec<String> = validated.groups.iter().map(|g| g.name.clone()).collect();
@@ -212,6 +239,9 @@ struct Concluding<'a> {
     pods: &'a [Pod],
     plan: &'a plan::Plan,
     decisions: &'a [(String, Decision)],
+    /// Pods lost since the last look (new ones only).
+    lost: &'a [losses::Loss],
+    memory: &'a [memory::GroupMemory],
     idle: Idle,
     outcome: &'a apply::Outcome,
     apply_error: Option<&'a str>,
@@ -256,8 +286,22 @@ fn conclude(c: &Concluding<'_>) -> (ShoalClusterStatus, Vec<events::Note>) {
         Idle::Busy => None,
         Idle::Unknown | Idle::Warned | Idle::Cull { .. } => status.idle_warned_at,
     };
+    status::record_kills(
+        &mut status,
+        c.previous,
+        &status::Kills {
+            losses: c.lost,
+            memory: c.memory,
+            running: &c.outcome.running,
+        },
+        c.cluster.generation,
+        &c.now,
+    );
     let notes = events::notes(&events::Inputs {
         decisions: c.decisions,
+        groups: &c.cluster.groups,
+        losses: c.lost,
+        memory: c.memory,
         idle: c.idle,
         plan: c.plan,
         outcome: c.outcome,
@@ -320,21 +364,65 @@ async fn report_apply_failed(
     Err(error)
 }
 
-/// Asks a ready scheduler for the autoscaling estimate; `None` (logged) when there is
-/// no ready scheduler or it does not answer.
-async fn ask_scheduler(cluster: &ValidatedCluster, pods: &[Pod], token: &str) -> Option<Adaptive> {
-    let ready = pods.iter().any(|p| {
-        observe::is_scheduler(p)
-            && observe::version_label(p) == Some(&cluster.version)
-            && observe::state(p) == PodState::Running { ready: true }
-    });
-    if !ready {
+/// The kills already reported: in the status, or by this process.
+fn known_kills(
+    ctx: &Context,
+    previous: Option<&ShoalClusterStatus>,
+) -> std::collections::BTreeSet<String> {
+    let mut known = losses::recorded_keys(previous);
+    let reported = ctx
+        .reported
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    known.extend(reported.keys().cloned());
+    known
+}
+
+fn remember_kills(ctx: &Context, lost: &[losses::Loss]) {
+    let mut reported = ctx
+        .reported
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for loss in lost {
+        reported.remember(loss.key());
+    }
+}
+
+/// Each group's memory limit for new pods after this reconcile's OOM kills (pure).
+fn group_memory(
+    cluster: &ValidatedCluster,
+    previous: Option<&ShoalClusterStatus>,
+    lost: &[losses::Loss],
+    now: &Time,
+) -> Vec<memory::GroupMemory> {
+    cluster
+        .groups
+        .iter()
+        .map(|group| {
+            let before = previous
+                .and_then(|s| s.worker_groups.iter().find(|g| g.name == group.name))
+                .and_then(|g| g.raised_memory_limit.as_ref());
+            memory::decide(group, before, &losses::kills(lost, Some(&group.name)), now)
+        })
+        .collect()
+}
+
+/// Asks a ready scheduler for the autoscaling estimate (telling it each group's memory
+/// limit, `raised` where `oomPolicy` raised it); `None` (logged) when there is no ready
+/// scheduler or it does not answer.
+async fn ask_scheduler(
+    cluster: &ValidatedCluster,
+    pods: &[Pod],
+    token: &str,
+    raised: &plan::Raised,
+) -> Option<Adaptive> {
+    if !observe::scheduler_ready(pods, &cluster.version) {
         return None;
     }
     let answer = crate::scheduler_api::adaptive_target(
         &cluster.scheduler_address(),
         token,
-        &offer::offers(cluster),
+        &offer::offers(cluster, raised),
         offer::target_duration(cluster),
     )
     .await;
@@ -385,8 +473,15 @@ fn record_metrics(
     decisions: &[(String, Decision)],
     plan: &plan::Plan,
     outcome: &apply::Outcome,
+    lost: &[losses::Loss],
 ) {
     let (ns, name) = (cluster.namespace.as_str(), cluster.name.as_str());
+    for kill in lost.iter().filter(|l| l.cause == losses::Cause::OomKilled) {
+        match &kill.group {
+            Some(group) => metrics.worker_oom_killed(ns, name, group),
+            None => metrics.scheduler_oom_killed(ns, name),
+        }
+    }
     for (group, decision) in decisions {
         metrics.target(ns, name, group, decision.target);
         if let Some(change) = &decision.change {
@@ -572,6 +667,17 @@ async fn write_group_statuses(
             group.metadata.generation,
             now(),
         );
+        let (killed, reason, message) =
+            status::workers_oom_condition(std::slice::from_ref(&counts));
+        status::set_condition(
+            &mut conditions,
+            "WorkersOOMKilled",
+            killed,
+            reason,
+            message,
+            group.metadata.generation,
+            now(),
+        );
         let new = ShoalWorkerGroupStatus {
             workers: counts,
             selector: Some(names::group_selector(&cluster.name, &name)),
@@ -581,17 +687,18 @@ async fn write_group_statuses(
         if group.status.as_ref() == Some(&new) {
             continue;
         }
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(&serde_json::json!({ "status": new })),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            kind: "ShoalWorkerGroup",
-            name: name.clone(),
-            source: Box::new(source),
-        })?;
+        let mut patch = serde_json::json!({ "status": new });
+        // A merge patch keeps fields it does not mention: a dropped raised limit is null.
+        if new.workers.raised_memory_limit.is_none() {
+            patch["status"]["workers"]["raisedMemoryLimit"] = serde_json::Value::Null;
+        }
+        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|source| Error::Status {
+                kind: "ShoalWorkerGroup",
+                name: name.clone(),
+                source: Box::new(source),
+            })?;
     }
     Ok(())
 }
@@ -624,6 +731,8 @@ mod tests {
             pods: &[],
             plan: &plan,
             decisions: &[],
+            lost: &[],
+            memory: &[],
             idle,
             outcome: &apply::Outcome::default(),
             apply_error: None,

@@ -2,6 +2,7 @@
 //! told (cores, memory limit in bytes, abstract task resources), from the pool spec.
 //! Unknown values are 0, as the wire contract says. No client.
 
+use super::plan::Raised;
 use super::validate::ValidatedCluster;
 use crate::scheduler_api::GroupOffer;
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -30,8 +31,9 @@ pub fn quantity(q: &Quantity) -> Option<f64> {
     number.parse::<f64>().ok().map(|n| n * scale)
 }
 
-/// Every group of the cluster, as the scheduler is told.
-pub fn offers(cluster: &ValidatedCluster) -> Vec<GroupOffer> {
+/// Every group of the cluster, as the scheduler is told; a memory limit `raised` by
+/// `oomPolicy` is the one new workers of the group get.
+pub fn offers(cluster: &ValidatedCluster, raised: &Raised) -> Vec<GroupOffer> {
     cluster
         .groups
         .iter()
@@ -47,7 +49,11 @@ pub fn offers(cluster: &ValidatedCluster) -> Vec<GroupOffer> {
                 name: group.name.clone(),
                 // Saturating float-to-int casts: out of range becomes the bound.
                 cores: cores.map_or(0, |c| c.floor().max(1.0) as u32),
-                memory_limit: limit("memory").map_or(0, |m| m as u64),
+                memory_limit: raised
+                    .get(&group.name)
+                    .copied()
+                    .or_else(|| limit("memory").map(|m| m as u64))
+                    .unwrap_or(0),
                 resources: group.pool.task_resources.clone(),
             }
         })
@@ -98,9 +104,11 @@ mod tests {
         });
         c.spec.workers.task_resources = BTreeMap::from([("highmem".to_owned(), 1.0)]);
         let v = validate(&c, &[], &defaults("0.3.0")).expect("valid");
-        let offer = &offers(&v)[0];
+        let offer = &offers(&v, &Raised::new())[0];
         assert_eq!((offer.cores, offer.memory_limit), (2, 1 << 30));
         assert_eq!(offer.resources["highmem"], 1.0);
         assert_eq!(target_duration(&v), 5.0);
+        let raised = Raised::from([("default".to_owned(), 3 << 29)]);
+        assert_eq!(offers(&v, &raised)[0].memory_limit, 3 << 29);
     }
 }

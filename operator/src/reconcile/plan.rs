@@ -68,10 +68,20 @@ pub struct GroupScale {
 /// Targets by group name. A group without an entry wants `replicas` and names no victim.
 pub type Scales = BTreeMap<String, GroupScale>;
 
-/// `plan_scaled` with every group at its `replicas` and no victims (no running worker
-/// is retired).
+/// Memory limits (bytes) of new pods raised by `oomPolicy`, by group. A group without an
+/// entry gets the spec's limit. Pods that run keep theirs: a limit is never drift.
+pub type Raised = BTreeMap<String, u64>;
+
+/// `plan_scaled` with every group at its `replicas`, no victims (no running worker is
+/// retired) and the spec's memory limits.
 pub fn plan(cluster: &ValidatedCluster, pods: &[Pod], recorded_digest: Option<&str>) -> Plan {
-    plan_scaled(cluster, pods, recorded_digest, &Scales::new())
+    plan_scaled(
+        cluster,
+        pods,
+        recorded_digest,
+        &Scales::new(),
+        &Raised::new(),
+    )
 }
 
 /// `recorded_digest` is `status.imageDigest` if it was recorded for `cluster.version`.
@@ -80,6 +90,7 @@ pub fn plan_scaled(
     pods: &[Pod],
     recorded_digest: Option<&str>,
     scales: &Scales,
+    raised: &Raised,
 ) -> Plan {
     let mut plan = Plan::default();
     let existing: BTreeSet<&str> = pods.iter().map(observe::name).collect();
@@ -176,9 +187,15 @@ pub fn plan_scaled(
                 })
                 .take(missing)
                 .collect::<Vec<_>>();
+            let memory = raised.get(&group.name).copied();
             for index in free {
-                plan.create
-                    .push(build::worker_pod(cluster, group, index, &plan.worker_image));
+                plan.create.push(build::worker_pod(
+                    cluster,
+                    group,
+                    index,
+                    &plan.worker_image,
+                    memory,
+                ));
             }
         }
     }
@@ -210,7 +227,7 @@ fn lifecycle_deletion(cluster: &ValidatedCluster, pod: &Pod) -> Option<Deletion>
                 Some(code) => format!("{reason}, exit code {code}"),
                 None => reason.clone(),
             };
-            let reason = if reason == "OOMKilled" {
+            let reason = if reason == observe::OOM_KILLED {
                 DeleteReason::OomKilled
             } else {
                 DeleteReason::Died
@@ -225,7 +242,9 @@ fn lifecycle_deletion(cluster: &ValidatedCluster, pod: &Pod) -> Option<Deletion>
     }
 }
 
-/// A worker whose spec or running image differs from the pinned image.
+/// A worker whose spec or running image differs from the pinned image. Only the image
+/// counts: a pod created before `oomPolicy` raised its group's memory limit (or before
+/// any other spec change) keeps running as it is.
 fn skew(cluster: &ValidatedCluster, plan: &Plan, pod: &Pod) -> Option<Skew> {
     let spec_image = observe::spec_image(pod)?;
     let pinned_id = plan.image_digest.as_deref();
@@ -333,6 +352,7 @@ mod tests {
             &pods,
             None,
             &scaled(1, &["demo-default-worker-2", "demo-default-worker-0"]),
+            &Raised::new(),
         );
         assert_eq!(plan.retire, ["demo-default-worker-2"]);
         assert_eq!(plan.delete.len(), 1);
@@ -349,7 +369,7 @@ mod tests {
             .into_iter()
             .map(|p| running(p, "sha256:x"))
             .collect();
-        let plan = plan_scaled(&c, &pods, None, &scaled(1, &[]));
+        let plan = plan_scaled(&c, &pods, None, &scaled(1, &[]), &Raised::new());
         assert!(plan.retire.is_empty() && plan.delete.is_empty() && plan.create.is_empty());
     }
 
@@ -359,9 +379,9 @@ mod tests {
         let c = validated(4);
         let mut pods: Vec<Pod> = plan(&c, &[], None).create;
         pods.remove(2); // demo-default-worker-1 was retired
-        let same = plan_scaled(&c, &pods, None, &scaled(3, &[]));
+        let same = plan_scaled(&c, &pods, None, &scaled(3, &[]), &Raised::new());
         assert!(same.create.is_empty() && same.delete.is_empty() && same.retire.is_empty());
-        let grown = plan_scaled(&c, &pods, None, &scaled(5, &[]));
+        let grown = plan_scaled(&c, &pods, None, &scaled(5, &[]), &Raised::new());
         assert_eq!(
             names(&grown.create),
             ["demo-default-worker-1", "demo-default-worker-4"]
@@ -409,6 +429,35 @@ mod tests {
                 .iter()
                 .all(|d| d.reason == DeleteReason::Upgrade)
         );
+    }
+
+    /// After oomPolicy raised a group's limit, the replacement of the killed pod gets the
+    /// raised limit while running pods on the old limit are neither skew nor replaced.
+    #[test]
+    fn raised_memory_is_no_drift() {
+        let mut c = cluster("demo");
+        c.spec.workers.replicas = 2;
+        c.spec.workers.resources = Some(crate::fixtures::memory("256Mi", None));
+        let c = validate(&c, &[], &defaults("0.3.0")).expect("valid");
+        let mut pods: Vec<Pod> = plan(&c, &[], None)
+            .create
+            .into_iter()
+            .map(|p| crate::fixtures::ready(p, "shoal.dev/shoal@sha256:d"))
+            .collect();
+        pods[2] = finished(pods[2].clone(), "OOMKilled", 137);
+        let raised = Raised::from([("default".to_owned(), 384 << 20)]);
+        let plan = plan_scaled(&c, &pods, None, &Scales::new(), &raised);
+        assert!(plan.skew.is_empty(), "{:?}", plan.skew);
+        let deleted: Vec<&str> = plan.delete.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(deleted, ["demo-default-worker-1"]);
+        assert_eq!(names(&plan.create), ["demo-default-worker-2"]);
+        let limit = plan.create[0].spec.as_ref().expect("spec").containers[0]
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            .map(|q| q.0.clone());
+        assert_eq!(limit.as_deref(), Some("384Mi"));
     }
 
     /// A worker whose image was changed by hand is reported as skew, not silently accepted.

@@ -1,11 +1,15 @@
-//! Pure status: phase, counts per group, conditions (with `observedGeneration` and
-//! transition times kept when a condition does not change), from what was observed and
-//! planned. `now` is an argument; no client.
+//! Pure status: phase, counts per group, OOM records, conditions (with
+//! `observedGeneration` and transition times kept when a condition does not change),
+//! from what was observed and planned. `now` is an argument; no client.
 
+use super::losses::{self, Loss, Running};
+use super::memory::GroupMemory;
 use super::observe::{self, PodState};
 use super::plan::Plan;
 use super::validate::ValidatedCluster;
-use crate::crd::{AutoscalerStatus, Phase, ShoalClusterStatus, WorkerGroupStatus};
+use crate::crd::{
+    AutoscalerStatus, OomKill, Phase, SchedulerStatus, ShoalClusterStatus, WorkerGroupStatus,
+};
 use crate::names;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -58,6 +62,8 @@ pub fn group_status(
         current: 0,
         ready: 0,
         autoscaler: autoscaler.cloned(),
+        oom_kills: None,
+        raised_memory_limit: None,
     };
     for pod in pods
         .iter()
@@ -123,10 +129,27 @@ pub fn cluster_status(
             format!("replacing the scheduler with version {}", cluster.version),
         ),
         Some(PodState::Running { ready: true }) => ("Ready", "the scheduler is ready".to_owned()),
-        Some(PodState::Running { ready: false }) => (
-            "Starting",
-            "the scheduler runs but is not ready yet".to_owned(),
-        ),
+        Some(PodState::Running { ready: false }) => {
+            match scheduler
+                .and_then(observe::termination)
+                .filter(|t| t.reason == observe::OOM_KILLED)
+            {
+                Some(_) => (
+                    "OOMKilled",
+                    format!(
+                        "the scheduler container was OOM-killed (memory limit {}) and restarted; \
+                         it is not ready yet",
+                        scheduler
+                            .and_then(observe::memory_limit)
+                            .map_or("none", |q| q.0.as_str())
+                    ),
+                ),
+                None => (
+                    "Starting",
+                    "the scheduler runs but is not ready yet".to_owned(),
+                ),
+            }
+        }
         Some(PodState::Finished { reason, .. }) => (
             "Died",
             format!("the scheduler pod ended ({reason}); it is being replaced"),
@@ -211,9 +234,138 @@ pub fn cluster_status(
         ready_workers,
         desired_workers,
         worker_groups: groups,
+        scheduler: previous.and_then(|p| p.scheduler.clone()),
         observed_generation: generation,
         idle_warned_at: previous.and_then(|p| p.idle_warned_at.clone()),
         conditions,
+    }
+}
+
+/// Everything the OOM records of one reconcile are made from.
+pub struct Kills<'a> {
+    /// Pods lost since the last look (new ones only).
+    pub losses: &'a [Loss],
+    /// What `oomPolicy` decided per group.
+    pub memory: &'a [GroupMemory],
+    /// What the scheduler said each lost worker was running.
+    pub running: &'a BTreeMap<String, Running>,
+}
+
+/// Adds this reconcile's OOM kills to the records of `previous` (per group and for the
+/// scheduler), sets each group's raised memory limit, and the `WorkersOOMKilled` and
+/// `SchedulerOOMKilled` conditions.
+pub fn record_kills(
+    status: &mut ShoalClusterStatus,
+    previous: Option<&ShoalClusterStatus>,
+    kills: &Kills<'_>,
+    generation: Option<i64>,
+    now: &Time,
+) {
+    for group in &mut status.worker_groups {
+        let before = previous
+            .and_then(|p| p.worker_groups.iter().find(|g| g.name == group.name))
+            .and_then(|g| g.oom_kills.as_ref());
+        group.oom_kills = losses::record(
+            before,
+            &losses::kills(kills.losses, Some(&group.name)),
+            kills.running,
+        );
+        group.raised_memory_limit = kills
+            .memory
+            .iter()
+            .find(|m| m.group == group.name)
+            .and_then(|m| m.record.clone());
+    }
+    let before = previous
+        .and_then(|p| p.scheduler.as_ref())
+        .and_then(|s| s.oom_kills.as_ref());
+    let scheduler = losses::record(before, &losses::kills(kills.losses, None), kills.running);
+    status.scheduler = scheduler.map(|oom_kills| SchedulerStatus {
+        oom_kills: Some(oom_kills),
+    });
+    let (ok, reason, message) = workers_oom_condition(&status.worker_groups);
+    set_condition(
+        &mut status.conditions,
+        "WorkersOOMKilled",
+        ok,
+        reason,
+        message,
+        generation,
+        now.clone(),
+    );
+    let (ok, reason, message) = scheduler_oom_condition(status.scheduler.as_ref());
+    set_condition(
+        &mut status.conditions,
+        "SchedulerOOMKilled",
+        ok,
+        reason,
+        message,
+        generation,
+        now.clone(),
+    );
+}
+
+fn kill_text(kill: &OomKill) -> String {
+    format!(
+        "pod {} at memory limit {}, at {}",
+        kill.pod,
+        kill.memory_limit.as_deref().unwrap_or("none"),
+        kill.time.0
+    )
+}
+
+/// `WorkersOOMKilled` over `groups`: true after any kill, with the count and the last.
+pub fn workers_oom_condition(groups: &[WorkerGroupStatus]) -> (bool, &'static str, String) {
+    let total: i64 = groups
+        .iter()
+        .filter_map(|g| g.oom_kills.as_ref())
+        .map(|k| k.total)
+        .sum();
+    let last = groups
+        .iter()
+        .filter_map(|g| Some((g.name.as_str(), g.oom_kills.as_ref()?.recent.last()?)))
+        .max_by(|a, b| a.1.time.0.cmp(&b.1.time.0));
+    match last {
+        Some((group, kill)) if total > 0 => (
+            true,
+            "OOMKilled",
+            format!(
+                "{total} worker pod{} OOM-killed; the last: {} (group {group}); see the \
+                 WorkerOOMKilled Events and status.workerGroups[].oomKills",
+                if total == 1 { "" } else { "s" },
+                kill_text(kill),
+            ),
+        ),
+        _ => (
+            false,
+            "NoOOMKill",
+            "no worker pod was OOM-killed".to_owned(),
+        ),
+    }
+}
+
+/// `SchedulerOOMKilled`: true after any kill of the scheduler container.
+pub fn scheduler_oom_condition(
+    scheduler: Option<&SchedulerStatus>,
+) -> (bool, &'static str, String) {
+    let kills = scheduler.and_then(|s| s.oom_kills.as_ref());
+    match kills.and_then(|k| Some((k.total, k.recent.last()?))) {
+        Some((total, kill)) if total > 0 => (
+            true,
+            "OOMKilled",
+            format!(
+                "the scheduler container was OOM-killed {total} time{}; the last: {}; its \
+                 running work was lost and clients were disconnected: raise \
+                 spec.scheduler.resources.limits.memory",
+                if total == 1 { "" } else { "s" },
+                kill_text(kill),
+            ),
+        ),
+        _ => (
+            false,
+            "NoOOMKill",
+            "the scheduler container was never OOM-killed".to_owned(),
+        ),
     }
 }
 

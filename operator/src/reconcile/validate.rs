@@ -2,6 +2,7 @@
 //! long, group names that clash, a missing namespace) and resolves defaults into a
 //! `ValidatedCluster`, the only input the builders accept. No client, no clock.
 
+use super::memory;
 use crate::crd::{
     ImagePullPolicy, ShoalCluster, ShoalWorkerGroup, UpgradeStrategy, WorkerPoolSpec,
 };
@@ -35,6 +36,8 @@ pub enum ValidateError {
         resource: String,
         amount: f64,
     },
+    #[error("worker group {group:?} has an unusable oomPolicy: {why}")]
+    BadOomPolicy { group: String, why: String },
 }
 
 /// One worker group, ready to build pods from.
@@ -156,6 +159,7 @@ pub fn validate(
                 });
             }
         }
+        check_oom_policy(group)?;
         // Holes left by retired workers push new pods to higher indices: allow twice max.
         let widest = names::worker_pod(&name, &group.name, group.pool.max_replicas.max(1) * 2);
         if widest.len() > MAX_POD_NAME {
@@ -184,6 +188,45 @@ pub fn validate(
         name,
         namespace,
     })
+}
+
+/// What the schema's rules say about `oomPolicy`, and what they cannot: a memory limit
+/// to raise, and a maximum not below it.
+fn check_oom_policy(group: &ValidatedGroup) -> Result<(), ValidateError> {
+    let Some(policy) = &group.pool.oom_policy else {
+        return Ok(());
+    };
+    let bad = |why: String| ValidateError::BadOomPolicy {
+        group: group.name.clone(),
+        why,
+    };
+    let factor = policy.increase_factor;
+    if !(factor > 1.0 && factor <= 10.0) {
+        return Err(bad(format!(
+            "increaseFactor is {factor}; it must be above 1 and at most 10 (e.g. 1.5)"
+        )));
+    }
+    let Some(max) = memory::bytes(&policy.max_memory).filter(|m| *m > 0) else {
+        return Err(bad(format!(
+            "maxMemory {:?} is not a positive memory quantity; write it like 4Gi",
+            policy.max_memory
+        )));
+    };
+    let Some(limit) = memory::spec_limit(group) else {
+        return Err(bad(
+            "it raises the workers' memory limit, but they have none: set \
+             resources.limits.memory next to oomPolicy"
+                .to_owned(),
+        ));
+    };
+    if max < limit {
+        return Err(bad(format!(
+            "maxMemory {} is below the workers' memory limit {}; raise maxMemory",
+            policy.max_memory,
+            memory::format(limit)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -241,6 +284,46 @@ mod tests {
         c.spec.workers.task_resources.clear();
         c.spec.workers.task_resources.insert("gpu".to_owned(), 0.0);
         assert!(validate(&c, &[], &defaults("1.0.0")).is_err());
+    }
+
+    /// An oomPolicy without a limit to raise, with a maximum below the limit, an
+    /// unreadable maximum or a factor out of range is refused, naming the group and why.
+    #[test]
+    fn unusable_oom_policies_are_refused() {
+        use crate::crd::OomPolicy;
+        use crate::fixtures::memory;
+        let attempt = |limit: Option<&str>, factor: f64, max: &str| {
+            let mut c = cluster("demo");
+            c.spec.workers.resources = limit.map(|l| memory(l, None));
+            c.spec.workers.oom_policy = Some(OomPolicy {
+                increase_factor: factor,
+                max_memory: max.to_owned(),
+            });
+            validate(&c, &[], &defaults("1.0.0"))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(attempt(Some("256Mi"), 1.5, "4Gi"), Ok(()));
+        let errors = [
+            attempt(None, 1.5, "4Gi"),
+            attempt(Some("8Gi"), 1.5, "4Gi"),
+            attempt(Some("256Mi"), 1.5, "four"),
+            attempt(Some("256Mi"), 1.0, "4Gi"),
+            attempt(Some("256Mi"), 11.0, "4Gi"),
+        ];
+        for (error, needle) in errors.iter().zip([
+            "set resources.limits.memory",
+            "maxMemory 4Gi is below the workers' memory limit 8Gi",
+            "write it like 4Gi",
+            "above 1 and at most 10",
+            "above 1 and at most 10",
+        ]) {
+            let text = error.clone().err().unwrap_or_default();
+            assert!(
+                text.contains("worker group \"default\"") && text.contains(needle),
+                "{text}"
+            );
+        }
     }
 
     /// Pod names that could not be host names are refused before anything is created.
