@@ -233,3 +233,191 @@ pub async fn report_lost(
     });
     Ok(futures::future::join_all(calls).await)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_proto::v1;
+    use shoal_proto::v1::control_server::{Control, ControlServer};
+    use std::sync::{Arc, Mutex};
+    use tonic::{Request, Response, Status};
+
+    /// A scheduler's Control API that records `ReportWorkerLost` calls and answers from a
+    /// fixed table (`stall`: never answers).
+    #[derive(Default)]
+    struct FakeScheduler {
+        calls: Arc<Mutex<Vec<WorkerLostParams>>>,
+        answers: Vec<(String, WorkerLostResult)>,
+        stall: bool,
+    }
+
+    #[tonic::async_trait]
+    impl Control for FakeScheduler {
+        async fn get_status(
+            &self,
+            _: Request<v1::Empty>,
+        ) -> Result<Response<v1::ClusterStatus>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn get_adaptive_target(
+            &self,
+            _: Request<AdaptiveParams>,
+        ) -> Result<Response<v1::AdaptiveTarget>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn retire_workers(
+            &self,
+            _: Request<RetireWorkersParams>,
+        ) -> Result<Response<v1::RetireWorkersResult>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+
+        async fn report_worker_lost(
+            &self,
+            request: Request<WorkerLostParams>,
+        ) -> Result<Response<WorkerLostResult>, Status> {
+            let params = request.into_inner();
+            let name = params.name.clone();
+            self.calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(params);
+            if self.stall {
+                futures::future::pending::<()>().await;
+            }
+            let answer = self
+                .answers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
+            Ok(Response::new(answer))
+        }
+    }
+
+    /// Serves `fake` on a free port of 127.0.0.1; returns its address.
+    async fn serve(fake: FakeScheduler) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| unreachable!("binding 127.0.0.1:0: {e}"));
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(ControlServer::new(fake))
+                .serve_with_incoming(incoming),
+        );
+        address
+    }
+
+    fn lost(name: &str, cause: Cause) -> LostWorker {
+        LostWorker {
+            name: name.to_owned(),
+            reason: format!("pod {name}: container OOMKilled, exit code 137, memory limit 256Mi"),
+            cause,
+            memory_limit: 256 << 20,
+        }
+    }
+
+    /// Each lost worker is one ReportWorkerLost with its name, reason, cause and limit in
+    /// bytes; the answers become the tasks it ran, or "unknown worker".
+    #[tokio::test]
+    async fn reports_carry_the_cause_and_answers_name_the_tasks() {
+        let fake = FakeScheduler {
+            answers: vec![(
+                "w-0".to_owned(),
+                WorkerLostResult {
+                    running: vec!["alloc-0".to_owned(), "x".to_owned()],
+                    running_total: 2,
+                    known: true,
+                },
+            )],
+            ..FakeScheduler::default()
+        };
+        let calls = fake.calls.clone();
+        let address = serve(fake).await;
+        let workers = [lost("w-0", Cause::OomKilled), lost("w-1", Cause::Crashed)];
+        let answers = report_lost(&address, "t", &workers, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        let answers: Vec<Running> = answers.into_iter().filter_map(Result::ok).collect();
+        assert_eq!(
+            answers,
+            [
+                Running::Tasks {
+                    keys: vec!["alloc-0".to_owned(), "x".to_owned()],
+                    total: 2
+                },
+                Running::UnknownWorker
+            ]
+        );
+        let mut calls = calls
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        calls.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(calls.len(), 2);
+        assert_eq!(calls[0].cause, i32::from(LossCause::OomKilled));
+        assert_eq!(calls[1].cause, i32::from(LossCause::Crashed));
+        assert_eq!(calls[0].memory_limit, 256 << 20);
+        assert!(calls[0].reason.starts_with("pod w-0: container OOMKilled"));
+    }
+
+    /// A scheduler that never answers costs the caller the timeout, not the reconcile.
+    #[tokio::test]
+    async fn a_stalled_scheduler_times_out() {
+        let fake = FakeScheduler {
+            stall: true,
+            ..FakeScheduler::default()
+        };
+        let address = serve(fake).await;
+        let started = std::time::Instant::now();
+        let answers = report_lost(
+            &address,
+            "t",
+            &[lost("w-0", Cause::OomKilled)],
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap_or_else(|e| unreachable!("{e}"));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(
+                &answers[..],
+                [Err(SchedulerApiError::Call {
+                    call: "ReportWorkerLost",
+                    ..
+                })]
+            ),
+            "{answers:?}"
+        );
+    }
+
+    /// No scheduler listening: the connection's error, and no call made.
+    #[tokio::test]
+    async fn no_scheduler_is_a_connect_error() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| unreachable!("binding 127.0.0.1:0: {e}"));
+        let address = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        drop(listener);
+        let result = report_lost(
+            &address,
+            "t",
+            &[lost("w-0", Cause::OomKilled)],
+            Duration::from_millis(500),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(SchedulerApiError::Connect { .. })),
+            "{result:?}"
+        );
+    }
+}

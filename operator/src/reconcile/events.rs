@@ -159,7 +159,7 @@ fn worker_oom_note(loss: &Loss, group: Option<&ValidatedGroup>, outcome: &Outcom
         distinct: true,
         ..warning(
             "WorkerOOMKilled",
-            "ReportWorkerLost",
+            "ReplaceWorker",
             fit(format!(
                 "worker pod {} (group {name}) was OOM-killed: container {} {}, exit code {}, \
                  memory limit {}; {} (the scheduler retries them; past their retries they fail \
@@ -480,6 +480,136 @@ mod tests {
         let reasons: Vec<&str> = notes.iter().map(|n| n.reason).collect();
         assert_eq!(reasons, ["Retired", "RetireRefused"]);
         assert!(notes[1].warning && notes[1].note.contains("holds the only copy"));
+    }
+
+    /// What a lost worker ran reads as the issue asks: named tasks, none, or unknown.
+    #[test]
+    fn running_texts() {
+        let tasks = |keys: &[&str], total| Running::Tasks {
+            keys: keys.iter().map(|k| (*k).to_owned()).collect(),
+            total,
+        };
+        assert_eq!(
+            running_text(Some(&tasks(&["alloc-0", "x"], 2))),
+            "running 2 tasks: 'alloc-0', 'x'"
+        );
+        assert_eq!(running_text(Some(&tasks(&[], 0))), "running no tasks");
+        assert_eq!(
+            running_text(Some(&tasks(&["a", "b", "c", "d", "e", "f"], 30))),
+            "running 30 tasks: 'a', 'b', 'c', 'd', 'e' and 25 more"
+        );
+        assert!(
+            running_text(Some(&Running::Unreachable("cannot reach".to_owned())))
+                .starts_with("tasks unknown: scheduler unreachable (cannot reach")
+        );
+    }
+
+    fn kill(pod: &str) -> Loss {
+        Loss {
+            pod: pod.to_owned(),
+            uid: "u".to_owned(),
+            group: Some("default".to_owned()),
+            cause: losses::Cause::OomKilled,
+            container: "worker".to_owned(),
+            reason: "OOMKilled".to_owned(),
+            exit_code: Some(137),
+            memory_limit: Some("256Mi".to_owned()),
+            message: None,
+            time: crate::fixtures::time(1),
+        }
+    }
+
+    /// One kill is one WorkerOOMKilled Warning of its own naming the pod, its end, its
+    /// limit, its tasks and the fix; the OOM deletion adds no second Event; the note
+    /// always fits the API server's 1 kB, however long the task keys.
+    #[test]
+    fn an_oom_kill_is_one_event_that_fits() {
+        let long = "k".repeat(5000);
+        let outcome = Outcome {
+            deleted: vec![Deletion {
+                name: "demo-default-worker-1".to_owned(),
+                reason: DeleteReason::OomKilled,
+                detail: "OOMKilled, exit code 137".to_owned(),
+            }],
+            running: BTreeMap::from([(
+                "demo-default-worker-1".to_owned(),
+                Running::Tasks {
+                    keys: vec!["alloc-0".to_owned(), long.clone()],
+                    total: 2,
+                },
+            )]),
+            ..Outcome::default()
+        };
+        let status = ShoalClusterStatus::default();
+        let losses = [kill("demo-default-worker-1")];
+        let notes = notes(&Inputs {
+            decisions: &[],
+            groups: &[],
+            losses: &losses,
+            memory: &[],
+            idle: Idle::Unknown,
+            plan: &Plan::default(),
+            outcome: &outcome,
+            apply_error: None,
+            version: "0.3.0",
+            previous: Some(&status),
+            status: &status,
+        });
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        let note = &notes[0];
+        assert_eq!(
+            (note.reason, note.warning, note.distinct),
+            ("WorkerOOMKilled", true, true)
+        );
+        assert!(
+            note.note.starts_with(
+                "worker pod demo-default-worker-1 (group default) was OOM-killed: container \
+                 worker OOMKilled, exit code 137, memory limit 256Mi; running 2 tasks: 'alloc-0', 'kkk"
+            ),
+            "{}",
+            note.note
+        );
+        assert!(
+            note.note
+                .contains("Fix: raise spec.workers.resources.limits.memory")
+        );
+        assert!(note.note.len() <= MAX_NOTE);
+        assert!(fit(long).len() <= MAX_NOTE);
+    }
+
+    /// oomPolicy's steps are Events: raised from -> to and why; at the maximum, a Warning
+    /// that it can go no higher.
+    #[test]
+    fn memory_steps_are_events() {
+        let raised = GroupMemory {
+            group: "default".to_owned(),
+            record: None,
+            step: Some(Step::Raised {
+                pod: "w-1".to_owned(),
+                killed_at: 256 << 20,
+                from: 256 << 20,
+                to: 1 << 30,
+                at_maximum: true,
+            }),
+        };
+        let note = memory_note(&raised, "1Gi").unwrap_or_else(|| unreachable!());
+        assert_eq!((note.reason, note.warning), ("MemoryLimitRaised", false));
+        assert!(
+            note.note.contains("raised from 256Mi to 1Gi")
+                && note.note.contains("it can go no higher"),
+            "{}",
+            note.note
+        );
+        let capped = GroupMemory {
+            step: Some(Step::AtMaximum {
+                pod: "w-2".to_owned(),
+                limit: 1 << 30,
+            }),
+            ..raised
+        };
+        let note = memory_note(&capped, "1Gi").unwrap_or_else(|| unreachable!());
+        assert_eq!((note.reason, note.warning), ("MemoryLimitAtMaximum", true));
+        assert!(note.note.contains("can go no higher"), "{}", note.note);
     }
 
     /// The idle warning is a Warning; the cull a Normal Event saying why.

@@ -521,6 +521,63 @@ mod tests {
         assert_eq!(status.worker_groups[0].autoscaler, Some(autoscaler));
     }
 
+    /// A kill is counted once into the group's record with a True WorkersOOMKilled
+    /// condition; a later reconcile without kills keeps the record, count and condition.
+    #[test]
+    fn oom_kills_are_recorded_and_kept() {
+        use crate::fixtures::{finished, memory};
+        use crate::reconcile::losses;
+        let mut spec = cluster("demo");
+        spec.spec.workers.resources = Some(memory("256Mi", None));
+        let c = validate(&spec, &[], &defaults("0.3.0")).expect("valid");
+        let mut pods = plan(&c, &[], None).create;
+        pods[1] = finished(pods[1].clone(), "OOMKilled", 137);
+        pods[1].metadata.uid = Some("u1".to_owned());
+        let lost = losses::observe(&c, &pods, &Default::default(), &time(5));
+        let p = plan(&c, &pods, None);
+        let running = BTreeMap::from([(
+            "demo-default-worker-0".to_owned(),
+            Running::Tasks {
+                keys: vec!["x".to_owned()],
+                total: 1,
+            },
+        )]);
+        let kills = Kills {
+            losses: &lost,
+            memory: &[],
+            running: &running,
+        };
+        let mut first = cluster_status(&c, &pods, &p, &BTreeMap::new(), None, time(5));
+        record_kills(&mut first, None, &kills, Some(1), &time(5));
+        let record = first.worker_groups[0].oom_kills.clone().unwrap_or_default();
+        assert_eq!(record.total, 1);
+        assert_eq!(record.recent[0].tasks, ["x"]);
+        assert_eq!(condition(&first, "WorkersOOMKilled").status, "True");
+        assert_eq!(condition(&first, "SchedulerOOMKilled").status, "False");
+
+        let none = Kills {
+            losses: &[],
+            memory: &[],
+            running: &BTreeMap::new(),
+        };
+        let mut second = cluster_status(&c, &pods, &p, &BTreeMap::new(), Some(&first), time(9));
+        record_kills(&mut second, Some(&first), &none, Some(1), &time(9));
+        assert_eq!(
+            second.worker_groups[0].oom_kills,
+            first.worker_groups[0].oom_kills
+        );
+        let killed = condition(&second, "WorkersOOMKilled");
+        assert_eq!(killed.last_transition_time, time(5));
+        assert!(
+            killed.message.contains("1 worker pod OOM-killed")
+                && killed
+                    .message
+                    .contains("demo-default-worker-0 at memory limit 256Mi"),
+            "{}",
+            killed.message
+        );
+    }
+
     /// Version skew names the pod and both versions.
     #[test]
     fn skew_condition_names_both_versions() {
