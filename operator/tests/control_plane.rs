@@ -312,3 +312,71 @@ async fn a_standby_replica_takes_over_when_the_leader_dies() {
     bed.kubectl(&["scale", "shoalcluster/demo", "--replicas=3"]);
     bed.wait_for_worker_count(3).await;
 }
+
+/// The API server refuses unusable OOM settings with the field and why, and takes
+/// examples/oom-policy.yaml, whose worker pods get the SHOAL_MEMORY_* env vars.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn oom_settings_are_checked_and_reach_the_workers() {
+    let bed = Bed::new("oom").await;
+    let refused = |manifest: &str| bed.kubectl_apply_refused(manifest);
+    let factor = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: a}\nspec: {workers: {oomPolicy: {increaseFactor: 1, maxMemory: 4Gi}}}\n",
+    );
+    assert!(
+        factor.contains("spec.workers.oomPolicy.increaseFactor")
+            && factor.contains("must be above 1 and at most 10"),
+        "{factor}"
+    );
+    let max = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: b}\nspec: {workers: {oomPolicy: {maxMemory: lots}}}\n",
+    );
+    assert!(
+        max.contains("spec.workers.oomPolicy.maxMemory")
+            && max.contains("must be a positive memory quantity"),
+        "{max}"
+    );
+    let order = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: c}\nspec: {workers: {memoryThresholds: {target: 0.6, spill: 0, pause: 0.5}}}\n",
+    );
+    assert!(
+        order.contains("spec.workers.memoryThresholds")
+            && order.contains("memoryThresholds must increase"),
+        "{order}"
+    );
+    let range = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: d}\nspec: {workers: {memoryThresholds: {terminate: 1.5}}}\n",
+    );
+    assert!(
+        range.contains("spec.workers.memoryThresholds.terminate"),
+        "{range}"
+    );
+
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/oom-policy.yaml");
+    let pods = bed.wait_for_worker_count(2).await;
+    let env: BTreeSet<String> = pods[0]
+        .spec
+        .iter()
+        .flat_map(|s| s.containers[0].env.iter().flatten())
+        .map(|e| format!("{}={}", e.name, e.value.clone().unwrap_or_default()))
+        .collect();
+    for var in [
+        "SHOAL_MEMORY_TARGET=0.6",
+        "SHOAL_MEMORY_SPILL=0.7",
+        "SHOAL_MEMORY_PAUSE=0.8",
+        "SHOAL_MEMORY_TERMINATE=0.95",
+    ] {
+        assert!(env.contains(var), "{var} not in {env:?}");
+    }
+    let killed = bed
+        .wait_for("the WorkersOOMKilled condition", || async {
+            let out = bed.field(
+                "shoalcluster/tight",
+                "{.status.conditions[?(@.type==\"WorkersOOMKilled\")].status}",
+            );
+            (!out.is_empty()).then_some(out)
+        })
+        .await;
+    assert_eq!(killed, "False");
+}
