@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/common.proto\x12\x08shoal.v1\"@\n\x0bVersionInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x17\n\x0fruntime_version\x18\x02 \x01(\t\"\x07\n\x05\x45mpty\"g\n\x0bTaskPayload\x12(\n\x07\x62uiltin\x18\x01 \x01(\x0b\x32\x15.shoal.v1.BuiltinTaskH\x00\x12&\n\x06python\x18\x02 \x01(\x0b\x32\x14.shoal.v1.PythonTaskH\x00\x42\x06\n\x04kind\"\xb8\x01\n\x0b\x42uiltinTask\x12\x1f\n\x04noop\x18\x01 \x01(\x0b\x32\x0f.shoal.v1.EmptyH\x00\x12\x12\n\x08sleep_ms\x18\x02 \x01(\x04H\x00\x12!\n\x06\x63oncat\x18\x03 \x01(\x0b\x32\x0f.shoal.v1.EmptyH\x00\x12\r\n\x03sum\x18\x04 \x01(\x03H\x00\x12\x18\n\x0e\x61llocate_bytes\x18\x05 \x01(\x04H\x00\x12\x0e\n\x04\x66\x61il\x18\x06 \x01(\tH\x00\x12\x12\n\x08\x63onstant\x18\x07 \x01(\x0cH\x00\x42\x04\n\x02op\"-\n\nPythonTask\x12\x0f\n\x07pickled\x18\x01 \x01(\x0c\x12\x0e\n\x06shared\x18\x02 \x01(\x06\"&\n\nSharedBlob\x12\n\n\x02id\x18\x01 \x01(\x06\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"]\n\tTaskError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0e\n\x06worker\x18\x04 \x01(\t\x12\x11\n\texception\x18\x05 \x01(\x0c\"\xb3\x01\n\x0fWorkerGroupSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ores\x18\x02 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x03 \x01(\x04\x12;\n\tresources\x18\x04 \x03(\x0b\x32(.shoal.v1.WorkerGroupSpec.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"k\n\x0bGroupTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65sired_workers\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cretire_order\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x01(\r\"x\n\x0e\x41\x64\x61ptiveTarget\x12%\n\x06groups\x18\x01 \x03(\x0b\x32\x15.shoal.v1.GroupTarget\x12\x14\n\x0cidle_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07\x63lients\x18\x03 \x01(\r\x12\x18\n\x10unfinished_tasks\x18\x04 \x01(\x04*Q\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROTOCOL_VERSION_CURRENT\x10\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/common.proto\x12\x08shoal.v1\"@\n\x0bVersionInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x17\n\x0fruntime_version\x18\x02 \x01(\t\"\x07\n\x05\x45mpty\"g\n\x0bTaskPayload\x12(\n\x07\x62uiltin\x18\x01 \x01(\x0b\x32\x15.shoal.v1.BuiltinTaskH\x00\x12&\n\x06python\x18\x02 \x01(\x0b\x32\x14.shoal.v1.PythonTaskH\x00\x42\x06\n\x04kind\"\xb8\x01\n\x0b\x42uiltinTask\x12\x1f\n\x04noop\x18\x01 \x01(\x0b\x32\x0f.shoal.v1.EmptyH\x00\x12\x12\n\x08sleep_ms\x18\x02 \x01(\x04H\x00\x12!\n\x06\x63oncat\x18\x03 \x01(\x0b\x32\x0f.shoal.v1.EmptyH\x00\x12\r\n\x03sum\x18\x04 \x01(\x03H\x00\x12\x18\n\x0e\x61llocate_bytes\x18\x05 \x01(\x04H\x00\x12\x0e\n\x04\x66\x61il\x18\x06 \x01(\tH\x00\x12\x12\n\x08\x63onstant\x18\x07 \x01(\x0cH\x00\x42\x04\n\x02op\"-\n\nPythonTask\x12\x0f\n\x07pickled\x18\x01 \x01(\x0c\x12\x0e\n\x06shared\x18\x02 \x01(\x06\"&\n\nSharedBlob\x12\n\n\x02id\x18\x01 \x01(\x06\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"\xac\x01\n\tTaskError\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\x12\x0e\n\x06worker\x18\x04 \x01(\t\x12\x11\n\texception\x18\x05 \x01(\x0c\x12$\n\x06losses\x18\x06 \x03(\x0b\x32\x14.shoal.v1.WorkerLoss\x12\'\n\x06memory\x18\x07 \x01(\x0b\x32\x17.shoal.v1.MemoryFigures\"f\n\nWorkerLoss\x12\x0e\n\x06worker\x18\x01 \x01(\t\x12\"\n\x05\x63\x61use\x18\x02 \x01(\x0e\x32\x13.shoal.v1.LossCause\x12\x14\n\x0cmemory_limit\x18\x03 \x01(\x04\x12\x0e\n\x06\x64\x65tail\x18\x04 \x01(\t\"R\n\rMemoryFigures\x12\x0c\n\x04used\x18\x01 \x01(\x04\x12\r\n\x05limit\x18\x02 \x01(\x04\x12\x11\n\tthreshold\x18\x03 \x01(\x01\x12\x11\n\ttask_used\x18\x04 \x01(\x04\"\xb3\x01\n\x0fWorkerGroupSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x63ores\x18\x02 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x03 \x01(\x04\x12;\n\tresources\x18\x04 \x03(\x0b\x32(.shoal.v1.WorkerGroupSpec.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"k\n\x0bGroupTarget\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x17\n\x0f\x64\x65sired_workers\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\x14\n\x0cretire_order\x18\x04 \x03(\t\x12\x0f\n\x07workers\x18\x05 \x01(\r\"x\n\x0e\x41\x64\x61ptiveTarget\x12%\n\x06groups\x18\x01 \x03(\x0b\x32\x15.shoal.v1.GroupTarget\x12\x14\n\x0cidle_seconds\x18\x02 \x01(\x01\x12\x0f\n\x07\x63lients\x18\x03 \x01(\r\x12\x18\n\x10unfinished_tasks\x18\x04 \x01(\x04*Q\n\x0fProtocolVersion\x12 \n\x1cPROTOCOL_VERSION_UNSPECIFIED\x10\x00\x12\x1c\n\x18PROTOCOL_VERSION_CURRENT\x10\x01*r\n\tLossCause\x12\x1a\n\x16LOSS_CAUSE_UNSPECIFIED\x10\x00\x12\x19\n\x15LOSS_CAUSE_OOM_KILLED\x10\x01\x12\x16\n\x12LOSS_CAUSE_CRASHED\x10\x02\x12\x16\n\x12LOSS_CAUSE_REMOVED\x10\x03*@\n\x0bWorkerState\x12\x18\n\x14WORKER_STATE_RUNNING\x10\x00\x12\x17\n\x13WORKER_STATE_PAUSED\x10\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,8 +33,12 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._loaded_options = None
   _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._serialized_options = b'8\001'
-  _globals['_PROTOCOLVERSION']._serialized_start=997
-  _globals['_PROTOCOLVERSION']._serialized_end=1078
+  _globals['_PROTOCOLVERSION']._serialized_start=1265
+  _globals['_PROTOCOLVERSION']._serialized_end=1346
+  _globals['_LOSSCAUSE']._serialized_start=1348
+  _globals['_LOSSCAUSE']._serialized_end=1462
+  _globals['_WORKERSTATE']._serialized_start=1464
+  _globals['_WORKERSTATE']._serialized_end=1528
   _globals['_VERSIONINFO']._serialized_start=35
   _globals['_VERSIONINFO']._serialized_end=99
   _globals['_EMPTY']._serialized_start=101
@@ -47,14 +51,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_PYTHONTASK']._serialized_end=447
   _globals['_SHAREDBLOB']._serialized_start=449
   _globals['_SHAREDBLOB']._serialized_end=487
-  _globals['_TASKERROR']._serialized_start=489
-  _globals['_TASKERROR']._serialized_end=582
-  _globals['_WORKERGROUPSPEC']._serialized_start=585
-  _globals['_WORKERGROUPSPEC']._serialized_end=764
-  _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._serialized_start=716
-  _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._serialized_end=764
-  _globals['_GROUPTARGET']._serialized_start=766
-  _globals['_GROUPTARGET']._serialized_end=873
-  _globals['_ADAPTIVETARGET']._serialized_start=875
-  _globals['_ADAPTIVETARGET']._serialized_end=995
+  _globals['_TASKERROR']._serialized_start=490
+  _globals['_TASKERROR']._serialized_end=662
+  _globals['_WORKERLOSS']._serialized_start=664
+  _globals['_WORKERLOSS']._serialized_end=766
+  _globals['_MEMORYFIGURES']._serialized_start=768
+  _globals['_MEMORYFIGURES']._serialized_end=850
+  _globals['_WORKERGROUPSPEC']._serialized_start=853
+  _globals['_WORKERGROUPSPEC']._serialized_end=1032
+  _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._serialized_start=984
+  _globals['_WORKERGROUPSPEC_RESOURCESENTRY']._serialized_end=1032
+  _globals['_GROUPTARGET']._serialized_start=1034
+  _globals['_GROUPTARGET']._serialized_end=1141
+  _globals['_ADAPTIVETARGET']._serialized_start=1143
+  _globals['_ADAPTIVETARGET']._serialized_end=1263
 # @@protoc_insertion_point(module_scope)

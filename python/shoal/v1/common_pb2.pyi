@@ -11,8 +11,26 @@ class ProtocolVersion(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROTOCOL_VERSION_UNSPECIFIED: _ClassVar[ProtocolVersion]
     PROTOCOL_VERSION_CURRENT: _ClassVar[ProtocolVersion]
+
+class LossCause(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    LOSS_CAUSE_UNSPECIFIED: _ClassVar[LossCause]
+    LOSS_CAUSE_OOM_KILLED: _ClassVar[LossCause]
+    LOSS_CAUSE_CRASHED: _ClassVar[LossCause]
+    LOSS_CAUSE_REMOVED: _ClassVar[LossCause]
+
+class WorkerState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    WORKER_STATE_RUNNING: _ClassVar[WorkerState]
+    WORKER_STATE_PAUSED: _ClassVar[WorkerState]
 PROTOCOL_VERSION_UNSPECIFIED: ProtocolVersion
 PROTOCOL_VERSION_CURRENT: ProtocolVersion
+LOSS_CAUSE_UNSPECIFIED: LossCause
+LOSS_CAUSE_OOM_KILLED: LossCause
+LOSS_CAUSE_CRASHED: LossCause
+LOSS_CAUSE_REMOVED: LossCause
+WORKER_STATE_RUNNING: WorkerState
+WORKER_STATE_PAUSED: WorkerState
 
 class VersionInfo(_message.Message):
     __slots__ = ("protocol_version", "runtime_version")
@@ -69,18 +87,46 @@ class SharedBlob(_message.Message):
     def __init__(self, id: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class TaskError(_message.Message):
-    __slots__ = ("kind", "message", "detail", "worker", "exception")
+    __slots__ = ("kind", "message", "detail", "worker", "exception", "losses", "memory")
     KIND_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     WORKER_FIELD_NUMBER: _ClassVar[int]
     EXCEPTION_FIELD_NUMBER: _ClassVar[int]
+    LOSSES_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_FIELD_NUMBER: _ClassVar[int]
     kind: str
     message: str
     detail: str
     worker: str
     exception: bytes
-    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., detail: _Optional[str] = ..., worker: _Optional[str] = ..., exception: _Optional[bytes] = ...) -> None: ...
+    losses: _containers.RepeatedCompositeFieldContainer[WorkerLoss]
+    memory: MemoryFigures
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., detail: _Optional[str] = ..., worker: _Optional[str] = ..., exception: _Optional[bytes] = ..., losses: _Optional[_Iterable[_Union[WorkerLoss, _Mapping]]] = ..., memory: _Optional[_Union[MemoryFigures, _Mapping]] = ...) -> None: ...
+
+class WorkerLoss(_message.Message):
+    __slots__ = ("worker", "cause", "memory_limit", "detail")
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    worker: str
+    cause: LossCause
+    memory_limit: int
+    detail: str
+    def __init__(self, worker: _Optional[str] = ..., cause: _Optional[_Union[LossCause, str]] = ..., memory_limit: _Optional[int] = ..., detail: _Optional[str] = ...) -> None: ...
+
+class MemoryFigures(_message.Message):
+    __slots__ = ("used", "limit", "threshold", "task_used")
+    USED_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    TASK_USED_FIELD_NUMBER: _ClassVar[int]
+    used: int
+    limit: int
+    threshold: float
+    task_used: int
+    def __init__(self, used: _Optional[int] = ..., limit: _Optional[int] = ..., threshold: _Optional[float] = ..., task_used: _Optional[int] = ...) -> None: ...
 
 class WorkerGroupSpec(_message.Message):
     __slots__ = ("name", "cores", "memory_limit", "resources")

@@ -26,7 +26,7 @@ from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 from shoal.v1 import client_pb2 as shoal_dot_v1_dot_client__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/control.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\x1a\x15shoal/v1/client.proto\">\n\x13RetireWorkersParams\x12\r\n\x05names\x18\x01 \x03(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x02 \x01(\x01\"\x93\x01\n\x13RetireWorkersResult\x12\x0f\n\x07retired\x18\x01 \x03(\t\x12;\n\x07refused\x18\x02 \x03(\x0b\x32*.shoal.v1.RetireWorkersResult.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"0\n\x10WorkerLostParams\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\\\n\x0e\x41\x64\x61ptiveParams\x12)\n\x06groups\x18\x01 \x03(\x0b\x32\x19.shoal.v1.WorkerGroupSpec\x12\x1f\n\x17target_duration_seconds\x18\x02 \x01(\x01\x32\x99\x02\n\x07\x43ontrol\x12\x35\n\tGetStatus\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatus\x12G\n\x11GetAdaptiveTarget\x12\x18.shoal.v1.AdaptiveParams\x1a\x18.shoal.v1.AdaptiveTarget\x12M\n\rRetireWorkers\x12\x1d.shoal.v1.RetireWorkersParams\x1a\x1d.shoal.v1.RetireWorkersResult\x12?\n\x10ReportWorkerLost\x12\x1a.shoal.v1.WorkerLostParams\x1a\x0f.shoal.v1.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16shoal/v1/control.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\x1a\x15shoal/v1/client.proto\">\n\x13RetireWorkersParams\x12\r\n\x05names\x18\x01 \x03(\t\x12\x18\n\x10\x64\x65\x61\x64line_seconds\x18\x02 \x01(\x01\"\x93\x01\n\x13RetireWorkersResult\x12\x0f\n\x07retired\x18\x01 \x03(\t\x12;\n\x07refused\x18\x02 \x03(\x0b\x32*.shoal.v1.RetireWorkersResult.RefusedEntry\x1a.\n\x0cRefusedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"j\n\x10WorkerLostParams\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\"\n\x05\x63\x61use\x18\x03 \x01(\x0e\x32\x13.shoal.v1.LossCause\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\"I\n\x10WorkerLostResult\x12\x0f\n\x07running\x18\x01 \x03(\t\x12\x15\n\rrunning_total\x18\x02 \x01(\r\x12\r\n\x05known\x18\x03 \x01(\x08\"\\\n\x0e\x41\x64\x61ptiveParams\x12)\n\x06groups\x18\x01 \x03(\x0b\x32\x19.shoal.v1.WorkerGroupSpec\x12\x1f\n\x17target_duration_seconds\x18\x02 \x01(\x01\x32\xa4\x02\n\x07\x43ontrol\x12\x35\n\tGetStatus\x12\x0f.shoal.v1.Empty\x1a\x17.shoal.v1.ClusterStatus\x12G\n\x11GetAdaptiveTarget\x12\x18.shoal.v1.AdaptiveParams\x1a\x18.shoal.v1.AdaptiveTarget\x12M\n\rRetireWorkers\x12\x1d.shoal.v1.RetireWorkersParams\x1a\x1d.shoal.v1.RetireWorkersResult\x12J\n\x10ReportWorkerLost\x12\x1a.shoal.v1.WorkerLostParams\x1a\x1a.shoal.v1.WorkerLostResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -42,9 +42,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_start=248
   _globals['_RETIREWORKERSRESULT_REFUSEDENTRY']._serialized_end=294
   _globals['_WORKERLOSTPARAMS']._serialized_start=296
-  _globals['_WORKERLOSTPARAMS']._serialized_end=344
-  _globals['_ADAPTIVEPARAMS']._serialized_start=346
-  _globals['_ADAPTIVEPARAMS']._serialized_end=438
-  _globals['_CONTROL']._serialized_start=441
-  _globals['_CONTROL']._serialized_end=722
+  _globals['_WORKERLOSTPARAMS']._serialized_end=402
+  _globals['_WORKERLOSTRESULT']._serialized_start=404
+  _globals['_WORKERLOSTRESULT']._serialized_end=477
+  _globals['_ADAPTIVEPARAMS']._serialized_start=479
+  _globals['_ADAPTIVEPARAMS']._serialized_end=571
+  _globals['_CONTROL']._serialized_start=574
+  _globals['_CONTROL']._serialized_end=866
 # @@protoc_insertion_point(module_scope)

@@ -32,12 +32,26 @@ class RetireWorkersResult(_message.Message):
     def __init__(self, retired: _Optional[_Iterable[str]] = ..., refused: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class WorkerLostParams(_message.Message):
-    __slots__ = ("name", "reason")
+    __slots__ = ("name", "reason", "cause", "memory_limit")
     NAME_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    CAUSE_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_LIMIT_FIELD_NUMBER: _ClassVar[int]
     name: str
     reason: str
-    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    cause: _common_pb2.LossCause
+    memory_limit: int
+    def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ..., cause: _Optional[_Union[_common_pb2.LossCause, str]] = ..., memory_limit: _Optional[int] = ...) -> None: ...
+
+class WorkerLostResult(_message.Message):
+    __slots__ = ("running", "running_total", "known")
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_FIELD_NUMBER: _ClassVar[int]
+    running: _containers.RepeatedScalarFieldContainer[str]
+    running_total: int
+    known: bool
+    def __init__(self, running: _Optional[_Iterable[str]] = ..., running_total: _Optional[int] = ..., known: _Optional[bool] = ...) -> None: ...
 
 class AdaptiveParams(_message.Message):
     __slots__ = ("groups", "target_duration_seconds")

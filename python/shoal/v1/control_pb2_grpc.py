@@ -54,7 +54,7 @@ class ControlStub:
         self.ReportWorkerLost = channel.unary_unary(
                 '/shoal.v1.Control/ReportWorkerLost',
                 request_serializer=shoal_dot_v1_dot_control__pb2.WorkerLostParams.SerializeToString,
-                response_deserializer=shoal_dot_v1_dot_common__pb2.Empty.FromString,
+                response_deserializer=shoal_dot_v1_dot_control__pb2.WorkerLostResult.FromString,
                 _registered_method=True)
 
 
@@ -87,7 +87,8 @@ class ControlServicer:
 
     def ReportWorkerLost(self, request, context):
         """Tells the scheduler why a worker vanished (e.g. the pod was OOMKilled), so the
-        errors of its tasks say so.
+        errors of its tasks say so, also when the scheduler saw the connection drop first.
+        Answers with the tasks the worker was running.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,7 +115,7 @@ def add_ControlServicer_to_server(servicer, server):
             'ReportWorkerLost': grpc.unary_unary_rpc_method_handler(
                     servicer.ReportWorkerLost,
                     request_deserializer=shoal_dot_v1_dot_control__pb2.WorkerLostParams.FromString,
-                    response_serializer=shoal_dot_v1_dot_common__pb2.Empty.SerializeToString,
+                    response_serializer=shoal_dot_v1_dot_control__pb2.WorkerLostResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,7 +225,7 @@ class Control:
             target,
             '/shoal.v1.Control/ReportWorkerLost',
             shoal_dot_v1_dot_control__pb2.WorkerLostParams.SerializeToString,
-            shoal_dot_v1_dot_common__pb2.Empty.FromString,
+            shoal_dot_v1_dot_control__pb2.WorkerLostResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/worker.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"\xe9\x01\n\rWorkerMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12+\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x17.shoal.v1.TasksFinishedH\x00\x12\'\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TasksFailedH\x00\x12)\n\ndata_added\x18\x05 \x01(\x0b\x32\x13.shoal.v1.DataAddedH\x00\x42\x05\n\x03msg\"\xbc\x02\n\x10SchedulerMessage\x12*\n\nregistered\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RegisteredH\x00\x12\'\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignTasksH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.shoal.v1.ReleaseDataH\x00\x12\'\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x15.shoal.v1.CancelTasksH\x00\x12\'\n\x05peers\x18\x05 \x01(\x0b\x32\x16.shoal.v1.PeersChangedH\x00\x12(\n\treplicate\x18\x06 \x01(\x0b\x32\x13.shoal.v1.ReplicateH\x00\x12&\n\x08shutdown\x18\x07 \x01(\x0b\x32\x12.shoal.v1.ShutdownH\x00\x42\x05\n\x03msg\"\xf2\x01\n\x08Register\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ores\x18\x03 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\x12\x14\n\x0c\x64\x61ta_address\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.shoal.v1.Register.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"f\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12&\n\x07version\x18\x02 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"^\n\tHeartbeat\x12\x13\n\x0bmemory_used\x18\x01 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\"6\n\rTasksFinished\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.TaskFinished\"?\n\x0cTaskFinished\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x04\"2\n\x0bTasksFailed\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.shoal.v1.TaskFailed\"\x97\x01\n\nTaskFailed\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x15\n\rmissing_input\x18\x03 \x01(\x08\x12\x14\n\x0cmissing_task\x18\x04 \x01(\x06\x12\x19\n\x0cmissing_from\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0f\n\r_missing_from\"\x1a\n\tDataAdded\x12\r\n\x05tasks\x18\x01 \x03(\x06\"[\n\x0b\x41ssignTasks\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.shoal.v1.TaskAssignment\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"{\n\x0eTaskAssignment\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x07payload\x18\x03 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12&\n\x06inputs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"-\n\x0c\x44\x61taLocation\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0f\n\x07workers\x18\x02 \x03(\r\"\x1c\n\x0bReleaseData\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1c\n\x0b\x43\x61ncelTasks\x12\r\n\x05tasks\x18\x01 \x03(\x06\">\n\x0cPeersChanged\x12\x1d\n\x05\x61\x64\x64\x65\x64\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Peer\x12\x0f\n\x07removed\x18\x02 \x03(\r\"=\n\x04Peer\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\x03 \x01(\t\"2\n\tReplicate\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"\x1a\n\x08Shutdown\x12\x0e\n\x06reason\x18\x01 \x01(\t2S\n\rWorkerSession\x12\x42\n\x07Session\x12\x17.shoal.v1.WorkerMessage\x1a\x1a.shoal.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/worker.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"\xe9\x01\n\rWorkerMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12+\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x17.shoal.v1.TasksFinishedH\x00\x12\'\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TasksFailedH\x00\x12)\n\ndata_added\x18\x05 \x01(\x0b\x32\x13.shoal.v1.DataAddedH\x00\x42\x05\n\x03msg\"\xbc\x02\n\x10SchedulerMessage\x12*\n\nregistered\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RegisteredH\x00\x12\'\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignTasksH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.shoal.v1.ReleaseDataH\x00\x12\'\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x15.shoal.v1.CancelTasksH\x00\x12\'\n\x05peers\x18\x05 \x01(\x0b\x32\x16.shoal.v1.PeersChangedH\x00\x12(\n\treplicate\x18\x06 \x01(\x0b\x32\x13.shoal.v1.ReplicateH\x00\x12&\n\x08shutdown\x18\x07 \x01(\x0b\x32\x12.shoal.v1.ShutdownH\x00\x42\x05\n\x03msg\"\xf2\x01\n\x08Register\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ores\x18\x03 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\x12\x14\n\x0c\x64\x61ta_address\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.shoal.v1.Register.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"f\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12&\n\x07version\x18\x02 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"\x84\x01\n\tHeartbeat\x12\x13\n\x0bmemory_used\x18\x01 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.shoal.v1.WorkerState\"6\n\rTasksFinished\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.TaskFinished\"?\n\x0cTaskFinished\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x04\"2\n\x0bTasksFailed\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.shoal.v1.TaskFailed\"\x97\x01\n\nTaskFailed\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x15\n\rmissing_input\x18\x03 \x01(\x08\x12\x14\n\x0cmissing_task\x18\x04 \x01(\x06\x12\x19\n\x0cmissing_from\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0f\n\r_missing_from\"\x1a\n\tDataAdded\x12\r\n\x05tasks\x18\x01 \x03(\x06\"[\n\x0b\x41ssignTasks\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.shoal.v1.TaskAssignment\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"{\n\x0eTaskAssignment\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x07payload\x18\x03 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12&\n\x06inputs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"-\n\x0c\x44\x61taLocation\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0f\n\x07workers\x18\x02 \x03(\r\"\x1c\n\x0bReleaseData\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1c\n\x0b\x43\x61ncelTasks\x12\r\n\x05tasks\x18\x01 \x03(\x06\">\n\x0cPeersChanged\x12\x1d\n\x05\x61\x64\x64\x65\x64\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Peer\x12\x0f\n\x07removed\x18\x02 \x03(\r\"=\n\x04Peer\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\x03 \x01(\t\"2\n\tReplicate\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"\x1a\n\x08Shutdown\x12\x0e\n\x06reason\x18\x01 \x01(\t2S\n\rWorkerSession\x12\x42\n\x07Session\x12\x17.shoal.v1.WorkerMessage\x1a\x1a.shoal.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,36 +44,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTER_RESOURCESENTRY']._serialized_end=856
   _globals['_REGISTERED']._serialized_start=858
   _globals['_REGISTERED']._serialized_end=960
-  _globals['_HEARTBEAT']._serialized_start=962
-  _globals['_HEARTBEAT']._serialized_end=1056
-  _globals['_TASKSFINISHED']._serialized_start=1058
-  _globals['_TASKSFINISHED']._serialized_end=1112
-  _globals['_TASKFINISHED']._serialized_start=1114
-  _globals['_TASKFINISHED']._serialized_end=1177
-  _globals['_TASKSFAILED']._serialized_start=1179
-  _globals['_TASKSFAILED']._serialized_end=1229
-  _globals['_TASKFAILED']._serialized_start=1232
-  _globals['_TASKFAILED']._serialized_end=1383
-  _globals['_DATAADDED']._serialized_start=1385
-  _globals['_DATAADDED']._serialized_end=1411
-  _globals['_ASSIGNTASKS']._serialized_start=1413
-  _globals['_ASSIGNTASKS']._serialized_end=1504
-  _globals['_TASKASSIGNMENT']._serialized_start=1506
-  _globals['_TASKASSIGNMENT']._serialized_end=1629
-  _globals['_DATALOCATION']._serialized_start=1631
-  _globals['_DATALOCATION']._serialized_end=1676
-  _globals['_RELEASEDATA']._serialized_start=1678
-  _globals['_RELEASEDATA']._serialized_end=1706
-  _globals['_CANCELTASKS']._serialized_start=1708
-  _globals['_CANCELTASKS']._serialized_end=1736
-  _globals['_PEERSCHANGED']._serialized_start=1738
-  _globals['_PEERSCHANGED']._serialized_end=1800
-  _globals['_PEER']._serialized_start=1802
-  _globals['_PEER']._serialized_end=1863
-  _globals['_REPLICATE']._serialized_start=1865
-  _globals['_REPLICATE']._serialized_end=1915
-  _globals['_SHUTDOWN']._serialized_start=1917
-  _globals['_SHUTDOWN']._serialized_end=1943
-  _globals['_WORKERSESSION']._serialized_start=1945
-  _globals['_WORKERSESSION']._serialized_end=2028
+  _globals['_HEARTBEAT']._serialized_start=963
+  _globals['_HEARTBEAT']._serialized_end=1095
+  _globals['_TASKSFINISHED']._serialized_start=1097
+  _globals['_TASKSFINISHED']._serialized_end=1151
+  _globals['_TASKFINISHED']._serialized_start=1153
+  _globals['_TASKFINISHED']._serialized_end=1216
+  _globals['_TASKSFAILED']._serialized_start=1218
+  _globals['_TASKSFAILED']._serialized_end=1268
+  _globals['_TASKFAILED']._serialized_start=1271
+  _globals['_TASKFAILED']._serialized_end=1422
+  _globals['_DATAADDED']._serialized_start=1424
+  _globals['_DATAADDED']._serialized_end=1450
+  _globals['_ASSIGNTASKS']._serialized_start=1452
+  _globals['_ASSIGNTASKS']._serialized_end=1543
+  _globals['_TASKASSIGNMENT']._serialized_start=1545
+  _globals['_TASKASSIGNMENT']._serialized_end=1668
+  _globals['_DATALOCATION']._serialized_start=1670
+  _globals['_DATALOCATION']._serialized_end=1715
+  _globals['_RELEASEDATA']._serialized_start=1717
+  _globals['_RELEASEDATA']._serialized_end=1745
+  _globals['_CANCELTASKS']._serialized_start=1747
+  _globals['_CANCELTASKS']._serialized_end=1775
+  _globals['_PEERSCHANGED']._serialized_start=1777
+  _globals['_PEERSCHANGED']._serialized_end=1839
+  _globals['_PEER']._serialized_start=1841
+  _globals['_PEER']._serialized_end=1902
+  _globals['_REPLICATE']._serialized_start=1904
+  _globals['_REPLICATE']._serialized_end=1954
+  _globals['_SHUTDOWN']._serialized_start=1956
+  _globals['_SHUTDOWN']._serialized_end=1982
+  _globals['_WORKERSESSION']._serialized_start=1984
+  _globals['_WORKERSESSION']._serialized_end=2067
 # @@protoc_insertion_point(module_scope)

@@ -75,16 +75,18 @@ class Registered(_message.Message):
     def __init__(self, worker_id: _Optional[int] = ..., version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running")
+    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running", "state")
     MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SPILLED_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
     memory_used: int
     stored_bytes: int
     spilled_bytes: int
     running: int
-    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ...) -> None: ...
+    state: _common_pb2.WorkerState
+    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.WorkerState, str]] = ...) -> None: ...
 
 class TasksFinished(_message.Message):
     __slots__ = ("tasks",)

@@ -81,6 +81,15 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
     let spill_dir = args
         .spill_dir
         .unwrap_or_else(|| std::env::temp_dir().join(format!("shoal-spill-{name}")));
+    let memory = shoal_worker::Thresholds {
+        target: args.memory_target,
+        spill: args.memory_spill,
+        pause: args.memory_pause,
+        terminate: args.memory_terminate,
+    };
+    memory.validate().map_err(|e| {
+        format!("{e} (--memory-target/--memory-spill/--memory-pause/--memory-terminate or SHOAL_MEMORY_*)")
+    })?;
     let config = WorkerConfig {
         scheduler: args.scheduler,
         token,
@@ -91,7 +100,7 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         memory_limit: args
             .memory_limit
             .unwrap_or_else(shoal_worker::default_limit),
-        spill_fraction: 0.6,
+        memory,
         spill_dir: spill_dir.clone(),
         listen: args.listen,
         advertise_host: args.advertise_host,

@@ -85,9 +85,26 @@ struct WorkerArgs {
     /// asking for resources run only on workers offering at least that much.
     #[arg(long, env = "SHOAL_WORKER_RESOURCES", value_parser = flags::resource_list)]
     resources: Option<flags::ResourceList>,
-    /// Memory limit in bytes (defaults to the cgroup limit or physical memory).
-    #[arg(long)]
+    /// Memory the worker's pod may use, in bytes or with a unit (512Mi, 2Gi); defaults
+    /// to the container's cgroup limit, or physical memory without one.
+    #[arg(long, env = "SHOAL_MEMORY_LIMIT", value_parser = flags::byte_size)]
     memory_limit: Option<u64>,
+    /// Fraction of the memory limit past which stored results spill to disk as they are
+    /// stored (0: never).
+    #[arg(long, env = "SHOAL_MEMORY_TARGET", value_parser = flags::fraction, default_value_t = 0.6)]
+    memory_target: f64,
+    /// Fraction of the limit: when the memory measured passes it, stored results spill
+    /// until it is back under the target (0: off).
+    #[arg(long, env = "SHOAL_MEMORY_SPILL", value_parser = flags::fraction, default_value_t = 0.7)]
+    memory_spill: f64,
+    /// Fraction of the limit: above it the worker starts no new tasks and the scheduler
+    /// places them elsewhere, until memory falls again (0: off).
+    #[arg(long, env = "SHOAL_MEMORY_PAUSE", value_parser = flags::fraction, default_value_t = 0.8)]
+    memory_pause: f64,
+    /// Fraction of the limit: above it the running task holding the most memory is
+    /// stopped and fails with MemoryLimit, before the kernel OOM-kills the worker (0: off).
+    #[arg(long, env = "SHOAL_MEMORY_TERMINATE", value_parser = flags::fraction, default_value_t = 0.95)]
+    memory_terminate: f64,
     /// Data-plane listen address.
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,

@@ -118,7 +118,9 @@ pub struct Core {
     /// Why erred tasks failed.
     pub(crate) errors: HashMap<TaskId, Arc<TaskError>>,
     /// Causes of each loss of a task's worker while it ran.
-    pub(crate) loss_history: HashMap<TaskId, Vec<String>>,
+    pub(crate) loss_history: HashMap<TaskId, Vec<crate::loss::WorkerLoss>>,
+    /// Workers lost recently, for causes reported after the connection dropped.
+    pub(crate) recent_losses: crate::loss::RecentLosses,
     /// Clients beyond `Task::owner` that want a task.
     pub(crate) extra_wanters: HashMap<TaskId, Vec<ClientId>>,
     /// Copies beyond the primary holder in `TaskState::Memory`.
@@ -157,6 +159,7 @@ impl Core {
             clients: Vec::new(),
             errors: HashMap::new(),
             loss_history: HashMap::new(),
+            recent_losses: Default::default(),
             extra_wanters: HashMap::new(),
             extra_replicas: HashMap::new(),
             replicating: HashMap::new(),

@@ -25,7 +25,7 @@ impl Core {
         let per_core = self.queue_limit_per_core();
         let mut room: Vec<(WorkerId, u32)> = self
             .workers_iter()
-            .filter(|(_, w)| w.is_active())
+            .filter(|(_, w)| w.takes_tasks())
             .map(|(id, w)| (id, (w.cores * per_core).saturating_sub(w.assigned)))
             .filter(|&(_, r)| r > 0)
             .collect();

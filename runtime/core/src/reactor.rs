@@ -10,6 +10,7 @@ use crate::comm::{Comm, InputLocation};
 use crate::core::{Client, Core};
 use crate::graph::{GraphError, KeyList, NewTask, check_submission};
 use crate::ids::{ClientId, TaskId, TaskRef, WorkerId};
+use crate::loss::{Loss, WorkerLoss};
 use crate::resources::Resources;
 use crate::task::{BuiltinOp, NO_CLIENT, Payload, Task, TaskError, TaskState};
 use crate::worker::{Worker, WorkerState};
@@ -529,12 +530,25 @@ impl Core {
         }
     }
 
+    /// The worker paused (its memory is over its pause threshold: it takes no new tasks,
+    /// they are placed elsewhere) or resumed. Returns whether that changed anything; after
+    /// a resume the caller schedules.
+    pub fn on_worker_paused(&mut self, worker: WorkerId, paused: bool) -> bool {
+        match self.workers.get_mut(worker.index()) {
+            Some(Some(w)) if w.paused != paused => {
+                w.paused = paused;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// A worker vanished: its running tasks run again elsewhere (up to their retry limit)
     /// and the results only it held are recomputed from lineage when still needed.
     pub fn on_worker_lost(
         &mut self,
         worker: WorkerId,
-        cause: &str,
+        loss: &Loss,
         comm: &mut impl Comm,
     ) -> Result<LossReport, WorkerEventError> {
         let name = self
@@ -555,6 +569,11 @@ impl Core {
                 _ => {}
             }
         }
+        let running_keys = running
+            .iter()
+            .map(|&id| (self.task_ref(id), self.task(id).key.clone()))
+            .collect();
+        self.recent_losses.push(name.clone(), running_keys);
         for id in held {
             if self.lose_data(id, worker, comm) {
                 report.recomputed += 1;
@@ -567,28 +586,14 @@ impl Core {
             let task = self.task_mut(id);
             task.failures = task.failures.saturating_add(1);
             let (failures, max_retries) = (task.failures, task.max_retries);
-            let history = self.loss_history.entry(id).or_default();
-            history.push(format!(
-                "worker {name:?} was lost while running it: {cause}"
-            ));
+            self.loss_history.entry(id).or_default().push(WorkerLoss {
+                worker: name.clone(),
+                loss: loss.clone(),
+            });
             if failures > max_retries {
                 let key = self.task(id).key.to_string();
-                let error = Arc::new(TaskError {
-                    kind: "WorkerLost".into(),
-                    message: format!(
-                        "task {key:?} lost its worker {failures} times (limit {max_retries} retries); \
-                         last: worker {name:?} {cause}. If the task itself kills its worker \
-                         (memory, crashes), fix the task or give workers more memory"
-                    ),
-                    detail: self
-                        .loss_history
-                        .get(&id)
-                        .map(|h| h.join("\n"))
-                        .unwrap_or_default(),
-                    worker: name.clone(),
-                    origin_key: None,
-                    ..Default::default()
-                });
+                let losses = self.loss_history.get(&id).map_or(&[][..], Vec::as_slice);
+                let error = Arc::new(crate::loss::exhausted(&key, losses, max_retries));
                 report.failed.push(key);
                 self.fail_task(id, error, comm);
             } else {
@@ -599,7 +604,11 @@ impl Core {
         let was_retiring = self.worker(worker).state == WorkerState::Retiring;
         self.workers[worker.index()] = None;
         if was_retiring {
-            comm.retire_done(worker, &name, Err(format!("worker was lost: {cause}")));
+            comm.retire_done(
+                worker,
+                &name,
+                Err(format!("worker was lost: {}", loss.describe())),
+            );
         }
         self.retarget_replications(worker, comm);
         Ok(report)
@@ -886,7 +895,7 @@ impl Core {
         // Spread the data over the active workers holding the fewest bytes.
         let mut targets: Vec<(u64, WorkerId)> = self
             .workers_iter()
-            .filter(|(_, w)| w.is_active())
+            .filter(|(_, w)| w.takes_tasks())
             .map(|(id, w)| (w.stored_bytes, id))
             .collect();
         if targets.is_empty() {

@@ -86,6 +86,10 @@ pub struct TaskError {
     pub origin_key: Option<String>,
     /// The pickled exception of a Python task (opaque to the core).
     pub exception: Vec<u8>,
+    /// Each loss of a worker while it ran the task (kinds "WorkerLost", "WorkerOOMKilled").
+    pub losses: Vec<crate::loss::WorkerLoss>,
+    /// Kind "MemoryLimit": the worker's figures when it stopped the task.
+    pub memory: Option<crate::loss::MemoryFigures>,
 }
 
 /// One task. Kept small: a million-task graph holds a million of these.

@@ -22,6 +22,9 @@ pub struct Worker {
     pub memory_limit: u64,
     pub data_address: String,
     pub state: WorkerState,
+    /// Paused for memory (it said so): no new tasks, though it keeps its data and runs
+    /// what it has.
+    pub paused: bool,
     /// Tasks assigned and not yet finished.
     pub assigned: u32,
     /// Tasks whose result it holds (primary copies and replicas).
@@ -44,6 +47,7 @@ impl Worker {
             memory_limit,
             data_address,
             state: WorkerState::Active,
+            paused: false,
             assigned: 0,
             stored_tasks: 0,
             stored_bytes: 0,
@@ -56,5 +60,11 @@ impl Worker {
     #[inline]
     pub fn is_active(&self) -> bool {
         self.state == WorkerState::Active
+    }
+
+    /// Whether new tasks (and copies of data) may go to it.
+    #[inline]
+    pub fn takes_tasks(&self) -> bool {
+        self.is_active() && !self.paused
     }
 }

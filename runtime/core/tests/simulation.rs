@@ -196,7 +196,14 @@ impl Sim {
         let wid = ids[pick % ids.len()];
         self.workers.remove(&wid);
         self.core
-            .on_worker_lost(wid, "killed by the test", &mut self.comm)
+            .on_worker_lost(
+                wid,
+                &shoal_core::Loss {
+                    detail: "killed by the test".into(),
+                    ..Default::default()
+                },
+                &mut self.comm,
+            )
             .expect("known worker");
         self.step();
     }

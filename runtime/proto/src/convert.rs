@@ -1,6 +1,8 @@
 //! Wire <-> domain conversion for payloads and errors (the core knows no proto types).
 
-use shoal_core::{BuiltinOp, Payload, PythonPayload, TaskError};
+use shoal_core::{
+    BuiltinOp, Loss, LossCause, MemoryFigures, Payload, PythonPayload, TaskError, WorkerLoss,
+};
 
 use crate::v1;
 
@@ -60,6 +62,42 @@ pub fn error_to_wire(error: &TaskError) -> v1::TaskError {
         detail: error.detail.clone(),
         worker: error.worker.clone(),
         exception: error.exception.clone(),
+        losses: error
+            .losses
+            .iter()
+            .map(|l| v1::WorkerLoss {
+                worker: l.worker.clone(),
+                cause: cause_to_wire(l.loss.cause) as i32,
+                memory_limit: l.loss.memory_limit,
+                detail: l.loss.detail.clone(),
+            })
+            .collect(),
+        memory: error.memory.map(|m| {
+            Box::new(v1::MemoryFigures {
+                used: m.used,
+                limit: m.limit,
+                threshold: m.threshold,
+                task_used: m.task_used,
+            })
+        }),
+    }
+}
+
+pub fn cause_to_wire(cause: LossCause) -> v1::LossCause {
+    match cause {
+        LossCause::Unknown => v1::LossCause::Unspecified,
+        LossCause::OomKilled => v1::LossCause::OomKilled,
+        LossCause::Crashed => v1::LossCause::Crashed,
+        LossCause::Removed => v1::LossCause::Removed,
+    }
+}
+
+pub fn cause_from_wire(cause: i32) -> LossCause {
+    match v1::LossCause::try_from(cause) {
+        Ok(v1::LossCause::OomKilled) => LossCause::OomKilled,
+        Ok(v1::LossCause::Crashed) => LossCause::Crashed,
+        Ok(v1::LossCause::Removed) => LossCause::Removed,
+        Ok(v1::LossCause::Unspecified) | Err(_) => LossCause::Unknown,
     }
 }
 
@@ -71,6 +109,24 @@ pub fn error_from_wire(error: v1::TaskError) -> TaskError {
         worker: error.worker,
         origin_key: None,
         exception: error.exception,
+        losses: error
+            .losses
+            .into_iter()
+            .map(|l| WorkerLoss {
+                worker: l.worker,
+                loss: Loss {
+                    cause: cause_from_wire(l.cause),
+                    memory_limit: l.memory_limit,
+                    detail: l.detail,
+                },
+            })
+            .collect(),
+        memory: error.memory.map(|m| MemoryFigures {
+            used: m.used,
+            limit: m.limit,
+            threshold: m.threshold,
+            task_used: m.task_used,
+        }),
     }
 }
 

@@ -5,8 +5,8 @@
 use std::time::Instant;
 
 use shoal_core::{
-    ClientId, Core, GraphError, GraphSummary, GroupEstimate, GroupSpec, NewTask, Payload,
-    Resources, TaskRef, TaskState, WorkerId,
+    ClientId, Core, GraphError, GraphSummary, GroupEstimate, GroupSpec, Loss, LossAnswer, NewTask,
+    Payload, Resources, TaskRef, TaskState, WorkerId,
 };
 use shoal_proto::convert::error_from_wire;
 use shoal_proto::v1;
@@ -100,9 +100,16 @@ pub enum Event {
     RetireOrder {
         reply: oneshot::Sender<Vec<String>>,
     },
+    /// The operator says why a worker went away (or is going): the answer names the
+    /// tasks it was running.
     LostReason {
         name: String,
-        reason: String,
+        loss: Loss,
+        reply: oneshot::Sender<LossAnswer>,
+    },
+    /// The wait for the cause of a dropped connection is over.
+    LossWaitOver {
+        worker: WorkerId,
     },
     /// The scheduler is stopping: every worker is told to shut down.
     Stop {
@@ -150,6 +157,7 @@ pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
         metrics,
         idle_since: Some(Instant::now()),
         lost_reasons: Default::default(),
+        awaiting_cause: Default::default(),
         stopping: false,
     };
     drop(tx);
@@ -165,8 +173,11 @@ struct State {
     config: SchedulerConfig,
     metrics: Metrics,
     idle_since: Option<Instant>,
-    /// Causes reported by the operator for workers that vanished (by name).
-    lost_reasons: std::collections::HashMap<String, String>,
+    /// Causes reported by the operator for workers still connected (by name).
+    lost_reasons: std::collections::HashMap<String, Loss>,
+    /// Workers whose connection dropped, held (paused, no messages) for a short while
+    /// until the operator says why: worker -> (name, the connection's error).
+    awaiting_cause: std::collections::HashMap<WorkerId, (String, String)>,
     /// Set once workers were told to shut down: their departures are not losses.
     stopping: bool,
 }
@@ -292,13 +303,39 @@ impl State {
                 tracing::info!("scheduler stopping; workers told to shut down");
                 let _ = reply.send(());
             }
-            Event::LostReason { name, reason } => {
+            Event::LostReason { name, loss, reply } => {
                 tracing::warn!(
                     worker = name,
-                    reason,
+                    cause = loss.describe(),
                     "worker loss reported by the operator"
                 );
-                self.lost_reasons.insert(name, reason);
+                let answer = self.core.on_loss_reported(&name, &loss);
+                let waiting = self
+                    .awaiting_cause
+                    .iter()
+                    .find(|(_, (n, _))| *n == name)
+                    .map(|(&w, _)| w);
+                match waiting {
+                    Some(worker) => {
+                        if let Some((_, connection)) = self.awaiting_cause.remove(&worker) {
+                            self.finish_loss(worker, with_connection(loss, &connection));
+                        }
+                    }
+                    None if self.core.workers_iter().any(|(_, w)| w.name == name) => {
+                        self.lost_reasons.insert(name, loss);
+                    }
+                    None => {}
+                }
+                let _ = reply.send(answer);
+            }
+            Event::LossWaitOver { worker } => {
+                if let Some((_, connection)) = self.awaiting_cause.remove(&worker) {
+                    let loss = Loss {
+                        detail: connection,
+                        ..Loss::default()
+                    };
+                    self.finish_loss(worker, loss);
+                }
             }
         }
     }
@@ -446,6 +483,19 @@ impl State {
             WorkerMsg::Heartbeat(h) => {
                 self.core
                     .on_worker_heartbeat(worker, h.memory_used, h.spilled_bytes);
+                let paused = h.state == v1::WorkerState::Paused as i32;
+                if self.core.on_worker_paused(worker, paused) {
+                    tracing::info!(
+                        worker = self.core.worker(worker).name,
+                        memory_used_mib = h.memory_used >> 20,
+                        "{}",
+                        if paused {
+                            "worker paused for memory: its new tasks go to other workers"
+                        } else {
+                            "worker resumed: it takes tasks again"
+                        }
+                    );
+                }
             }
             WorkerMsg::Finished(batch) => {
                 for t in batch.tasks {
@@ -493,22 +543,47 @@ impl State {
         }
     }
 
+    /// A worker's connection ended. With a cause already reported, or no wait for one
+    /// configured, it is a loss now; else the worker is paused and cut off, and the loss
+    /// waits (briefly) for the operator to say why, so its tasks' errors carry the cause.
     fn worker_gone(&mut self, worker: WorkerId, cause: String) {
-        if self.stopping {
+        if self.stopping || self.awaiting_cause.contains_key(&worker) {
             return;
         }
         let Some(name) = self.core.find_worker(worker).map(|w| w.name.clone()) else {
             return;
         };
-        let cause = match self.lost_reasons.remove(&name) {
-            Some(reason) => format!("{reason} ({cause})"),
-            None => cause,
-        };
         self.comm.remove_worker(worker);
-        match self.core.on_worker_lost(worker, &cause, &mut self.comm) {
+        if let Some(loss) = self.lost_reasons.remove(&name) {
+            self.finish_loss(worker, with_connection(loss, &cause));
+            return;
+        }
+        let wait = self.config.loss_report_wait;
+        if wait.is_zero() {
+            let loss = Loss {
+                detail: cause,
+                ..Loss::default()
+            };
+            self.finish_loss(worker, loss);
+            return;
+        }
+        self.core.on_worker_paused(worker, true);
+        self.awaiting_cause.insert(worker, (name, cause));
+        let actor = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            actor.send(Event::LossWaitOver { worker });
+        });
+    }
+
+    fn finish_loss(&mut self, worker: WorkerId, loss: Loss) {
+        let Some(name) = self.core.find_worker(worker).map(|w| w.name.clone()) else {
+            return;
+        };
+        match self.core.on_worker_lost(worker, &loss, &mut self.comm) {
             Ok(report) => tracing::warn!(
                 worker = name,
-                cause,
+                cause = loss.describe(),
                 rerun = report.rerun,
                 recomputed = report.recomputed,
                 failed = report.failed.len(),
@@ -707,4 +782,16 @@ impl State {
         }
         self.metrics.observe(&self.core, self.comm.assigned);
     }
+}
+
+/// A reported loss, with the connection's own error added to its detail.
+fn with_connection(mut loss: Loss, connection: &str) -> Loss {
+    if !connection.is_empty() {
+        if !loss.detail.is_empty() {
+            loss.detail.push_str("; ");
+        }
+        loss.detail.push_str("connection: ");
+        loss.detail.push_str(connection);
+    }
+    loss
 }

@@ -19,6 +19,9 @@ pub struct SchedulerConfig {
     pub heartbeat_timeout: Duration,
     /// Largest graph chunk accepted (encoded bytes).
     pub max_chunk_bytes: usize,
+    /// How long a worker whose connection dropped is held before its loss is settled,
+    /// waiting for the operator to report why (0: settled at once, as without operator).
+    pub loss_report_wait: Duration,
     pub core: CoreConfig,
 }
 
@@ -32,6 +35,7 @@ impl SchedulerConfig {
             heartbeat_interval: Duration::from_secs(2),
             heartbeat_timeout: Duration::from_secs(30),
             max_chunk_bytes: 64 * 1024 * 1024,
+            loss_report_wait: Duration::ZERO,
             core: CoreConfig::default(),
         }
     }

@@ -60,12 +60,22 @@ impl Control for ControlService {
     async fn report_worker_lost(
         &self,
         request: Request<v1::WorkerLostParams>,
-    ) -> Result<Response<v1::Empty>, Status> {
+    ) -> Result<Response<v1::WorkerLostResult>, Status> {
         let p = request.into_inner();
-        self.actor.send(Event::LostReason {
-            name: p.name,
-            reason: p.reason,
-        });
-        Ok(Response::new(v1::Empty {}))
+        let loss = shoal_core::Loss {
+            cause: shoal_proto::convert::cause_from_wire(p.cause),
+            memory_limit: p.memory_limit,
+            detail: p.reason,
+        };
+        let name = p.name;
+        let answer = self
+            .actor
+            .request(|reply| Event::LostReason { name, loss, reply })
+            .await?;
+        Ok(Response::new(v1::WorkerLostResult {
+            running: answer.running,
+            running_total: answer.running_total as u32,
+            known: answer.known,
+        }))
     }
 }

@@ -17,9 +17,9 @@ pub struct WorkerConfig {
     pub group: String,
     /// Abstract resources it offers (name, amount).
     pub resources: Vec<(String, f64)>,
-    /// Memory this worker may use; results spill to disk above `spill_fraction` of it.
+    /// Memory this worker's pod may use; the thresholds are fractions of it.
     pub memory_limit: u64,
-    pub spill_fraction: f64,
+    pub memory: crate::memory::Thresholds,
     pub spill_dir: PathBuf,
     /// Data-plane listen address ("127.0.0.1:0" picks a port).
     pub listen: String,

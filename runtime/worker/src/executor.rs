@@ -33,6 +33,17 @@ pub trait Executor: Send + Sync {
 
     /// The worker released these tasks' values: anything the executor keeps of them goes.
     fn release(&self, _tasks: &[u64]) {}
+
+    /// Stops the process running `task` (for memory); the task's outcome is `error`. A
+    /// task that already ended, or an executor that runs tasks in the worker itself, is
+    /// left alone.
+    fn stop(&self, _task: u64, _error: v1::TaskError) {}
+
+    /// The executor's processes and the task each is running (none: it runs tasks in
+    /// the worker process).
+    fn processes(&self) -> Vec<(u32, Option<u64>)> {
+        Vec::new()
+    }
 }
 
 /// Runs builtin ops: cheap ones inline, sleeps on the runtime's timer.
@@ -51,17 +62,16 @@ impl BuiltinExecutor {
         }
     }
 
-    fn sum(&self, key: &str, add: i64, inputs: &[Bytes]) -> Result<Bytes, v1::TaskError> {
+    /// The sum of the 8-byte inputs and `add`, or why an input is not one.
+    fn sum(add: i64, inputs: &[Bytes]) -> Result<Bytes, String> {
         let mut total = add;
         for (i, input) in inputs.iter().enumerate() {
             let value = match input.len() {
                 0 => 0,
                 8 => i64::from_le_bytes(input[..8].try_into().unwrap_or([0; 8])),
                 n => {
-                    return Err(self.fail(
-                        key,
-                        "TypeError",
-                        format!("sum: input {i} has {n} bytes, expected an 8-byte i64 or nothing"),
+                    return Err(format!(
+                        "sum: input {i} has {n} bytes, expected an 8-byte i64 or nothing"
                     ));
                 }
             };
@@ -115,7 +125,9 @@ impl Executor for BuiltinExecutor {
             }
             Some(Op::Noop(_)) => Ok(Bytes::new()),
             Some(Op::Concat(_)) => Ok(Bytes::from(inputs.concat())),
-            Some(Op::Sum(add)) => self.sum(&key, add, &inputs),
+            Some(Op::Sum(add)) => {
+                Self::sum(add, &inputs).map_err(|m| self.fail(&key, "TypeError", m))
+            }
             Some(Op::AllocateBytes(n)) => Ok(Bytes::from(vec![0u8; n as usize])),
             Some(Op::Fail(message)) => Err(self.fail(&key, "TaskFailed", message)),
             Some(Op::Constant(data)) => Ok(Bytes::from(data)),

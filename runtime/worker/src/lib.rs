@@ -4,7 +4,9 @@
 //!
 //! Not here: scheduling decisions (the scheduler), the Python executor process (python/).
 
+pub mod cgroup;
 mod config;
+pub mod core;
 mod data_plane;
 mod executor;
 pub mod memory;
@@ -15,7 +17,7 @@ mod store;
 
 pub use config::WorkerConfig;
 pub use executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
-pub use memory::default_limit;
+pub use memory::{Thresholds, default_limit};
 pub use python::{PythonConfig, PythonPool};
 pub use session::{WorkerError, run};
 pub use store::Store;

@@ -24,6 +24,10 @@ pub struct WorkerMetrics {
     pub spilled_bytes: Gauge,
     pub memory_bytes: Gauge,
     pub fetched_bytes: Counter<u64, AtomicU64>,
+    /// 1 while the worker is paused for memory.
+    pub paused: Gauge,
+    pub memory_pauses: Counter<u64, AtomicU64>,
+    pub memory_stopped: Counter<u64, AtomicU64>,
     /// Set once the scheduler has accepted this worker's session.
     pub registered: Arc<AtomicBool>,
 }
@@ -40,6 +44,9 @@ impl WorkerMetrics {
             spilled_bytes: Gauge::default(),
             memory_bytes: Gauge::default(),
             fetched_bytes: Counter::default(),
+            paused: Gauge::default(),
+            memory_pauses: Counter::default(),
+            memory_stopped: Counter::default(),
             registered: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
@@ -65,8 +72,24 @@ impl WorkerMetrics {
         );
         registry.register(
             "memory_bytes",
-            "Resident memory of the worker process",
+            "Memory in use by the worker's pod (its cgroup working set), or by the worker \
+             and its executors where no cgroup limit is set",
             m.memory_bytes.clone(),
+        );
+        registry.register(
+            "paused",
+            "1 while the worker takes no new tasks because its memory is over the pause threshold",
+            m.paused.clone(),
+        );
+        registry.register(
+            "memory_pauses",
+            "Times the worker paused for memory",
+            m.memory_pauses.clone(),
+        );
+        registry.register(
+            "memory_stopped_tasks",
+            "Tasks stopped because the worker's memory passed the terminate threshold",
+            m.memory_stopped.clone(),
         );
         registry.register(
             "fetched_bytes",

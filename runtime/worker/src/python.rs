@@ -3,12 +3,14 @@
 //! and one protobuf message (proto/shoal/v1/executor.proto) over each process's
 //! stdin/stdout. A process that dies (segfault, `os._exit`, memory) fails only the task it
 //! was running, with the cause, and is replaced; the tasks queued behind it run elsewhere.
-//! A process over the memory limit is killed first, so the kernel never OOM-kills the worker.
+//! The worker's memory policy may stop the process running a task (`Executor::stop`):
+//! that task then fails with the policy's error, and the process is replaced.
 //!
 //! Not here: what a payload means (python/shoal/executor.py), scheduling (the worker loop).
 
 use std::collections::{HashSet, VecDeque};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -22,8 +24,8 @@ use crate::executor::{ExecOutcome, ExecTask, Executor};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
-/// How often executor memory is checked.
-const MEMORY_CHECK: Duration = Duration::from_millis(100);
+/// How often the list of processes and their running tasks is published.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
 #[derive(Clone, Debug)]
 pub struct PythonConfig {
@@ -31,7 +33,7 @@ pub struct PythonConfig {
     pub program: String,
     pub processes: usize,
     pub worker_name: String,
-    /// Resident bytes one executor may use before it is stopped (0: no limit).
+    /// The worker's memory limit (executors size their value caches from it).
     pub memory_limit: u64,
 }
 
@@ -45,18 +47,28 @@ enum PoolMsg {
     Run(Job),
     /// Values the worker released: every live process forgets what it kept of them.
     Release(Vec<u64>),
+    /// Kill the process running this task; the task fails with this error.
+    Stop(u64, v1::TaskError),
 }
+
+/// Live processes and the task each runs (the front of what it was sent).
+type Published = Arc<Mutex<Vec<(u32, Option<u64>)>>>;
 
 /// Runs Python payloads on a pool of executor processes.
 pub struct PythonPool {
     jobs: mpsc::UnboundedSender<PoolMsg>,
+    published: Published,
 }
 
 impl PythonPool {
     pub fn new(config: PythonConfig) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(Pool::new(config).run(rx));
-        PythonPool { jobs: tx }
+        let published = Published::default();
+        tokio::spawn(Pool::new(config, Arc::clone(&published)).run(rx));
+        PythonPool {
+            jobs: tx,
+            published,
+        }
     }
 }
 
@@ -81,6 +93,17 @@ impl Executor for PythonPool {
     fn release(&self, tasks: &[u64]) {
         let _ = self.jobs.send(PoolMsg::Release(tasks.to_vec()));
     }
+
+    fn stop(&self, task: u64, error: v1::TaskError) {
+        let _ = self.jobs.send(PoolMsg::Stop(task, error));
+    }
+
+    fn processes(&self) -> Vec<(u32, Option<u64>)> {
+        self.published
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// A task sent to a process and not answered yet.
@@ -100,8 +123,8 @@ struct Process {
     frames: mpsc::UnboundedSender<Vec<u8>>,
     inflight: VecDeque<InFlight>,
     sent_blobs: HashSet<u64>,
-    /// Set when the pool killed it for memory: the cause given to its running task.
-    killed_for: Option<String>,
+    /// Set when the worker stopped it for memory: the error of its running task.
+    killed_for: Option<v1::TaskError>,
 }
 
 enum ProcEvent {
@@ -116,10 +139,11 @@ struct Pool {
     events_tx: mpsc::UnboundedSender<ProcEvent>,
     events_rx: mpsc::UnboundedReceiver<ProcEvent>,
     next_generation: u64,
+    published: Published,
 }
 
 impl Pool {
-    fn new(config: PythonConfig) -> Self {
+    fn new(config: PythonConfig, published: Published) -> Self {
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let slots = (0..config.processes.max(1)).map(|_| None).collect();
         Pool {
@@ -129,20 +153,22 @@ impl Pool {
             events_tx,
             events_rx,
             next_generation: 0,
+            published,
         }
     }
 
     async fn run(mut self, mut jobs: mpsc::UnboundedReceiver<PoolMsg>) {
-        let mut memory = tokio::time::interval(MEMORY_CHECK);
+        let mut publish = tokio::time::interval(PUBLISH_EVERY);
         loop {
             tokio::select! {
                 msg = jobs.recv() => match msg {
                     Some(PoolMsg::Run(job)) => self.queue.push_back(job),
                     Some(PoolMsg::Release(tasks)) => self.release(tasks),
+                    Some(PoolMsg::Stop(task, error)) => self.stop(task, error),
                     None => break,
                 },
                 Some(event) = self.events_rx.recv() => self.handle(event).await,
-                _ = memory.tick() => self.check_memory(),
+                _ = publish.tick() => self.publish(),
             }
             self.dispatch();
         }
@@ -329,46 +355,26 @@ impl Pool {
                     return;
                 }
                 let status = process.child.wait().await.ok();
-                let cause = process
-                    .killed_for
-                    .take()
-                    .unwrap_or_else(|| describe_exit(status));
+                let stopped = process.killed_for.take();
                 let mut inflight = std::mem::take(&mut process.inflight);
                 if let Some(running) = inflight.pop_front() {
-                    let (kind, hint) = if cause.starts_with("it used") {
-                        (
-                            "MemoryLimit",
-                            "give workers more memory, or split the task into smaller ones",
-                        )
-                    } else {
-                        ("ExecutorCrashed", crash_hint(status))
-                    };
-                    tracing::warn!(
-                        worker = self.config.worker_name,
-                        task = running.key,
-                        pid = process.pid,
-                        cause,
-                        "python executor died while running a task; starting a new one"
-                    );
-                    let error = v1::TaskError {
-                        kind: kind.into(),
-                        message: format!(
-                            "task {:?} stopped its Python executor on worker {:?}: {cause}. \
-                             The worker started a new executor; other tasks go on. {hint}",
-                            running.key, self.config.worker_name
-                        ),
-                        detail: format!(
-                            "executor pid {}, the task ran {:.1}s",
-                            process.pid,
-                            running.sent.elapsed().as_secs_f64()
-                        ),
-                        worker: self.config.worker_name.clone(),
-                        ..Default::default()
+                    let ran = running.sent.elapsed();
+                    let error = match stopped {
+                        Some(mut error) => {
+                            error.detail = format!(
+                                "executor pid {}, the task ran {:.1}s; the worker started a new \
+                                 executor",
+                                process.pid,
+                                ran.as_secs_f64()
+                            );
+                            error
+                        }
+                        None => self.crash_error(&running.key, process.pid, ran, status),
                     };
                     let _ = running.done.send(ExecOutcome {
                         task: running.task,
                         result: Err(error),
-                        duration: running.sent.elapsed(),
+                        duration: ran,
                     });
                 }
                 // Tasks queued behind the crashed one never started: they run elsewhere.
@@ -382,39 +388,58 @@ impl Pool {
         }
     }
 
-    /// Kills executors over the memory limit; their running task fails with `MemoryLimit`.
-    fn check_memory(&mut self) {
-        let limit = self.config.memory_limit;
-        if limit == 0 {
-            return;
+    /// The error of a task whose executor died under it (not stopped by the worker).
+    fn crash_error(
+        &self,
+        key: &str,
+        pid: u32,
+        ran: Duration,
+        status: Option<std::process::ExitStatus>,
+    ) -> v1::TaskError {
+        let cause = describe_exit(status);
+        let hint = crash_hint(status);
+        tracing::warn!(
+            worker = self.config.worker_name,
+            task = key,
+            pid,
+            cause,
+            "python executor died while running a task; starting a new one"
+        );
+        v1::TaskError {
+            kind: "ExecutorCrashed".into(),
+            message: format!(
+                "task {key:?} stopped its Python executor on worker {:?}: {cause}. \
+                 The worker started a new executor; other tasks go on. {hint}",
+                self.config.worker_name
+            ),
+            detail: format!("executor pid {pid}, the task ran {:.1}s", ran.as_secs_f64()),
+            worker: self.config.worker_name.clone(),
+            ..Default::default()
         }
+    }
+
+    /// Kills the process running `task`, if one still is.
+    fn stop(&mut self, task: u64, error: v1::TaskError) {
         for process in self.slots.iter_mut().flatten() {
-            if process.inflight.is_empty() || process.killed_for.is_some() {
-                continue;
-            }
-            let rss = resident_bytes(process.pid);
-            if rss > limit {
-                process.killed_for = Some(format!(
-                    "it used {} MiB, over the limit of {} MiB for one task on this worker, and \
-                     was stopped before the kernel could OOM-kill the worker",
-                    rss >> 20,
-                    limit >> 20
-                ));
+            if process.killed_for.is_none()
+                && process.inflight.front().is_some_and(|f| f.task == task)
+            {
+                process.killed_for = Some(error);
                 let _ = process.child.start_kill();
+                return;
             }
         }
     }
-}
 
-fn resident_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|s| {
-            s.split_whitespace()
-                .nth(1)
-                .and_then(|p| p.parse::<u64>().ok())
-        })
-        .map_or(0, |pages| pages * 4096)
+    fn publish(&self) {
+        let now: Vec<(u32, Option<u64>)> = self
+            .slots
+            .iter()
+            .flatten()
+            .map(|p| (p.pid, p.inflight.front().map(|f| f.task)))
+            .collect();
+        *self.published.lock().unwrap_or_else(|e| e.into_inner()) = now;
+    }
 }
 
 fn signal_name(signal: i32) -> &'static str {

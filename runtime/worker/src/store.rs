@@ -58,7 +58,18 @@ impl Store {
     }
 
     fn spill(&mut self) -> Result<(), StoreError> {
-        while self.memory_bytes > self.spill_above {
+        self.spill_while_above(self.spill_above).map(|_| ())
+    }
+
+    /// Spills the oldest in-memory results until at most `bytes` of them remain in memory
+    /// (the memory policy's answer to the pod using too much). Returns the bytes spilled.
+    pub fn spill_down_to(&mut self, bytes: u64) -> Result<u64, StoreError> {
+        self.spill_while_above(bytes)
+    }
+
+    fn spill_while_above(&mut self, above: u64) -> Result<u64, StoreError> {
+        let before = self.spilled_bytes;
+        while self.memory_bytes > above {
             let Some(id) = self.order.pop_front() else {
                 break;
             };
@@ -82,7 +93,7 @@ impl Store {
             let memory = &self.memory;
             self.order.retain(|id| memory.contains_key(id));
         }
-        Ok(())
+        Ok(self.spilled_bytes - before)
     }
 
     pub fn get(&self, id: u64) -> Option<Bytes> {
@@ -145,5 +156,21 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
         assert_eq!(store.spilled_bytes(), 0);
         assert!(store.contains(2) && !store.contains(1));
+    }
+
+    /// Spilling down to a figure moves the oldest results out until it is met.
+    #[test]
+    fn spills_down_to_a_figure() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::new(dir.path().to_path_buf(), u64::MAX);
+        for id in 1..=4 {
+            store
+                .put(id, Bytes::from(vec![id as u8; 100]))
+                .expect("put");
+        }
+        assert_eq!(store.spill_down_to(150).expect("spill"), 300);
+        assert_eq!((store.memory_bytes(), store.spilled_bytes()), (100, 300));
+        assert_eq!(store.get(1).expect("spilled is readable")[0], 1);
+        assert_eq!(store.spill_down_to(150).expect("spill"), 0);
     }
 }

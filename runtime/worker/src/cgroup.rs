@@ -1,0 +1,287 @@
+//! The memory the kernel holds this worker's container to: its cgroup's limit and working
+//! set (usage minus inactive page cache, what the kubelet counts and the OOM killer acts
+//! on), for cgroup v1 and v2, read from a cgroup file-system root so tests can point it at
+//! fixture directories. Also the resident size of single processes, the fallback measure
+//! where no cgroup limit is set (a worker started by hand).
+//!
+//! Not here: what to do about the figures (`memory.rs`).
+
+use std::path::{Path, PathBuf};
+
+/// Limits at or above this are "no limit" (v1 writes a page-rounded `i64::MAX`).
+const UNLIMITED: u64 = 1 << 60;
+
+/// A cgroup's memory files, v1 or v2.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cgroup {
+    /// Unified hierarchy: `memory.max`, `memory.current`, `memory.stat` (`inactive_file`).
+    V2(PathBuf),
+    /// Memory controller: `memory.limit_in_bytes`, `memory.usage_in_bytes`, `memory.stat`
+    /// (`total_inactive_file`, `hierarchical_memory_limit`).
+    V1(PathBuf),
+}
+
+impl Cgroup {
+    /// This process's cgroup under the file-system root `root` (normally `/sys/fs/cgroup`),
+    /// as `/proc/self/cgroup` (here `proc_self_cgroup`, its text) names it. In a container
+    /// with its own cgroup namespace, or with its cgroup mounted at the root, the named
+    /// path does not exist below `root`: then `root` itself (or its memory controller) is
+    /// the container's cgroup.
+    pub fn find(root: &Path, proc_self_cgroup: &str) -> Option<Cgroup> {
+        let mut v1_path = None;
+        let mut v2_path = None;
+        for line in proc_self_cgroup.lines() {
+            let mut parts = line.splitn(3, ':');
+            let (Some(_), Some(controllers), Some(path)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            let path = path.trim_start_matches('/');
+            if controllers.is_empty() {
+                v2_path = Some(path.to_owned());
+            } else if controllers.split(',').any(|c| c == "memory") {
+                v1_path = Some(path.to_owned());
+            }
+        }
+        let v1_root = root.join("memory");
+        if v1_root.join("memory.limit_in_bytes").exists() {
+            let dir = v1_path
+                .map(|p| v1_root.join(p))
+                .filter(|d| d.join("memory.limit_in_bytes").exists())
+                .unwrap_or(v1_root);
+            return Some(Cgroup::V1(dir));
+        }
+        if root.join("cgroup.controllers").exists() {
+            let dir = v2_path
+                .map(|p| root.join(p))
+                .filter(|d| d.join("memory.current").exists())
+                .unwrap_or_else(|| root.to_path_buf());
+            return Some(Cgroup::V2(dir));
+        }
+        None
+    }
+
+    /// This process's own cgroup (`None` off Linux or without a memory controller).
+    pub fn of_this_process() -> Option<Cgroup> {
+        let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        Cgroup::find(Path::new("/sys/fs/cgroup"), &text)
+    }
+
+    /// The memory limit in bytes, the lowest on the way up to the root that can be seen
+    /// (`None`: unlimited).
+    pub fn limit(&self) -> Option<u64> {
+        let limit = match self {
+            Cgroup::V2(dir) => dir
+                .ancestors()
+                .take_while(|d| d.join("memory.current").exists() || d == dir)
+                .filter_map(|d| read_number(&d.join("memory.max")))
+                .min(),
+            Cgroup::V1(dir) => {
+                let own = read_number(&dir.join("memory.limit_in_bytes"));
+                let hierarchical = stat_field(dir, "hierarchical_memory_limit");
+                own.into_iter().chain(hierarchical).min()
+            }
+        };
+        limit.filter(|&l| l < UNLIMITED)
+    }
+
+    /// Bytes in use that the kernel cannot simply drop: usage minus inactive file cache.
+    pub fn working_set(&self) -> Option<u64> {
+        let (usage, inactive) = match self {
+            Cgroup::V2(dir) => (
+                read_number(&dir.join("memory.current"))?,
+                stat_field(dir, "inactive_file"),
+            ),
+            Cgroup::V1(dir) => (
+                read_number(&dir.join("memory.usage_in_bytes"))?,
+                stat_field(dir, "total_inactive_file"),
+            ),
+        };
+        Some(usage.saturating_sub(inactive.unwrap_or(0)))
+    }
+}
+
+/// How the worker measures the memory it uses: its container's cgroup when that has a
+/// limit (the whole pod: worker, executors, page cache it cannot drop), else the
+/// resident sizes of the worker process and its executors.
+pub struct Probe {
+    cgroup: Option<Cgroup>,
+}
+
+impl Probe {
+    pub fn new() -> Self {
+        Probe {
+            cgroup: Cgroup::of_this_process().filter(|c| c.limit().is_some()),
+        }
+    }
+
+    /// Bytes in use now; `executor_pids` are the executor processes' ids.
+    pub fn used(&self, executor_pids: impl Iterator<Item = u32>) -> u64 {
+        if let Some(used) = self.cgroup.as_ref().and_then(Cgroup::working_set) {
+            return used;
+        }
+        resident_bytes(std::process::id()) + executor_pids.map(resident_bytes).sum::<u64>()
+    }
+
+    /// What is measured, for the log.
+    pub fn source(&self) -> String {
+        match &self.cgroup {
+            Some(Cgroup::V1(dir) | Cgroup::V2(dir)) => format!("cgroup {}", dir.display()),
+            None => "the worker's and its executors' resident memory".into(),
+        }
+    }
+}
+
+impl Default for Probe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A file holding one number (`max` reads as unlimited, i.e. `None`).
+fn read_number(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// One `name value` line of the cgroup's `memory.stat`.
+fn stat_field(dir: &Path, name: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(dir.join("memory.stat")).ok()?;
+    text.lines().find_map(|line| {
+        let (key, value) = line.split_once(' ')?;
+        (key == name).then(|| value.trim().parse().ok()).flatten()
+    })
+}
+
+/// Resident set size of a process in bytes (0 when it is gone).
+pub fn resident_bytes(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/statm"))
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Physical memory of the machine in bytes (0 when unknown).
+pub fn physical_bytes() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, files: &[(&str, &str)]) {
+        for (name, text) in files {
+            let path = dir.join(name);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, text).expect("write");
+        }
+    }
+
+    /// v2 in a cgroup namespace: the root is the container; working set drops inactive
+    /// file cache; `max` is no limit.
+    #[test]
+    fn v2_namespaced_container() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("cgroup.controllers", "cpu memory pids\n"),
+                ("memory.max", "268435456\n"),
+                ("memory.current", "200000000\n"),
+                (
+                    "memory.stat",
+                    "anon 150000000\nfile 50000000\ninactive_file 30000000\n",
+                ),
+            ],
+        );
+        let cg = Cgroup::find(root.path(), "0::/\n").expect("found");
+        assert_eq!(cg, Cgroup::V2(root.path().to_path_buf()));
+        assert_eq!(cg.limit(), Some(268_435_456));
+        assert_eq!(cg.working_set(), Some(170_000_000));
+        write(root.path(), &[("memory.max", "max\n")]);
+        assert_eq!(cg.limit(), None);
+    }
+
+    /// v2 on a host: the process's own cgroup is found by its path, and a parent's lower
+    /// limit applies.
+    #[test]
+    fn v2_nested_path_takes_the_lowest_limit() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("cgroup.controllers", "memory\n"),
+                ("kubepods/memory.current", "1\n"),
+                ("kubepods/memory.max", "100000\n"),
+                ("kubepods/pod1/memory.current", "5000\n"),
+                ("kubepods/pod1/memory.max", "max\n"),
+                ("kubepods/pod1/memory.stat", "inactive_file 1000\n"),
+            ],
+        );
+        let cg = Cgroup::find(root.path(), "0::/kubepods/pod1\n").expect("found");
+        assert_eq!(cg, Cgroup::V2(root.path().join("kubepods/pod1")));
+        assert_eq!(cg.limit(), Some(100_000));
+        assert_eq!(cg.working_set(), Some(4000));
+    }
+
+    /// v1: the memory controller's line names the path; a hierarchical limit lower than
+    /// the group's own applies; the unlimited value reads as none.
+    #[test]
+    fn v1_host_path_and_hierarchical_limit() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("memory/memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory/memory.usage_in_bytes", "1\n"),
+                ("memory/job/memory.limit_in_bytes", "9223372036854771712\n"),
+                ("memory/job/memory.usage_in_bytes", "80000\n"),
+                (
+                    "memory/job/memory.stat",
+                    "rss 50000\ninactive_file 99\ntotal_inactive_file 20000\nhierarchical_memory_limit 500000\n",
+                ),
+            ],
+        );
+        let text = "9:name=systemd:/\n4:memory:/job\n0::/\n";
+        let cg = Cgroup::find(root.path(), text).expect("found");
+        assert_eq!(cg, Cgroup::V1(root.path().join("memory/job")));
+        assert_eq!(cg.limit(), Some(500_000));
+        assert_eq!(cg.working_set(), Some(60_000));
+        let top = Cgroup::V1(root.path().join("memory"));
+        assert_eq!(top.limit(), None);
+    }
+
+    /// v1 in a container: /proc/self/cgroup names a host path that is not mounted; the
+    /// mounted controller root is the container's cgroup.
+    #[test]
+    fn v1_container_falls_back_to_the_mount() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("memory/memory.limit_in_bytes", "536870912\n"),
+                ("memory/memory.usage_in_bytes", "300000000\n"),
+                ("memory/memory.stat", "total_inactive_file 0\n"),
+            ],
+        );
+        let text = "4:memory:/kubepods/burstable/podabc/0123\n";
+        let cg = Cgroup::find(root.path(), text).expect("found");
+        assert_eq!(cg, Cgroup::V1(root.path().join("memory")));
+        assert_eq!(cg.limit(), Some(536_870_912));
+        assert_eq!(cg.working_set(), Some(300_000_000));
+    }
+
+    /// No memory controller at all: nothing is found (the worker measures processes).
+    #[test]
+    fn none_without_a_controller() {
+        let root = tempfile::tempdir().expect("tempdir");
+        assert_eq!(Cgroup::find(root.path(), "0::/\n"), None);
+    }
+}
