@@ -25,6 +25,9 @@ _EXPORTS = {
     "SchedulerError": "shoal.errors",
     "ShoalError": "shoal.errors",
     "TaskError": "shoal.errors",
+    "MemoryLimitError": "shoal.errors",
+    "WorkerLostError": "shoal.errors",
+    "WorkerOOMError": "shoal.errors",
     "VersionMismatchError": "shoal.errors",
     "ALL_COMPLETED": "shoal.futures",
     "FIRST_COMPLETED": "shoal.futures",
@@ -44,10 +47,13 @@ if TYPE_CHECKING:  # pragma: no cover
         AuthenticationError,
         CancelledError,
         ConnectionLostError,
+        MemoryLimitError,
         SchedulerError,
         ShoalError,
         TaskError,
         VersionMismatchError,
+        WorkerLostError,
+        WorkerOOMError,
     )
     from shoal.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, as_completed, wait
     from shoal.progress import progress

@@ -47,6 +47,11 @@ _MAX_MESSAGE = 256 * 1024 * 1024
 _CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", _MAX_MESSAGE),
     ("grpc.max_send_message_length", _MAX_MESSAGE),
+    # A scheduler that vanished without closing the connection (its pod killed behind a
+    # proxy) is noticed within seconds, not at the next TCP timeout.
+    ("grpc.keepalive_time_ms", 5_000),
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
 ]
 #: Keys per Gather / Release call.
 _KEYS_PER_CALL = 16_384
@@ -278,8 +283,9 @@ class Client:
                 return
             error = ConnectionLostError(
                 f"lost the event stream of the scheduler at {self.address} ({e.code().name}: "
-                f"{e.details()}); the scheduler released this session's keys: reconnect and "
-                "resubmit"
+                f"{e.details()}); the scheduler process ended or became unreachable, and its "
+                "results are lost (on Kubernetes, `kubectl describe shoalcluster` says whether "
+                "its pod was OOM-killed): reconnect and resubmit"
             )
         except Exception as e:  # a bug here must not hang every waiter
             log.exception("shoal client event thread failed")

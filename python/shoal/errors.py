@@ -47,8 +47,9 @@ class ConnectionLostError(ShoalError):
 class TaskError(ShoalError):
     """A task failed and its own exception could not be re-raised.
 
-    ``kind`` is the runtime's short cause ("WorkerLost", "ExecutorCrashed", "MemoryLimit",
-    "Unsupported", "Cancelled", or an exception type name).
+    ``kind`` is the runtime's short cause ("WorkerLost", "WorkerOOMKilled",
+    "ExecutorCrashed", "MemoryLimit", "Unsupported", "Cancelled", or an exception type
+    name); the first three have their own subclasses.
     """
 
     def __init__(self, key: str, kind: str, message: str, worker: str = "", detail: str = ""):
@@ -59,6 +60,53 @@ class TaskError(ShoalError):
         self.detail = detail
         where = f" on worker {worker!r}" if worker else ""
         super().__init__(f"task {key!r} failed{where} ({kind}): {message}")
+
+
+class WorkerLostError(TaskError):
+    """A task lost its worker more often than it may be retried.
+
+    ``losses`` lists each loss as ``(worker, cause, memory_limit, detail)``, ``cause``
+    being ``"OOMKilled"``, ``"Crashed"``, ``"Removed"`` or ``"Unknown"``.
+    """
+
+    def __init__(self, key: str, kind: str, message: str, worker: str = "", detail: str = "", losses=()):
+        super().__init__(key, kind, message, worker, detail)
+        self.losses = list(losses)
+
+
+class WorkerOOMError(WorkerLostError):
+    """A task was running on workers the kernel OOM-killed (their pods ran out of memory).
+
+    ``pods`` are the OOM-killed workers' pod names, ``limit`` their memory limit in bytes
+    (0 when unknown), ``advice`` what to change.
+    """
+
+    advice = (
+        "raise the worker group's memory limit (resources.limits.memory, or set oomPolicy) "
+        "or make the task's chunks or partitions smaller"
+    )
+
+    def __init__(self, key: str, kind: str, message: str, worker: str = "", detail: str = "", losses=()):
+        super().__init__(key, kind, message, worker, detail, losses)
+        oom = [loss for loss in self.losses if loss[1] == "OOMKilled"]
+        self.pods = [loss[0] for loss in oom]
+        self.limit = max((loss[2] for loss in oom), default=0)
+
+
+class MemoryLimitError(TaskError):
+    """The worker stopped the task before the kernel could OOM-kill it: its pod's memory
+    passed the terminate threshold. ``used``, ``limit`` and ``task_used`` are bytes,
+    ``threshold`` the fraction of the limit."""
+
+    def __init__(self, key: str, kind: str, message: str, worker: str = "", detail: str = "", memory=None):
+        super().__init__(key, kind, message, worker, detail)
+        self.used = memory.used if memory is not None else 0
+        self.limit = memory.limit if memory is not None else 0
+        self.threshold = memory.threshold if memory is not None else 0.0
+        self.task_used = memory.task_used if memory is not None else 0
+
+
+_LOSS_CAUSES = {0: "Unknown", 1: "OOMKilled", 2: "Crashed", 3: "Removed"}
 
 
 class CancelledError(TaskError, concurrent.futures.CancelledError):
@@ -82,7 +130,7 @@ def rebuild(key: str, error) -> BaseException:
         if not isinstance(exc, BaseException):
             exc = None
     if exc is None:
-        err = TaskError(key, kind, message, worker, detail)
+        err = _runtime_error(key, error)
         if detail:
             add_note(err, f"Remote traceback:\n{detail.rstrip()}")
         return err
@@ -95,6 +143,19 @@ def rebuild(key: str, error) -> BaseException:
     if detail:
         add_note(exc, f"Remote traceback:\n{detail.rstrip()}")
     return exc
+
+
+def _runtime_error(key: str, error) -> TaskError:
+    """The :class:`TaskError` (or subclass) for a failure the runtime itself reported."""
+    kind, message, worker, detail = error.kind, error.message, error.worker, error.detail
+    if kind in ("WorkerLost", "WorkerOOMKilled"):
+        losses = [(x.worker, _LOSS_CAUSES.get(x.cause, "Unknown"), x.memory_limit, x.detail) for x in error.losses]
+        cls = WorkerOOMError if kind == "WorkerOOMKilled" else WorkerLostError
+        return cls(key, kind, message, worker, detail, losses)
+    if kind == "MemoryLimit":
+        memory = error.memory if error.HasField("memory") else None
+        return MemoryLimitError(key, kind, message, worker, detail, memory)
+    return TaskError(key, kind, message, worker, detail)
 
 
 def add_note(exc: BaseException, note: str) -> None:

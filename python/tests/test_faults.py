@@ -37,13 +37,6 @@ def hard_exit():
     os._exit(3)
 
 
-def hog_memory():
-    blocks = []
-    for _ in range(40):
-        blocks.append(b"x" * (100 * 2**20))
-    return len(blocks)
-
-
 @pytest.fixture
 def cluster():
     with ProcessCluster() as c:
@@ -112,13 +105,3 @@ def test_executor_crash_fails_only_that_task(cluster, crash, cause):
         assert client.submit(slow_inc, 1).result(timeout=60) == 2
 
 
-def test_memory_hog_is_stopped_before_the_kernel_steps_in(cluster):
-    """A task over the worker's memory limit fails with MemoryLimit; the worker goes on."""
-    cluster.add_worker("w0", "--memory-limit", str(1024 * 2**20))
-    with cluster.connect(1) as client:
-        hog = client.submit(hog_memory)
-        with pytest.raises(shoal.TaskError) as info:
-            hog.result(timeout=120)
-        assert info.value.kind == "MemoryLimit"
-        assert hog.key in str(info.value) and "memory" in str(info.value)
-        assert client.submit(slow_inc, 41).result(timeout=60) == 42

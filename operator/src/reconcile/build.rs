@@ -201,6 +201,9 @@ fn pull_policy(cluster: &ValidatedCluster) -> String {
     cluster.pull_policy.as_str().to_owned()
 }
 
+/// Seconds the scheduler waits for the operator to say why a worker's connection dropped.
+const LOSS_REPORT_WAIT_SECONDS: &str = "5";
+
 /// The scheduler pod, from the image by tag (its digest then pins the workers).
 pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
     let command = [
@@ -232,6 +235,10 @@ pub fn scheduler_pod(cluster: &ValidatedCluster) -> Pod {
                     token_env(cluster),
                     env("SHOAL_VERSION", &cluster.version),
                     env("SHOAL_LOG", "info"),
+                    // The operator reports why workers vanish (ReportWorkerLost) within a
+                    // few seconds; the scheduler holds a dropped worker that long, so the
+                    // errors of its tasks name the cause (OOMKilled, limit).
+                    env("SHOAL_LOSS_REPORT_WAIT", LOSS_REPORT_WAIT_SECONDS),
                 ]),
                 ports: Some(vec![
                     container_port("grpc", names::SCHEDULER_PORT),

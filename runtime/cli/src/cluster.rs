@@ -24,6 +24,13 @@ pub async fn run_scheduler(args: SchedulerArgs) -> Result<(), String> {
     // Several heartbeats fit in the timeout, so an idle worker is never taken for a lost one.
     config.heartbeat_interval = config.heartbeat_interval.min(config.heartbeat_timeout / 4);
     config.max_chunk_bytes = args.max_chunk_bytes;
+    if !(0.0..=300.0).contains(&args.loss_report_wait) {
+        return Err(format!(
+            "--loss-report-wait (SHOAL_LOSS_REPORT_WAIT) is {}; expected seconds between 0 and 300",
+            args.loss_report_wait
+        ));
+    }
+    config.loss_report_wait = Duration::from_secs_f64(args.loss_report_wait);
     let mut handle = shoal_scheduler::start(config)
         .await
         .map_err(|e| e.to_string())?;

@@ -60,6 +60,11 @@ struct SchedulerArgs {
     /// Seconds without a message after which a worker is declared lost.
     #[arg(long, default_value_t = 30)]
     heartbeat_timeout: u64,
+    /// Seconds a worker whose connection dropped is held (no new tasks) before its loss
+    /// is settled, waiting for the operator to report why (an OOM kill), so its tasks'
+    /// errors name the cause. 0 settles at once (no operator).
+    #[arg(long, env = "SHOAL_LOSS_REPORT_WAIT", default_value_t = 0.0)]
+    loss_report_wait: f64,
     /// Largest graph chunk accepted, in encoded bytes.
     #[arg(long, default_value_t = 64 * 1024 * 1024)]
     max_chunk_bytes: usize,

@@ -745,7 +745,11 @@ impl State {
                     stored_bytes: w.stored_bytes,
                     spilled_bytes: w.spilled_bytes,
                     assigned_tasks: w.assigned,
-                    state: format!("{:?}", w.state).to_lowercase(),
+                    state: if w.paused && w.is_active() {
+                        "paused".to_owned()
+                    } else {
+                        format!("{:?}", w.state).to_lowercase()
+                    },
                     data_address: w.data_address.clone(),
                     group: w.group.clone(),
                     resources: w

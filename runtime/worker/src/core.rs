@@ -640,3 +640,6 @@ impl WorkerCore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,315 @@
+//! The worker core driven step by step with a recording `Effects`: no processes, no
+//! sockets; the store writes spills to a temporary directory.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use shoal_proto::v1;
+use shoal_proto::v1::scheduler_message::Msg;
+use shoal_proto::v1::worker_message::Msg as Out;
+
+use super::{Effects, Fetched, WorkerCore};
+use crate::executor::{ExecOutcome, ExecTask};
+use crate::memory::{ExecutorMemory, Sample, Thresholds};
+use crate::store::Store;
+
+const MIB: u64 = 1 << 20;
+
+/// Everything the core asked for, in order.
+#[derive(Default)]
+struct Recorder {
+    fetches: Vec<(String, Vec<u64>, bool)>,
+    started: Vec<(u64, bool)>,
+    stopped: Vec<(u64, v1::TaskError)>,
+    released: Vec<u64>,
+    forgotten: Vec<String>,
+}
+
+impl Effects for Recorder {
+    fn fetch(&mut self, address: &str, tasks: Vec<u64>, replicate: bool) {
+        self.fetches.push((address.to_owned(), tasks, replicate));
+    }
+    fn start(&mut self, task: ExecTask, python: bool) {
+        self.started.push((task.task, python));
+    }
+    fn stop(&mut self, task: u64, error: v1::TaskError) {
+        self.stopped.push((task, error));
+    }
+    fn released(&mut self, tasks: &[u64]) {
+        self.released.extend_from_slice(tasks);
+    }
+    fn forget_peer(&mut self, address: &str) {
+        self.forgotten.push(address.to_owned());
+    }
+}
+
+struct Bed {
+    core: WorkerCore,
+    store: Store,
+    fx: Recorder,
+    _dir: tempfile::TempDir,
+}
+
+impl Bed {
+    fn new(cores: usize) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Bed {
+            core: WorkerCore::new("w1".into(), cores, Thresholds::default()),
+            store: Store::new(dir.path().to_path_buf(), u64::MAX),
+            fx: Recorder::default(),
+            _dir: dir,
+        }
+    }
+
+    fn send(&mut self, msg: Msg) {
+        self.core.on_message(msg, &mut self.store, &mut self.fx);
+        self.core.sanity_check();
+    }
+
+    fn assign(&mut self, tasks: Vec<v1::TaskAssignment>) {
+        self.send(Msg::Assign(v1::AssignTasks {
+            tasks,
+            blobs: vec![],
+        }));
+    }
+
+    fn outcome(&mut self, task: u64, result: Result<Bytes, v1::TaskError>) {
+        let outcome = ExecOutcome {
+            task,
+            result,
+            duration: Duration::from_millis(1),
+        };
+        self.core.on_outcome(outcome, &mut self.store);
+        self.core.pump(&self.store, &mut self.fx);
+        self.core.sanity_check();
+    }
+
+    fn memory(&mut self, used: u64, executors: &[(u32, Option<u64>, u64)]) {
+        let sample = Sample {
+            used,
+            limit: 1000 * MIB,
+            stored: self.store.memory_bytes(),
+            executors: executors
+                .iter()
+                .map(|&(pid, task, resident)| ExecutorMemory {
+                    pid,
+                    task,
+                    resident,
+                })
+                .collect(),
+        };
+        self.core.on_memory(&sample, &mut self.store, &mut self.fx);
+        self.core.sanity_check();
+    }
+
+    fn messages(&mut self) -> Vec<Out> {
+        self.core.take_messages()
+    }
+}
+
+fn python(task: u64, inputs: &[(u64, Option<u32>)]) -> v1::TaskAssignment {
+    v1::TaskAssignment {
+        task,
+        key: format!("t-{task}"),
+        payload: Some(v1::TaskPayload {
+            kind: Some(v1::task_payload::Kind::Python(v1::PythonTask {
+                pickled: vec![1],
+                shared: 0,
+            })),
+        }),
+        inputs: inputs
+            .iter()
+            .map(|&(task, holder)| v1::DataLocation {
+                task,
+                workers: holder.into_iter().collect(),
+            })
+            .collect(),
+    }
+}
+
+fn builtin(task: u64) -> v1::TaskAssignment {
+    v1::TaskAssignment {
+        task,
+        key: format!("b-{task}"),
+        payload: Some(v1::TaskPayload {
+            kind: Some(v1::task_payload::Kind::Builtin(v1::BuiltinTask {
+                op: Some(v1::builtin_task::Op::SleepMs(1)),
+            })),
+        }),
+        inputs: vec![],
+    }
+}
+
+fn state_of(msgs: &[Out]) -> Option<v1::WorkerState> {
+    msgs.iter().find_map(|m| match m {
+        Out::Heartbeat(h) => v1::WorkerState::try_from(h.state).ok(),
+        _ => None,
+    })
+}
+
+/// A task with local inputs starts at once; its result is stored and reported finished.
+#[test]
+fn runs_a_task_and_reports_it() {
+    let mut bed = Bed::new(1);
+    bed.store.put(1, Bytes::from_static(b"in")).expect("put");
+    bed.assign(vec![python(2, &[(1, None)])]);
+    assert_eq!(bed.fx.started, vec![(2, true)]);
+    bed.outcome(2, Ok(Bytes::from_static(b"out")));
+    assert!(bed.store.contains(2));
+    let msgs = bed.messages();
+    assert!(
+        matches!(&msgs[..], [Out::Finished(f)] if f.tasks[0].task == 2 && f.tasks[0].size == 3)
+    );
+}
+
+/// An input held by a peer is fetched once for every task needing it; the tasks start
+/// when it arrives, and a peer that left makes them fail as InputLost, naming the holder.
+#[test]
+fn fetches_inputs_and_reports_lost_ones() {
+    let mut bed = Bed::new(2);
+    bed.send(Msg::Peers(v1::PeersChanged {
+        added: vec![v1::Peer {
+            worker_id: 7,
+            name: "w7".into(),
+            data_address: "10.0.0.7:1".into(),
+        }],
+        removed: vec![],
+    }));
+    bed.assign(vec![python(2, &[(1, Some(7))]), python(3, &[(1, Some(7))])]);
+    assert_eq!(bed.fx.fetches, vec![("10.0.0.7:1".into(), vec![1], false)]);
+    assert!(bed.fx.started.is_empty());
+    let objects = HashMap::from([(1, Bytes::from_static(b"x"))]);
+    let done = Fetched::Done {
+        objects,
+        missing: vec![],
+        replicate: false,
+    };
+    bed.core.on_fetched(done, &mut bed.store, &mut bed.fx);
+    bed.core.sanity_check();
+    assert_eq!(bed.fx.started, vec![(2, true), (3, true)]);
+
+    bed.assign(vec![python(4, &[(9, Some(8))])]);
+    let failed = bed.messages();
+    let Some(Out::Failed(f)) = failed.last() else {
+        panic!("expected a failure, got {failed:?}");
+    };
+    assert!(f.tasks[0].missing_input && f.tasks[0].missing_task == 9);
+    assert_eq!(f.tasks[0].missing_from, Some(8));
+    assert_eq!(
+        f.tasks[0].error.as_ref().map(|e| e.kind.as_str()),
+        Some("InputLost")
+    );
+}
+
+/// Builtin tasks run at most one per core; the next starts when one ends.
+#[test]
+fn builtin_tasks_are_bounded_by_cores() {
+    let mut bed = Bed::new(1);
+    bed.assign(vec![builtin(1), builtin(2)]);
+    assert_eq!(bed.fx.started, vec![(1, false)]);
+    bed.outcome(1, Ok(Bytes::new()));
+    assert_eq!(bed.fx.started, vec![(1, false), (2, false)]);
+}
+
+/// Over the spill threshold stored results go to disk until memory would be at the
+/// target; they stay readable.
+#[test]
+fn spills_under_pressure() {
+    let mut bed = Bed::new(1);
+    for id in 1..=4 {
+        bed.store
+            .put(id, Bytes::from(vec![0u8; MIB as usize * 100]))
+            .expect("put");
+    }
+    bed.memory(650 * MIB, &[]);
+    assert_eq!(
+        bed.store.spilled_bytes(),
+        0,
+        "under the spill threshold nothing moves"
+    );
+    bed.memory(750 * MIB, &[]);
+    // 150 MiB over the 600 MiB target: two 100 MiB results go.
+    assert_eq!(bed.store.spilled_bytes(), 200 * MIB);
+    assert_eq!(bed.store.memory_bytes(), 200 * MIB);
+    assert_eq!(bed.store.get(1).map(|b| b.len() as u64), Some(100 * MIB));
+}
+
+/// Over the pause threshold the worker says so at once and starts nothing new; back
+/// under it (with the margin) it says so and starts what waited.
+#[test]
+fn pauses_and_resumes() {
+    let mut bed = Bed::new(2);
+    bed.memory(850 * MIB, &[]);
+    assert_eq!(state_of(&bed.messages()), Some(v1::WorkerState::Paused));
+    bed.assign(vec![python(1, &[]), builtin(2)]);
+    assert!(bed.fx.started.is_empty(), "a paused worker starts nothing");
+    bed.memory(780 * MIB, &[]);
+    assert!(
+        bed.messages().is_empty(),
+        "within the margin it stays paused"
+    );
+    assert!(bed.fx.started.is_empty());
+    bed.memory(500 * MIB, &[]);
+    assert_eq!(state_of(&bed.messages()), Some(v1::WorkerState::Running));
+    assert_eq!(bed.fx.started, vec![(1, true), (2, false)]);
+    assert!(bed.core.heartbeat(&bed.store).state == v1::WorkerState::Running as i32);
+}
+
+/// Over the terminate threshold the executor of the running task holding the most
+/// memory is stopped, once; the task fails with MemoryLimit and the figures; the worker
+/// goes on with other tasks.
+#[test]
+fn stops_the_task_driving_memory() {
+    let mut bed = Bed::new(2);
+    bed.assign(vec![python(1, &[]), python(2, &[])]);
+    let execs = [(100, Some(1), 80 * MIB), (101, Some(2), 800 * MIB)];
+    bed.memory(960 * MIB, &execs);
+    assert_eq!(bed.fx.stopped.len(), 1);
+    let (task, error) = bed.fx.stopped[0].clone();
+    assert_eq!(task, 2);
+    assert_eq!(error.kind, "MemoryLimit");
+    assert!(
+        error.message.contains("\"t-2\"") && error.message.contains("960 MiB"),
+        "{}",
+        error.message
+    );
+    let figures = error.memory.as_deref().expect("figures");
+    assert_eq!(
+        (figures.used, figures.limit, figures.task_used),
+        (960 * MIB, 1000 * MIB, 800 * MIB)
+    );
+    assert_eq!(figures.threshold, 0.95);
+    bed.memory(970 * MIB, &execs);
+    assert_eq!(
+        bed.fx.stopped.len(),
+        1,
+        "no second stop while the first is pending"
+    );
+    bed.outcome(2, Err(error));
+    let msgs = bed.messages();
+    let failed = msgs.iter().find_map(|m| match m {
+        Out::Failed(f) => Some(f),
+        _ => None,
+    });
+    assert_eq!(failed.map(|f| f.tasks[0].task), Some(2));
+    bed.outcome(1, Ok(Bytes::from_static(b"ok")));
+    assert!(bed.store.contains(1));
+    assert_eq!(bed.core.memory_stats().stopped_tasks, 1);
+}
+
+/// Released results leave the store and the executors are told; cancelled tasks that
+/// had not started never start.
+#[test]
+fn release_and_cancel() {
+    let mut bed = Bed::new(1);
+    bed.store.put(5, Bytes::from_static(b"r")).expect("put");
+    bed.send(Msg::Release(v1::ReleaseData { tasks: vec![5] }));
+    assert!(!bed.store.contains(5));
+    assert_eq!(bed.fx.released, vec![5]);
+    bed.memory(850 * MIB, &[]);
+    bed.assign(vec![builtin(1)]);
+    bed.send(Msg::Cancel(v1::CancelTasks { tasks: vec![1] }));
+    bed.memory(100 * MIB, &[]);
+    assert!(bed.fx.started.is_empty());
+}
