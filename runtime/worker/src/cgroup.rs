@@ -86,6 +86,20 @@ impl Cgroup {
         limit.filter(|&l| l < UNLIMITED)
     }
 
+    /// Processes the kernel's OOM killer has killed in this cgroup so far (v1
+    /// `memory.oom_control`, v2 `memory.events`: `oom_kill`).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (dir, file) = match self {
+            Cgroup::V2(dir) => (dir, "memory.events"),
+            Cgroup::V1(dir) => (dir, "memory.oom_control"),
+        };
+        let text = std::fs::read_to_string(dir.join(file)).ok()?;
+        text.lines().find_map(|line| {
+            let value = line.strip_prefix("oom_kill ")?;
+            value.trim().parse().ok()
+        })
+    }
+
     /// Bytes in use that the kernel cannot simply drop: usage minus inactive file cache.
     pub fn working_set(&self) -> Option<u64> {
         let (usage, inactive) = match self {
@@ -122,6 +136,11 @@ impl Probe {
             return used;
         }
         resident_bytes(std::process::id()) + executor_pids.map(resident_bytes).sum::<u64>()
+    }
+
+    /// The cgroup whose limit the worker is held to (`None`: no cgroup limit).
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_ref()
     }
 
     /// What is measured, for the log.
@@ -205,6 +224,12 @@ mod tests {
         assert_eq!(cg, Cgroup::V2(root.path().to_path_buf()));
         assert_eq!(cg.limit(), Some(268_435_456));
         assert_eq!(cg.working_set(), Some(170_000_000));
+        assert_eq!(cg.oom_kills(), None);
+        write(
+            root.path(),
+            &[("memory.events", "low 0\nhigh 0\nmax 4\noom 2\noom_kill 1\n")],
+        );
+        assert_eq!(cg.oom_kills(), Some(1));
         write(root.path(), &[("memory.max", "max\n")]);
         assert_eq!(cg.limit(), None);
     }
@@ -276,6 +301,14 @@ mod tests {
         assert_eq!(cg, Cgroup::V1(root.path().join("memory")));
         assert_eq!(cg.limit(), Some(536_870_912));
         assert_eq!(cg.working_set(), Some(300_000_000));
+        write(
+            root.path(),
+            &[(
+                "memory/memory.oom_control",
+                "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+            )],
+        );
+        assert_eq!(cg.oom_kills(), Some(3));
     }
 
     /// No memory controller at all: nothing is found (the worker measures processes).

@@ -35,6 +35,9 @@ pub struct PythonConfig {
     pub worker_name: String,
     /// The worker's memory limit (executors size their value caches from it).
     pub memory_limit: u64,
+    /// The worker's cgroup, if it has a limit: an executor killed by the kernel's OOM
+    /// killer is told apart from other crashes by its `oom_kill` count.
+    pub cgroup: Option<crate::cgroup::Cgroup>,
 }
 
 struct Job {
@@ -140,10 +143,17 @@ struct Pool {
     events_rx: mpsc::UnboundedReceiver<ProcEvent>,
     next_generation: u64,
     published: Published,
+    /// The cgroup's OOM kill count when last looked at.
+    oom_kills: u64,
 }
 
 impl Pool {
     fn new(config: PythonConfig, published: Published) -> Self {
+        let oom_kills = config
+            .cgroup
+            .as_ref()
+            .and_then(crate::cgroup::Cgroup::oom_kills)
+            .unwrap_or(0);
         let (events_tx, events_rx) = mpsc::unbounded_channel();
         let slots = (0..config.processes.max(1)).map(|_| None).collect();
         Pool {
@@ -153,6 +163,7 @@ impl Pool {
             events_tx,
             events_rx,
             next_generation: 0,
+            oom_kills,
             published,
         }
     }
@@ -369,6 +380,9 @@ impl Pool {
                             );
                             error
                         }
+                        None if self.kernel_oom_killed() => {
+                            self.kernel_oom_error(&running.key, process.pid, ran)
+                        }
                         None => self.crash_error(&running.key, process.pid, ran, status),
                     };
                     let _ = running.done.send(ExecOutcome {
@@ -385,6 +399,54 @@ impl Pool {
                     });
                 }
             }
+        }
+    }
+
+    /// Whether the kernel's OOM killer killed a process of this worker's cgroup since the
+    /// last look (then an executor that died of SIGKILL was that process).
+    fn kernel_oom_killed(&mut self) -> bool {
+        let Some(now) = self
+            .config
+            .cgroup
+            .as_ref()
+            .and_then(crate::cgroup::Cgroup::oom_kills)
+        else {
+            return false;
+        };
+        let before = std::mem::replace(&mut self.oom_kills, now);
+        now > before
+    }
+
+    /// The error of a task whose executor the kernel OOM-killed: the pod reached its limit
+    /// faster than the worker's memory check (every 100 ms) could stop the task.
+    fn kernel_oom_error(&self, key: &str, pid: u32, ran: Duration) -> v1::TaskError {
+        let limit = self.config.memory_limit;
+        tracing::warn!(
+            worker = self.config.worker_name,
+            task = key,
+            pid,
+            limit_mib = limit >> 20,
+            "the kernel OOM-killed a python executor; starting a new one"
+        );
+        v1::TaskError {
+            kind: "MemoryLimit".into(),
+            message: format!(
+                "task {key:?} on worker {:?}: the kernel OOM-killed (OOMKilled) its executor: \
+                 the pod reached its memory limit of {} MiB faster than the worker could stop \
+                 the task. The worker started a new executor; other tasks go on. Give workers \
+                 more memory or make the task's chunks or partitions smaller",
+                self.config.worker_name,
+                limit >> 20
+            ),
+            detail: format!("executor pid {pid}, the task ran {:.1}s", ran.as_secs_f64()),
+            worker: self.config.worker_name.clone(),
+            memory: Some(Box::new(v1::MemoryFigures {
+                used: limit,
+                limit,
+                threshold: 1.0,
+                task_used: 0,
+            })),
+            ..Default::default()
         }
     }
 

@@ -144,6 +144,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
     let probe = Probe::new();
+    let cgroup = probe.cgroup().cloned();
     tracing::info!(
         worker = config.name,
         limit_mib = config.memory_limit >> 20,
@@ -168,6 +169,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                     processes: config.cores.max(1) as usize,
                     worker_name: config.name.clone(),
                     memory_limit: config.memory_limit,
+                    cgroup,
                 })
             }),
         },
