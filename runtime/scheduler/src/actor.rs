@@ -734,9 +734,12 @@ impl State {
         v1::ClusterStatus {
             version: Some(shoal_proto::version_info()),
             cluster_name: self.config.cluster_name.clone(),
+            // A worker whose connection dropped is not shown while its loss waits for a
+            // cause: it is gone, whatever the cause turns out to be.
             workers: self
                 .core
                 .workers_iter()
+                .filter(|(id, _)| !self.awaiting_cause.contains_key(id))
                 .map(|(_, w)| v1::WorkerStatus {
                     name: w.name.clone(),
                     cores: w.cores,
