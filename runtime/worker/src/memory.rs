@@ -100,6 +100,18 @@ pub struct ExecutorMemory {
     pub resident: u64,
 }
 
+/// Executors from (pid, running task, resident bytes), for tests.
+#[cfg(test)]
+pub(crate) fn executors_of(list: &[(u32, Option<u64>, u64)]) -> Vec<ExecutorMemory> {
+    list.iter()
+        .map(|&(pid, task, resident)| ExecutorMemory {
+            pid,
+            task,
+            resident,
+        })
+        .collect()
+}
+
 /// One measurement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sample {
@@ -184,14 +196,7 @@ mod tests {
             used: (GIB as f64 * used_fraction) as u64,
             limit: GIB,
             stored,
-            executors: executors
-                .iter()
-                .map(|&(pid, task, resident)| ExecutorMemory {
-                    pid,
-                    task,
-                    resident,
-                })
-                .collect(),
+            executors: executors_of(executors),
         }
     }
 

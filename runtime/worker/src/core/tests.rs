@@ -11,7 +11,7 @@ use shoal_proto::v1::worker_message::Msg as Out;
 
 use super::{Effects, Fetched, WorkerCore};
 use crate::executor::{ExecOutcome, ExecTask};
-use crate::memory::{ExecutorMemory, Sample, Thresholds};
+use crate::memory::{Sample, Thresholds, executors_of};
 use crate::store::Store;
 
 const MIB: u64 = 1 << 20;
@@ -90,14 +90,7 @@ impl Bed {
             used,
             limit: 1000 * MIB,
             stored: self.store.memory_bytes(),
-            executors: executors
-                .iter()
-                .map(|&(pid, task, resident)| ExecutorMemory {
-                    pid,
-                    task,
-                    resident,
-                })
-                .collect(),
+            executors: executors_of(executors),
         };
         self.core.on_memory(&sample, &mut self.store, &mut self.fx);
         self.core.sanity_check();
