@@ -125,6 +125,55 @@ async fn wrong_token_refused() {
     assert!(log.contains("wrong auth token"), "{log}");
 }
 
+/// A worker started before its scheduler keeps trying while the address accepts and drops
+/// connections (a Service in front of a scheduler pod still starting), then joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_for_a_scheduler_that_drops_connections() {
+    let flaky = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = flaky.local_addr().expect("address").to_string();
+    let mut worker = std::process::Command::new(exe())
+        .args([
+            "worker",
+            "--scheduler",
+            &address,
+            "--name",
+            "early",
+            "--cores",
+            "1",
+        ])
+        .env("SHOAL_TOKEN", TOKEN)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker starts");
+    flaky.set_nonblocking(true).expect("nonblocking");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut dropped = 0;
+    while dropped < 3 {
+        if let Some(status) = worker.try_wait().expect("worker state") {
+            panic!("the worker gave up on a scheduler that was still starting: {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker did not retry within 30 s"
+        );
+        match flaky.accept() {
+            Ok((connection, _)) => {
+                drop(connection);
+                dropped += 1;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    drop(flaky);
+    let mut cluster = TestCluster::start_at(&address, 0, &[]);
+    cluster.workers.push(("early".into(), worker));
+    let client = cluster.client().await;
+    cluster.wait_for_workers(&client, 1).await;
+}
+
 /// Clients and workers of another version are refused with both versions and the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_versions_refused() {

@@ -103,12 +103,6 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             }),
     );
 
-    let channel = connect_patiently(&config.scheduler).await?;
-    let mut client =
-        WorkerSessionClient::with_interceptor(channel, AttachToken::new(&config.token))
-            .max_decoding_message_size(256 * 1024 * 1024)
-            .max_encoding_message_size(256 * 1024 * 1024);
-    let (out_tx, out_rx) = mpsc::channel::<v1::WorkerMessage>(1024);
     let register = v1::Register {
         version: Some(shoal_proto::version_info()),
         name: config.name.clone(),
@@ -118,19 +112,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         group: config.group.clone(),
         resources: config.resources.iter().cloned().collect(),
     };
-    let _ = out_tx
-        .send(v1::WorkerMessage {
-            msg: Some(Out::Register(register)),
-        })
-        .await;
-    let inbound = client
-        .session(ReceiverStream::new(out_rx))
-        .await
-        .map_err(|s| WorkerError::Refused {
-            address: config.scheduler.clone(),
-            message: s.message().to_string(),
-        })?
-        .into_inner();
+    let (out_tx, inbound) = open_session(&config, register).await?;
     tracing::info!(
         worker = config.name,
         data_address,
@@ -406,25 +388,62 @@ impl Session {
 /// worker pods often start before the scheduler listens.
 const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Connects to the scheduler, retrying with backoff for up to [`CONNECT_PATIENCE`].
-async fn connect_patiently(
-    address: &str,
-) -> Result<tonic::transport::Channel, shoal_client::ClientError> {
+/// Opens the session and registers, retrying with backoff for up to [`CONNECT_PATIENCE`]
+/// while the scheduler cannot be reached or answers `Unavailable` (a scheduler pod that
+/// is still starting behind its Service). A refusal (wrong token, other version) is final.
+async fn open_session(
+    config: &WorkerConfig,
+    register: v1::Register,
+) -> Result<
+    (
+        mpsc::Sender<v1::WorkerMessage>,
+        tonic::Streaming<v1::SchedulerMessage>,
+    ),
+    WorkerError,
+> {
+    let address = config.scheduler.as_str();
     let start = std::time::Instant::now();
     let mut delay = std::time::Duration::from_millis(100);
     let mut told = false;
     loop {
-        match shoal_client::channel(address).await {
-            Ok(channel) => return Ok(channel),
-            Err(error) if start.elapsed() < CONNECT_PATIENCE => {
-                if !told {
-                    tracing::info!(scheduler = address, %error, "scheduler not reachable yet; retrying for up to {CONNECT_PATIENCE:?}");
-                    told = true;
+        let cause = match shoal_client::channel(address).await {
+            Ok(channel) => {
+                let mut client =
+                    WorkerSessionClient::with_interceptor(channel, AttachToken::new(&config.token))
+                        .max_decoding_message_size(256 * 1024 * 1024)
+                        .max_encoding_message_size(256 * 1024 * 1024);
+                let (out_tx, out_rx) = mpsc::channel::<v1::WorkerMessage>(1024);
+                let _ = out_tx
+                    .send(v1::WorkerMessage {
+                        msg: Some(Out::Register(register.clone())),
+                    })
+                    .await;
+                match client.session(ReceiverStream::new(out_rx)).await {
+                    Ok(inbound) => return Ok((out_tx, inbound.into_inner())),
+                    Err(status)
+                        if matches!(
+                            status.code(),
+                            tonic::Code::Unavailable | tonic::Code::Unknown
+                        ) && start.elapsed() < CONNECT_PATIENCE =>
+                    {
+                        status.message().to_string()
+                    }
+                    Err(status) => {
+                        return Err(WorkerError::Refused {
+                            address: address.to_owned(),
+                            message: status.message().to_string(),
+                        });
+                    }
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(std::time::Duration::from_secs(2));
             }
-            Err(error) => return Err(error),
+            Err(error) if start.elapsed() < CONNECT_PATIENCE => error.to_string(),
+            Err(error) => return Err(error.into()),
+        };
+        if !told {
+            tracing::info!(scheduler = address, %cause, "scheduler not reachable yet; retrying for up to {CONNECT_PATIENCE:?}");
+            told = true;
         }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(2));
     }
 }

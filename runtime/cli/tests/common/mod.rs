@@ -34,13 +34,18 @@ pub struct TestCluster {
 
 impl TestCluster {
     pub fn start(workers: usize, extra_scheduler_args: &[&str]) -> Self {
+        Self::start_at("127.0.0.1:0", workers, extra_scheduler_args)
+    }
+
+    /// A scheduler listening for gRPC at `listen` (e.g. a port a test reserved).
+    pub fn start_at(listen: &str, workers: usize, extra_scheduler_args: &[&str]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = std::fs::File::create(dir.path().join("scheduler.log")).expect("log file");
         let mut scheduler = Command::new(exe())
             .args([
                 "scheduler",
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--http-listen",
                 "127.0.0.1:0",
             ])
