@@ -7,7 +7,7 @@ SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
-	operator-static skew-bin
+	operator-static skew-bin monitoring-test
 PYTHON ?= python3
 
 all: build
@@ -60,7 +60,12 @@ python-test: python-deps build
 	$(PYTHON) python/gen_protos.py --check
 	SHOAL_BIN=$(SHOAL) $(PYTHON) -m pytest -q python/tests
 
-test: lint unit python-test e2e-control-plane
+test: lint unit python-test e2e-control-plane monitoring-test
+
+# Alert rules (promtool check + unit tests; promtool built once into ~/.cache/shoal-tools)
+# and the Grafana dashboard (valid, querying only known metrics), from the chart's files/.
+monitoring-test: python-deps
+	@PYTHON=$(PYTHON) monitoring/test.sh
 
 fmt:
 	$(CARGO) fmt --all
