@@ -3,6 +3,7 @@ real API server accepts (server-side dry run)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -87,6 +88,47 @@ def test_service_monitor_is_optional():
     assert not by_kind(render(), "ServiceMonitor")
     monitors = by_kind(render("metrics.serviceMonitor.enabled=true"), "ServiceMonitor")
     assert monitors[0]["spec"]["endpoints"][0]["port"] == "metrics"
+    # The OOM-kill series keep their cluster's namespace (not renamed exported_namespace).
+    assert monitors[0]["spec"]["endpoints"][0]["honorLabels"] is True
+
+
+MONITORING = [f"monitoring.{part}.enabled=true" for part in ("podMonitor", "prometheusRule", "grafanaDashboard")]
+
+
+def dashboards(docs: list[dict]) -> list[dict]:
+    return [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["labels"].get("grafana_dashboard") == "1"]
+
+
+def test_monitoring_objects_are_optional():
+    """Without asking, no PodMonitor, PrometheusRule or dashboard ConfigMap is rendered."""
+    docs = render()
+    assert not by_kind(docs, "PodMonitor") and not by_kind(docs, "PrometheusRule") and not dashboards(docs)
+
+
+def test_rules_and_dashboard_are_the_chart_files_verbatim():
+    """The PrometheusRule's groups and the dashboard ConfigMap's JSON are files/ unchanged
+    (the files promtool and monitoring/check.py test)."""
+    docs = render(*MONITORING, "monitoring.grafanaDashboard.namespace=grafana")
+    rule = by_kind(docs, "PrometheusRule")[0]
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"] == yaml.safe_load((CHART / "files" / "shoal-rules.yaml").read_text())
+    (board,) = dashboards(docs)
+    assert board["metadata"]["namespace"] == "grafana"
+    assert json.loads(board["data"]["shoal.json"]) == json.loads((CHART / "files" / "shoal-dashboard.json").read_text())
+
+
+def test_pod_monitor_covers_the_watched_namespaces_and_labels_jobs():
+    """The PodMonitor looks in every namespace, or only the watched one, and names the job
+    shoal-scheduler / shoal-worker from the pod's component (the rules select on it)."""
+    spec = by_kind(render(*MONITORING), "PodMonitor")[0]["spec"]
+    assert spec["namespaceSelector"] == {"any": True}
+    endpoint = spec["podMetricsEndpoints"][0]
+    assert endpoint["port"] == "http" and endpoint["path"] == "/metrics"
+    job = next(r for r in endpoint["relabelings"] if r["targetLabel"] == "job")
+    assert job["replacement"] == "shoal-$1"
+    assert {r["targetLabel"] for r in endpoint["relabelings"]} == {"job", "cluster", "group"}
+    watched = by_kind(render(*MONITORING, "watchNamespace=team-a"), "PodMonitor")[0]["spec"]
+    assert watched["namespaceSelector"] == {"matchNames": ["team-a"]}
 
 
 def test_api_server_accepts_the_rendered_chart(kubectl):
