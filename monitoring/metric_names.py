@@ -6,6 +6,8 @@ e2e/tests/test_monitoring.py) share.
 - `known()`: monitoring/known-metrics.txt, name -> what exposes it.
 - `exposed(text)`: the sample names a Prometheus text page offers, counting families
   declared by a `# TYPE` line that have no sample yet.
+- `live_problems(pages)`: what is wrong with real processes' pages: a queried metric of
+  theirs missing, or a label beyond their static categories (BOUNDED_LABELS).
 
 Names are read from PromQL by dropping what is not one: strings, label matchers, ranges,
 grouping clauses, numbers and durations, keywords and function names.
@@ -32,6 +34,13 @@ _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
 _GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
 _TOKEN = re.compile(r"[0-9][0-9a-zA-Z_.]*|[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_VALUES = re.compile(r"^\s*label_values\((.*?)(?:,\s*[a-zA-Z_][a-zA-Z0-9_]*)?\)\s*$", re.S)
+# The labels each process's metrics may carry: namespace, cluster, group and static
+# categories, never a pod, task or worker name or an error text.
+BOUNDED_LABELS = {
+    "operator": {"namespace", "cluster", "group", "category", "direction", "outcome"},
+    "scheduler": {"state"},
+    "worker": set(),
+}
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "summary": ("_sum", "_count")}
 
 
@@ -124,3 +133,19 @@ def labels(text: str) -> dict[str, set[str]]:
             keys = set(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="', rest.split("}", 1)[0])) if rest else set()
             found.setdefault(name.split()[0], set()).update(keys - {"le", "quantile"})
     return found
+
+
+def live_problems(pages: dict[str, str]) -> list[str]:
+    """Problems of real /metrics pages by what served them (operator, scheduler, worker):
+    a metric the rules or the dashboard query that the page lacks, or an unbounded label."""
+    table = known()
+    queried = referenced()
+    problems = [f"queried but not in known-metrics.txt: {name}" for name in sorted(queried - set(table))]
+    for source, page in pages.items():
+        missing = {name for name in queried if table.get(name) == source} - exposed(page)
+        problems += [f"the {source} does not expose {name} (renamed? update the rules or dashboard)" for name in sorted(missing)]
+        allowed = BOUNDED_LABELS[source]
+        for name, keys in sorted(labels(page).items()):
+            if keys - allowed:
+                problems.append(f"{source} metric {name} has labels {sorted(keys - allowed)} beyond {sorted(allowed)}")
+    return problems

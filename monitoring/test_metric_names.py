@@ -33,6 +33,14 @@ def test_exposed_counts_families_without_samples():
     assert metric_names.labels(page) == {"tasks": {"state"}}
 
 
+def test_live_problems_name_a_missing_metric_and_an_unbounded_label():
+    """A worker page lacking a queried worker metric, or labelling one by pod, is reported."""
+    page = '# TYPE shoal_worker_paused gauge\nshoal_worker_paused{pod="w-1"} 0\n'
+    problems = metric_names.live_problems({"worker": page})
+    assert any("does not expose shoal_worker_running_tasks" in p for p in problems), problems
+    assert any("shoal_worker_paused has labels ['pod']" in p for p in problems), problems
+
+
 def test_checks_catch_an_untested_alert_and_a_panel_off_the_datasource_variable():
     """An alert without promtool cases and a panel on a fixed data source are reported."""
     rules = {"groups": [{"rules": [{"alert": "A", "expr": "up == 0", "labels": {}, "annotations": {}}]}]}
