@@ -22,7 +22,7 @@ def main() -> None:
     # Dask warns that the matmul below multiplies chunks: expected, and not Shoal's business.
     warnings.filterwarnings("ignore", category=da.PerformanceWarning)
     with shoal.LocalCluster(n_workers=2) as cluster, cluster.get_client() as client:
-        print(f"Shoal cluster at {cluster.address}; metrics at {client.dashboard_link}")
+        print(f"Shoal cluster at {cluster.address}; dashboard at {client.dashboard_link}")
 
         x = da.random.RandomState(42).normal(10, 2, size=(4_000, 4_000), chunks=(250, 250))
         stats = (x.mean(), x.std(), (x @ x.T)[:10, :10].sum())

@@ -36,6 +36,7 @@ _EXPORTS = {
     "as_completed": "shoal.futures",
     "wait": "shoal.futures",
     "progress": "shoal.progress",
+    "performance_report": "shoal.diagnostics",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
@@ -56,6 +57,7 @@ if TYPE_CHECKING:  # pragma: no cover
         WorkerOOMError,
     )
     from shoal.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, as_completed, wait
+    from shoal.diagnostics import performance_report
     from shoal.progress import progress
 
 

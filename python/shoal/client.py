@@ -101,6 +101,14 @@ def _target(address: str) -> str:
     return address
 
 
+def _dashboard_of(address: str) -> str | None:
+    """The dashboard beside a scheduler at the usual ports (gRPC 8786, HTTP 8787, as on
+    Kubernetes and in Dask), or None when the HTTP port cannot be told from the address.
+    The link carries no token: the page asks for it once and keeps it in a cookie."""
+    host, _, port = _target(address).rpartition(":")
+    return f"http://{host}:8787/status" if port == "8786" and host else None
+
+
 def _funcname(func) -> str:
     while hasattr(func, "func"):  # functools.partial
         func = func.func
@@ -132,6 +140,8 @@ class Client:
             address = address.address
         if not isinstance(address, str) or not address:
             raise TypeError(f"address must be 'host:port' or a LocalCluster, not {address!r}")
+        if self.dashboard_link is None:
+            self.dashboard_link = _dashboard_of(address)
         token = token or os.environ.get("SHOAL_TOKEN")
         if not token:
             raise ShoalError(
@@ -256,6 +266,40 @@ class Client:
             return self._stub.GetClusterInfo(common_pb2.Empty(), metadata=self._metadata, timeout=30)
         except grpc.RpcError as e:
             raise self._error("cluster info", e) from None
+
+    def get_task_stream(self, start: float | None = None) -> list[dict]:
+        """The tasks that ran since ``start`` (Unix seconds; None: all the scheduler keeps,
+        the last 100,000), in Dask's record shape: ``key``, ``name`` (the prefix),
+        ``worker``, ``status`` ("OK" or "error"), ``nbytes`` and ``startstops``."""
+        stream = self._task_stream(start)
+        return [
+            {
+                "key": t.key,
+                "name": t.prefix,
+                "worker": t.worker,
+                "status": "OK" if t.ok else "error",
+                "nbytes": t.nbytes,
+                "startstops": [{"action": "compute", "start": t.start_unix_us / 1e6, "stop": t.stop_unix_us / 1e6}],
+            }
+            for t in stream.tasks
+        ]
+
+    def _task_stream(self, start: float | None) -> client_pb2.TaskStream:
+        self._check_open()
+        params = client_pb2.TaskStreamParams(since_unix_us=int((start or 0) * 1e6))
+        try:
+            return self._stub.GetTaskStream(params, metadata=self._metadata, timeout=60)
+        except grpc.RpcError as e:
+            raise self._error("task stream", e) from None
+
+    def performance_report_html(self, start: float | None = None, title: str = "") -> str:
+        """A standalone HTML report of what ran since ``start`` (see ``performance_report``)."""
+        self._check_open()
+        params = client_pb2.TaskStreamParams(since_unix_us=int((start or 0) * 1e6), title=title)
+        try:
+            return self._stub.GetPerformanceReport(params, metadata=self._metadata, timeout=120).html
+        except grpc.RpcError as e:
+            raise self._error("performance report", e) from None
 
     def _cores(self) -> int:
         """The cluster's cores, counted at most every few seconds (for grouping graphs);

@@ -30,6 +30,7 @@ from shoal.errors import ShoalError
 
 _SCHEDULER = "  scheduler: "
 _METRICS = "  metrics:   "
+_DASHBOARD = "  dashboard: "
 _TOKEN = "  token:     "
 
 
@@ -90,7 +91,9 @@ class LocalCluster:
         def read() -> None:
             for line in self._proc.stdout:
                 line = line.rstrip("\n")
-                for prefix, name in ((_SCHEDULER, "address"), (_METRICS, "metrics"), (_TOKEN, "token")):
+                for prefix, name in (
+                    (_SCHEDULER, "address"), (_METRICS, "metrics"), (_DASHBOARD, "dashboard"), (_TOKEN, "token"),
+                ):
                     if line.startswith(prefix):
                         result[name] = line[len(prefix):].strip()
                 if "token" in result:
@@ -110,8 +113,9 @@ class LocalCluster:
             )
         self.address = result["address"]
         self.token = result["token"]
-        metrics = result.get("metrics")
-        self.dashboard_link = metrics or None
+        #: The dashboard page, with the token: opening it logs the browser in.
+        self.dashboard_link = result.get("dashboard") or None
+        self.metrics_link = result.get("metrics") or None
 
     @property
     def pid(self) -> int:

@@ -65,7 +65,7 @@ def test_handshake_opens_a_session_on_the_cluster(client):
     assert len(info.workers) == 2
     assert info.version.runtime_version == shoal.__version__
     assert client.status == "running"
-    assert client.dashboard_link and client.dashboard_link.endswith("/metrics")
+    assert client.dashboard_link and "/status?token=" in client.dashboard_link
 
 
 def test_version_mismatch_is_refused_with_the_schedulers_message(cluster, monkeypatch):

@@ -16,7 +16,7 @@ def test_banner_is_parsed(cluster):
     host, port = cluster.address.rsplit(":", 1)
     assert host == "127.0.0.1" and int(port) > 0
     assert cluster.token
-    assert cluster.dashboard_link.startswith("http://127.0.0.1:") and cluster.dashboard_link.endswith("/metrics")
+    assert cluster.dashboard_link.startswith("http://127.0.0.1:") and "/status?token=" in cluster.dashboard_link
 
 
 def test_close_stops_the_process(monkeypatch):

@@ -179,7 +179,7 @@ pub struct ShoalClusterStatus {
     /// Address clients connect to (`host:port` of the scheduler Service).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scheduler_address: Option<String>,
-    /// The scheduler's dashboard and metrics URL inside the cluster.
+    /// The scheduler's dashboard page inside the cluster (it asks for the cluster's token once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
     /// Name of the Secret holding the auth token (key `token`).

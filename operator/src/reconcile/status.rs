@@ -223,7 +223,7 @@ pub fn cluster_status(
         image_digest: plan.image_digest.clone(),
         scheduler_address: Some(cluster.scheduler_address()),
         dashboard_url: Some(format!(
-            "http://{}.{}.svc:{}/",
+            "http://{}.{}.svc:{}/status",
             names::scheduler_service(&cluster.name),
             cluster.namespace,
             names::DASHBOARD_PORT

@@ -7,6 +7,64 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class TaskStreamParams(_message.Message):
+    __slots__ = ("since_unix_us", "title")
+    SINCE_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    TITLE_FIELD_NUMBER: _ClassVar[int]
+    since_unix_us: int
+    title: str
+    def __init__(self, since_unix_us: _Optional[int] = ..., title: _Optional[str] = ...) -> None: ...
+
+class TaskStream(_message.Message):
+    __slots__ = ("tasks", "transfers", "dropped")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[TaskRecord]
+    transfers: _containers.RepeatedCompositeFieldContainer[TransferRecord]
+    dropped: int
+    def __init__(self, tasks: _Optional[_Iterable[_Union[TaskRecord, _Mapping]]] = ..., transfers: _Optional[_Iterable[_Union[TransferRecord, _Mapping]]] = ..., dropped: _Optional[int] = ...) -> None: ...
+
+class TaskRecord(_message.Message):
+    __slots__ = ("key", "prefix", "worker", "start_unix_us", "stop_unix_us", "nbytes", "ok")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    WORKER_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    STOP_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    NBYTES_FIELD_NUMBER: _ClassVar[int]
+    OK_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    prefix: str
+    worker: str
+    start_unix_us: int
+    stop_unix_us: int
+    nbytes: int
+    ok: bool
+    def __init__(self, key: _Optional[str] = ..., prefix: _Optional[str] = ..., worker: _Optional[str] = ..., start_unix_us: _Optional[int] = ..., stop_unix_us: _Optional[int] = ..., nbytes: _Optional[int] = ..., ok: _Optional[bool] = ...) -> None: ...
+
+class TransferRecord(_message.Message):
+    __slots__ = ("from_worker", "to_worker", "start_unix_us", "stop_unix_us", "bytes", "objects")
+    FROM_WORKER_FIELD_NUMBER: _ClassVar[int]
+    TO_WORKER_FIELD_NUMBER: _ClassVar[int]
+    START_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    STOP_UNIX_US_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    from_worker: str
+    to_worker: str
+    start_unix_us: int
+    stop_unix_us: int
+    bytes: int
+    objects: int
+    def __init__(self, from_worker: _Optional[str] = ..., to_worker: _Optional[str] = ..., start_unix_us: _Optional[int] = ..., stop_unix_us: _Optional[int] = ..., bytes: _Optional[int] = ..., objects: _Optional[int] = ...) -> None: ...
+
+class PerformanceReport(_message.Message):
+    __slots__ = ("html",)
+    HTML_FIELD_NUMBER: _ClassVar[int]
+    html: str
+    def __init__(self, html: _Optional[str] = ...) -> None: ...
+
 class ResourceAmount(_message.Message):
     __slots__ = ("name", "amount")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -162,7 +220,7 @@ class ClusterStatus(_message.Message):
     def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., desired_workers: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., clients: _Optional[int] = ..., adaptive: _Optional[_Union[_common_pb2.AdaptiveTarget, _Mapping]] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address", "group", "resources")
+    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address", "group", "resources", "cpu", "running")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -181,6 +239,8 @@ class WorkerStatus(_message.Message):
     DATA_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     GROUP_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     memory_limit: int
@@ -192,7 +252,9 @@ class WorkerStatus(_message.Message):
     data_address: str
     group: str
     resources: _containers.ScalarMap[str, float]
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    cpu: float
+    running: int
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., cpu: _Optional[float] = ..., running: _Optional[int] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("waiting", "ready", "assigned", "memory", "released", "erred", "finished_total")

@@ -70,6 +70,16 @@ class SchedulerStub:
                 request_serializer=shoal_dot_v1_dot_common__pb2.Empty.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_client__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.GetTaskStream = channel.unary_unary(
+                '/shoal.v1.Scheduler/GetTaskStream',
+                request_serializer=shoal_dot_v1_dot_client__pb2.TaskStreamParams.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_client__pb2.TaskStream.FromString,
+                _registered_method=True)
+        self.GetPerformanceReport = channel.unary_unary(
+                '/shoal.v1.Scheduler/GetPerformanceReport',
+                request_serializer=shoal_dot_v1_dot_client__pb2.TaskStreamParams.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_client__pb2.PerformanceReport.FromString,
+                _registered_method=True)
 
 
 class SchedulerServicer:
@@ -126,6 +136,20 @@ class SchedulerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetTaskStream(self, request, context):
+        """What ran since a point in time: the task stream, transfers and the cluster's size
+        (kept for the last 100,000 tasks), as data or as a standalone HTML report.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetPerformanceReport(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -163,6 +187,16 @@ def add_SchedulerServicer_to_server(servicer, server):
                     servicer.GetClusterInfo,
                     request_deserializer=shoal_dot_v1_dot_common__pb2.Empty.FromString,
                     response_serializer=shoal_dot_v1_dot_client__pb2.ClusterStatus.SerializeToString,
+            ),
+            'GetTaskStream': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTaskStream,
+                    request_deserializer=shoal_dot_v1_dot_client__pb2.TaskStreamParams.FromString,
+                    response_serializer=shoal_dot_v1_dot_client__pb2.TaskStream.SerializeToString,
+            ),
+            'GetPerformanceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPerformanceReport,
+                    request_deserializer=shoal_dot_v1_dot_client__pb2.TaskStreamParams.FromString,
+                    response_serializer=shoal_dot_v1_dot_client__pb2.PerformanceReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -354,6 +388,60 @@ class Scheduler:
             '/shoal.v1.Scheduler/GetClusterInfo',
             shoal_dot_v1_dot_common__pb2.Empty.SerializeToString,
             shoal_dot_v1_dot_client__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTaskStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Scheduler/GetTaskStream',
+            shoal_dot_v1_dot_client__pb2.TaskStreamParams.SerializeToString,
+            shoal_dot_v1_dot_client__pb2.TaskStream.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPerformanceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.Scheduler/GetPerformanceReport',
+            shoal_dot_v1_dot_client__pb2.TaskStreamParams.SerializeToString,
+            shoal_dot_v1_dot_client__pb2.PerformanceReport.FromString,
             options,
             channel_credentials,
             insecure,

@@ -8,18 +8,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "finished", "failed", "data_added")
+    __slots__ = ("register", "heartbeat", "finished", "failed", "data_added", "transfers")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     DATA_ADDED_FIELD_NUMBER: _ClassVar[int]
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     finished: TasksFinished
     failed: TasksFailed
     data_added: DataAdded
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finished: _Optional[_Union[TasksFinished, _Mapping]] = ..., failed: _Optional[_Union[TasksFailed, _Mapping]] = ..., data_added: _Optional[_Union[DataAdded, _Mapping]] = ...) -> None: ...
+    transfers: Transfers
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finished: _Optional[_Union[TasksFinished, _Mapping]] = ..., failed: _Optional[_Union[TasksFailed, _Mapping]] = ..., data_added: _Optional[_Union[DataAdded, _Mapping]] = ..., transfers: _Optional[_Union[Transfers, _Mapping]] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
     __slots__ = ("registered", "assign", "release", "cancel", "peers", "replicate", "shutdown")
@@ -75,18 +77,39 @@ class Registered(_message.Message):
     def __init__(self, worker_id: _Optional[int] = ..., version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running", "state")
+    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running", "state", "cpu")
     MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SPILLED_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
+    CPU_FIELD_NUMBER: _ClassVar[int]
     memory_used: int
     stored_bytes: int
     spilled_bytes: int
     running: int
     state: _common_pb2.WorkerState
-    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.WorkerState, str]] = ...) -> None: ...
+    cpu: float
+    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.WorkerState, str]] = ..., cpu: _Optional[float] = ...) -> None: ...
+
+class Transfers(_message.Message):
+    __slots__ = ("transfers",)
+    TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    transfers: _containers.RepeatedCompositeFieldContainer[Transfer]
+    def __init__(self, transfers: _Optional[_Iterable[_Union[Transfer, _Mapping]]] = ...) -> None: ...
+
+class Transfer(_message.Message):
+    __slots__ = ("bytes", "objects", "duration_us", "ended_ago_us")
+    FROM_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_US_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AGO_US_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    objects: int
+    duration_us: int
+    ended_ago_us: int
+    def __init__(self, bytes: _Optional[int] = ..., objects: _Optional[int] = ..., duration_us: _Optional[int] = ..., ended_ago_us: _Optional[int] = ..., **kwargs) -> None: ...
 
 class TasksFinished(_message.Message):
     __slots__ = ("tasks",)

@@ -261,6 +261,7 @@ pub async fn run_local(args: LocalArgs) -> Result<(), String> {
     println!("  scheduler: {}", cluster.address);
     if let Some(http) = &cluster.http_address {
         println!("  metrics:   http://{http}/metrics");
+        println!("  dashboard: http://{http}/status?token={}", token.secret());
     }
     println!("  token:     {}", token.secret());
     println!(

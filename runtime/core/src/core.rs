@@ -104,6 +104,18 @@ impl StateCounts {
     }
 }
 
+/// What the dashboard and reports show of one task prefix. `counts` are of the live task
+/// records; `done` counts finishes since the prefix last had no live task (so a new graph's
+/// progress starts from zero); the totals never reset.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct PrefixStats {
+    pub counts: StateCounts,
+    pub done: u64,
+    pub finished_total: u64,
+    pub duration_us_total: u64,
+    pub bytes_total: u64,
+}
+
 /// The scheduling state machine. No async, no I/O, no clock.
 pub struct Core {
     pub(crate) config: CoreConfig,
@@ -136,6 +148,8 @@ pub struct Core {
     pub(crate) prefixes: Prefixes,
     /// The prefix of the task in each slot (beside the arena: keeps `Task` small).
     pub(crate) task_prefix: Vec<PrefixId>,
+    /// Per prefix (indexed by `PrefixId`): live counts by state and finish totals.
+    pub(crate) prefix_stats: Vec<PrefixStats>,
     /// Resources asked by the few tasks that ask for any.
     pub(crate) task_resources: HashMap<TaskId, Arc<Resources>>,
     /// The groups the operator last said it runs (`None`: never said).
@@ -170,6 +184,7 @@ impl Core {
             task_duration_us,
             prefixes: Prefixes::default(),
             task_prefix: Vec::new(),
+            prefix_stats: Vec::new(),
             task_resources: HashMap::new(),
             known_groups: None,
             retire_avoid: Vec::new(),
@@ -286,6 +301,19 @@ impl Core {
     }
 
     /// The measured average duration of a prefix's tasks, in microseconds.
+    /// The prefix a live task belongs to.
+    pub fn prefix_of(&self, id: TaskId) -> PrefixId {
+        self.task_prefix[id.index()]
+    }
+
+    /// Every prefix seen, with its counts and totals.
+    pub fn prefix_stats(&self) -> impl Iterator<Item = (&str, &PrefixStats)> {
+        self.prefix_stats
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (self.prefixes.name(PrefixId(i as u32)), s))
+    }
+
     pub fn prefix_duration_us(&self, name: &str) -> Option<f64> {
         self.prefixes.duration_us(self.prefixes.find(name)?)
     }
@@ -349,7 +377,17 @@ impl Core {
             }
         };
         *self.counts.slot(task.state) += 1;
-        self.task_prefix[id.index()] = self.prefixes.intern_key(&task.key);
+        let prefix = self.prefixes.intern_key(&task.key);
+        self.task_prefix[id.index()] = prefix;
+        if self.prefix_stats.len() <= prefix.index() {
+            self.prefix_stats
+                .resize(prefix.index() + 1, PrefixStats::default());
+        }
+        let stats = &mut self.prefix_stats[prefix.index()];
+        if stats.counts == StateCounts::default() {
+            stats.done = 0;
+        }
+        *stats.counts.slot(task.state) += 1;
         let hash = self.hasher.hash_one(&*task.key);
         self.tasks[id.index()] = Some(task);
         let (tasks, hasher) = (&self.tasks, &self.hasher);
@@ -367,6 +405,9 @@ impl Core {
             entry.remove();
         }
         *self.counts.slot(task.state) -= 1;
+        *self.prefix_stats[self.task_prefix[id.index()].index()]
+            .counts
+            .slot(task.state) -= 1;
         self.generations[id.index()] = self.generations[id.index()].wrapping_add(1);
         self.free_slots.push(id);
         self.errors.remove(&id);
@@ -392,6 +433,9 @@ impl Core {
         }
         *self.counts.slot(old) -= 1;
         *self.counts.slot(new) += 1;
+        let prefix = &mut self.prefix_stats[self.task_prefix[id.index()].index()].counts;
+        *prefix.slot(old) -= 1;
+        *prefix.slot(new) += 1;
         let size = self.task(id).size;
         match old {
             TaskState::Assigned(w) => self.worker_mut(w).assigned -= 1,
@@ -603,6 +647,19 @@ impl Core {
                 "state counts {:?} != recount {counts:?}",
                 self.counts
             ));
+        }
+        let mut by_prefix = vec![StateCounts::default(); self.prefix_stats.len()];
+        for (id, t) in self.tasks_iter() {
+            *by_prefix[self.task_prefix[id.index()].index()].slot(t.state) += 1;
+        }
+        for (p, (stats, recount)) in self.prefix_stats.iter().zip(&by_prefix).enumerate() {
+            if stats.counts != *recount {
+                return Err(format!(
+                    "prefix {} counts {:?} != recount {recount:?}",
+                    self.prefixes.name(PrefixId(p as u32)),
+                    stats.counts
+                ));
+            }
         }
         for (wid, w) in self.workers_iter() {
             if w.assigned != assigned[wid.index()] {

@@ -22,7 +22,7 @@ pub mod worker;
 
 pub use crate::adaptive::{GroupEstimate, GroupSpec};
 pub use crate::comm::{Assignment, Comm, InputLocation, Sent, TestComm};
-pub use crate::core::{Core, CoreConfig, StateCounts};
+pub use crate::core::{Core, CoreConfig, PrefixStats, StateCounts};
 pub use crate::graph::{GraphError, KeyList, NewTask};
 pub use crate::ids::{ClientId, PrefixId, TaskId, TaskRef, WorkerId};
 pub use crate::loss::{Loss, LossAnswer, LossCause, MemoryFigures, WorkerLoss};

@@ -674,8 +674,13 @@ impl Core {
         self.set_state(id, TaskState::Memory(worker), comm);
         self.finished_total += 1;
         self.task_duration_us = self.task_duration_us * 0.95 + duration_us as f64 * 0.05;
-        self.prefixes
-            .observe(self.task_prefix[id.index()], duration_us as f64);
+        let prefix = self.task_prefix[id.index()];
+        self.prefixes.observe(prefix, duration_us as f64);
+        let stats = &mut self.prefix_stats[prefix.index()];
+        stats.done += 1;
+        stats.finished_total += 1;
+        stats.duration_us_total += duration_us;
+        stats.bytes_total += size;
         for client in self.wanters(id) {
             let serial = self.serial_for(client, id);
             comm.key_finished(client, &self.task(id).key, serial, size);

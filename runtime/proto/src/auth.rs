@@ -41,6 +41,13 @@ impl Token {
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.0)
     }
+
+    /// What the dashboard keeps in its cookie: a digest of the token, not the token (a
+    /// leaked cookie does not open the gRPC API).
+    pub fn cookie_value(&self) -> String {
+        let digest = Sha256::digest(format!("shoal-dashboard-cookie\0{}", self.0).as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
 }
 
 fn fingerprint(value: &str) -> String {

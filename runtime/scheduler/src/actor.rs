@@ -16,6 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::comm::{ClientSender, GrpcComm, WorkerSender};
 use crate::config::SchedulerConfig;
+use crate::dashboard::board::Board;
+use crate::dashboard::view::Summary;
 use crate::metrics::Metrics;
 
 /// Most events applied before placement runs and messages are flushed.
@@ -111,6 +113,19 @@ pub enum Event {
     LossWaitOver {
         worker: WorkerId,
     },
+    /// A dashboard viewer at this cursor asks for what it has not seen.
+    Dashboard {
+        since: Option<crate::dashboard::view::Cursor>,
+        reply: oneshot::Sender<Vec<(crate::dashboard::view::Cursor, std::sync::Arc<str>)>>,
+    },
+    /// Once a second: the dashboard samples the cluster's size (and builds a frame while
+    /// watched).
+    DashboardTick,
+    /// What ran since a point in time (task stream and transfers).
+    TaskStream {
+        since_unix_us: u64,
+        reply: oneshot::Sender<v1::TaskStream>,
+    },
     /// The scheduler is stopping: every worker is told to shut down.
     Stop {
         reply: oneshot::Sender<()>,
@@ -159,8 +174,19 @@ pub fn spawn(config: SchedulerConfig, metrics: Metrics) -> Actor {
         lost_reasons: Default::default(),
         awaiting_cause: Default::default(),
         stopping: false,
+        board: Board::new(rand::random()),
     };
     drop(tx);
+    let ticker = actor.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            if ticker.tx.send(Event::DashboardTick).is_err() {
+                break;
+            }
+        }
+    });
     tokio::spawn(run(state, rx));
     actor
 }
@@ -180,6 +206,15 @@ struct State {
     awaiting_cause: std::collections::HashMap<WorkerId, (String, String)>,
     /// Set once workers were told to shut down: their departures are not losses.
     stopping: bool,
+    /// What the dashboard and performance reports show.
+    board: Board,
+}
+
+/// The wall clock in Unix microseconds (the dashboard's and reports' time axis).
+fn unix_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
 }
 
 async fn run(mut state: State, mut rx: mpsc::UnboundedReceiver<Event>) {
@@ -287,6 +322,28 @@ impl State {
                     .flat_map(|g| g.retire_order)
                     .collect();
                 let _ = reply.send(order);
+            }
+            Event::Dashboard { since, reply } => {
+                let summary = self.summary();
+                let hidden = |w| self.awaiting_cause.contains_key(&w);
+                let frames = self
+                    .board
+                    .view(&self.core, &summary, since, Instant::now(), &hidden);
+                self.metrics.dashboard_seconds(self.board.busy_seconds());
+                let _ = reply.send(frames);
+            }
+            Event::DashboardTick => {
+                let summary = self.summary();
+                let hidden = |w| self.awaiting_cause.contains_key(&w);
+                self.board
+                    .tick(&self.core, &summary, unix_us(), Instant::now(), &hidden);
+                self.metrics.dashboard_seconds(self.board.busy_seconds());
+            }
+            Event::TaskStream {
+                since_unix_us,
+                reply,
+            } => {
+                let _ = reply.send(self.board.task_stream(&self.core, since_unix_us));
             }
             Event::Stop { reply } => {
                 let workers: Vec<WorkerId> = self.core.workers_iter().map(|(id, _)| id).collect();
@@ -429,6 +486,7 @@ impl State {
             }
         };
         self.comm.add_worker(worker, sender);
+        self.board.record.worker_joined(worker, &register.name);
         self.comm.send_worker(
             worker,
             Msg::Registered(v1::Registered {
@@ -483,6 +541,7 @@ impl State {
             WorkerMsg::Heartbeat(h) => {
                 self.core
                     .on_worker_heartbeat(worker, h.memory_used, h.spilled_bytes);
+                self.board.record.heartbeat(worker, h.cpu, h.running);
                 let paused = h.state == v1::WorkerState::Paused as i32;
                 if self.core.on_worker_paused(worker, paused) {
                     tracing::info!(
@@ -498,7 +557,15 @@ impl State {
                 }
             }
             WorkerMsg::Finished(batch) => {
+                let now_us = unix_us();
                 for t in batch.tasks {
+                    self.board.task_ended(
+                        &self.core,
+                        worker,
+                        TaskRef::from_wire(t.task),
+                        (now_us, t.duration_us, t.size),
+                        true,
+                    );
                     self.core.on_task_finished(
                         worker,
                         TaskRef::from_wire(t.task),
@@ -523,6 +590,8 @@ impl State {
                         continue;
                     }
                     let error = error_from_wire(t.error.unwrap_or_default());
+                    self.board
+                        .task_failed(&self.core, worker, task, unix_us(), &error);
                     if let Some(key) = self.core.resolve(task).map(|t| t.key.to_string()) {
                         tracing::warn!(
                             task = key,
@@ -539,6 +608,14 @@ impl State {
             WorkerMsg::DataAdded(added) => {
                 let refs: Vec<TaskRef> = added.tasks.into_iter().map(TaskRef::from_wire).collect();
                 self.core.on_data_added(worker, &refs, &mut self.comm);
+            }
+            WorkerMsg::Transfers(batch) => {
+                let now_us = unix_us();
+                for t in &batch.transfers {
+                    self.board
+                        .record
+                        .transfer(now_us, worker, WorkerId(t.from), t);
+                }
             }
         }
     }
@@ -592,6 +669,7 @@ impl State {
             Err(e) => tracing::debug!(error = %e, "loss of an unknown worker"),
         }
         self.metrics.workers_lost.inc();
+        self.board.record.worker_left(worker);
         for id in self.comm.worker_ids() {
             self.comm.send_worker(
                 id,
@@ -740,7 +818,9 @@ impl State {
                 .core
                 .workers_iter()
                 .filter(|(id, _)| !self.awaiting_cause.contains_key(id))
-                .map(|(_, w)| v1::WorkerStatus {
+                .map(|(id, w)| v1::WorkerStatus {
+                    cpu: self.board.record.liveness(id).cpu,
+                    running: self.board.record.liveness(id).running,
                     name: w.name.clone(),
                     cores: w.cores,
                     memory_limit: w.memory_limit,
@@ -775,6 +855,25 @@ impl State {
             idle_seconds: self.idle_seconds(),
             clients: self.core.client_count() as u32,
             adaptive: Some(adaptive),
+        }
+    }
+
+    /// Cluster-wide figures for the dashboard.
+    fn summary(&self) -> Summary {
+        let estimate = self
+            .core
+            .adaptive_target(&self.core.groups_of_workers(), 0.0);
+        Summary {
+            name: self.config.cluster_name.clone(),
+            version: shoal_proto::version_info().runtime_version,
+            clients: self.core.client_count() as u32,
+            idle_seconds: self.idle_seconds(),
+            desired: estimate.iter().map(|g| g.desired_workers).sum(),
+            reason: estimate
+                .iter()
+                .map(|g| format!("{}: {}", g.name, g.reason))
+                .collect::<Vec<_>>()
+                .join("; "),
         }
     }
 

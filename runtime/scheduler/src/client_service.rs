@@ -233,4 +233,36 @@ impl Scheduler for ClientService {
             .await
             .map(Response::new)
     }
+
+    async fn get_task_stream(
+        &self,
+        request: Request<v1::TaskStreamParams>,
+    ) -> Result<Response<v1::TaskStream>, Status> {
+        let since_unix_us = request.into_inner().since_unix_us;
+        self.actor
+            .request(|reply| Event::TaskStream {
+                since_unix_us,
+                reply,
+            })
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_performance_report(
+        &self,
+        request: Request<v1::TaskStreamParams>,
+    ) -> Result<Response<v1::PerformanceReport>, Status> {
+        let params = request.into_inner();
+        let since_unix_us = params.since_unix_us;
+        let stream = self
+            .actor
+            .request(|reply| Event::TaskStream {
+                since_unix_us,
+                reply,
+            })
+            .await?;
+        Ok(Response::new(v1::PerformanceReport {
+            html: crate::dashboard::report::render(&stream, &params.title),
+        }))
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP side: unauthenticated `/metrics` (Prometheus), `/healthz` (process alive),
 //! `/readyz` (the core answers), which change nothing and reveal no task data; and the
-//! token-checked Dask-compatible autoscaling API under `/api/v1` (`api.rs`).
+//! token-checked Dask-compatible autoscaling API under `/api/v1` (`api.rs`) and the
+//! dashboard (`dashboard/http.rs`).
 
 use std::time::Duration;
 
@@ -29,7 +30,8 @@ pub fn spawn(listener: TcpListener, metrics: Metrics, actor: Actor, token: Token
             metrics,
             actor: actor.clone(),
         })
-        .merge(crate::api::router(actor, token));
+        .merge(crate::api::router(actor.clone(), token.clone()))
+        .merge(crate::dashboard::http::router(actor, token));
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");

@@ -11,6 +11,7 @@ mod client_service;
 mod comm;
 mod config;
 mod control_service;
+mod dashboard;
 mod gather;
 mod http;
 mod metrics;

@@ -26,6 +26,7 @@ pub struct Metrics {
     worker_memory: Gauge,
     clients: Gauge,
     pub workers_lost: Counter<u64, AtomicU64>,
+    dashboard: Counter<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -43,6 +44,7 @@ impl Metrics {
             worker_memory: Gauge::default(),
             clients: Gauge::default(),
             workers_lost: Counter::default(),
+            dashboard: Counter::default(),
         };
         registry.register("tasks", "Tasks by state", metrics.tasks.clone());
         registry.register("tasks_finished", "Tasks finished", metrics.finished.clone());
@@ -77,6 +79,11 @@ impl Metrics {
             "workers_lost",
             "Workers lost (not retired)",
             metrics.workers_lost.clone(),
+        );
+        registry.register(
+            "dashboard_seconds",
+            "Time the scheduler spent building dashboard frames and snapshots",
+            metrics.dashboard.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
@@ -118,6 +125,14 @@ impl Metrics {
         self.spilled_bytes.set(spilled);
         self.worker_memory.set(memory);
         self.clients.set(core.client_count() as i64);
+    }
+
+    /// The dashboard's running total of build time.
+    pub fn dashboard_seconds(&self, total: f64) {
+        let more = total - self.dashboard.get();
+        if more > 0.0 {
+            self.dashboard.inc_by(more);
+        }
     }
 
     /// The text exposition format.
