@@ -2,9 +2,11 @@
 //! set (usage minus inactive page cache, what the kubelet counts and the OOM killer acts
 //! on), for cgroup v1 and v2, read from a cgroup file-system root so tests can point it at
 //! fixture directories. Also the resident size of single processes, the fallback measure
-//! where no cgroup limit is set (a worker started by hand).
+//! where no cgroup limit is set (a worker started by hand). Likewise the CPU time the
+//! container used (v2 `cpu.stat`, v1 `cpuacct.usage`), with the processes' own CPU time
+//! (`cpu.rs`) as the fallback.
 //!
-//! Not here: what to do about the figures (`memory.rs`).
+//! Not here: what to do about the figures (`memory.rs`), cores busy (`cpu.rs`).
 
 use std::path::{Path, PathBuf};
 
@@ -28,22 +30,7 @@ impl Cgroup {
     /// path does not exist below `root`: then `root` itself (or its memory controller) is
     /// the container's cgroup.
     pub fn find(root: &Path, proc_self_cgroup: &str) -> Option<Cgroup> {
-        let mut v1_path = None;
-        let mut v2_path = None;
-        for line in proc_self_cgroup.lines() {
-            let mut parts = line.splitn(3, ':');
-            let (Some(_), Some(controllers), Some(path)) =
-                (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            let path = path.trim_start_matches('/');
-            if controllers.is_empty() {
-                v2_path = Some(path.to_owned());
-            } else if controllers.split(',').any(|c| c == "memory") {
-                v1_path = Some(path.to_owned());
-            }
-        }
+        let (v1_path, v2_path) = named_paths(proc_self_cgroup, "memory");
         let v1_root = root.join("memory");
         if v1_root.join("memory.limit_in_bytes").exists() {
             let dir = v1_path
@@ -116,18 +103,122 @@ impl Cgroup {
     }
 }
 
+/// The paths `/proc/self/cgroup` (its text) names for this process: in the v1 hierarchy
+/// holding `controller`, and in the unified (v2) hierarchy; without the leading '/'.
+fn named_paths(proc_self_cgroup: &str, controller: &str) -> (Option<String>, Option<String>) {
+    let mut v1_path = None;
+    let mut v2_path = None;
+    for line in proc_self_cgroup.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.is_empty() {
+            v2_path = Some(path.to_owned());
+        } else if controllers.split(',').any(|c| c == controller) {
+            v1_path = Some(path.to_owned());
+        }
+    }
+    (v1_path, v2_path)
+}
+
+/// Where v1 mounts the cpuacct controller, alone or with the cpu controller.
+const CPUACCT_MOUNTS: [&str; 3] = ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"];
+
+/// A cgroup's CPU accounting files, v1 or v2: the CPU time all its processes used.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CpuCgroup {
+    /// Unified hierarchy: `cpu.stat` (`usage_usec`), `cpu.max` (the limit).
+    V2(PathBuf),
+    /// cpuacct controller: `cpuacct.usage` (nanoseconds), and `cpu.cfs_quota_us` (the
+    /// limit) where the cpu controller is mounted with it.
+    V1(PathBuf),
+}
+
+impl CpuCgroup {
+    /// This process's CPU accounting cgroup under `root`, found as [`Cgroup::find`] finds
+    /// the memory one: the path `/proc/self/cgroup` names, or the mount itself when that
+    /// path does not exist below it (a container with its own cgroup namespace).
+    pub fn find(root: &Path, proc_self_cgroup: &str) -> Option<CpuCgroup> {
+        let (v1_path, v2_path) = named_paths(proc_self_cgroup, "cpuacct");
+        let v1_root = CPUACCT_MOUNTS
+            .iter()
+            .map(|m| root.join(m))
+            .find(|d| d.join("cpuacct.usage").exists());
+        if let Some(v1_root) = v1_root {
+            let dir = v1_path
+                .map(|p| v1_root.join(p))
+                .filter(|d| d.join("cpuacct.usage").exists())
+                .unwrap_or(v1_root);
+            return Some(CpuCgroup::V1(dir));
+        }
+        if root.join("cgroup.controllers").exists() {
+            let dir = v2_path
+                .map(|p| root.join(p))
+                .filter(|d| d.join("cpu.stat").exists())
+                .unwrap_or_else(|| root.to_path_buf());
+            return Some(CpuCgroup::V2(dir));
+        }
+        None
+    }
+
+    /// This process's own CPU accounting cgroup (`None` off Linux or without one).
+    pub fn of_this_process() -> Option<CpuCgroup> {
+        let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+        CpuCgroup::find(Path::new("/sys/fs/cgroup"), &text)
+    }
+
+    /// CPU time used by the cgroup's processes so far, in microseconds.
+    pub fn usage_us(&self) -> Option<u64> {
+        match self {
+            CpuCgroup::V2(dir) => {
+                let text = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+                parse_cpu_stat_usage_us(&text)
+            }
+            CpuCgroup::V1(dir) => read_number(&dir.join("cpuacct.usage")).map(|ns| ns / 1000),
+        }
+    }
+
+    /// Whether the cgroup's own CPU use is limited (v2 `cpu.max` other than `max`, v1 a
+    /// positive `cpu.cfs_quota_us`).
+    pub fn limited(&self) -> bool {
+        match self {
+            CpuCgroup::V2(dir) => std::fs::read_to_string(dir.join("cpu.max"))
+                .is_ok_and(|t| t.split_whitespace().next().is_some_and(|q| q != "max")),
+            CpuCgroup::V1(dir) => std::fs::read_to_string(dir.join("cpu.cfs_quota_us"))
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .is_some_and(|q| q > 0),
+        }
+    }
+}
+
+/// `usage_usec` from the text of a v2 `cpu.stat`.
+fn parse_cpu_stat_usage_us(text: &str) -> Option<u64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix("usage_usec ")?;
+        value.trim().parse().ok()
+    })
+}
+
 /// How the worker measures the memory it uses: its container's cgroup when that has a
 /// limit (the whole pod: worker, executors, page cache it cannot drop), else the
-/// resident sizes of the worker process and its executors.
+/// resident sizes of the worker process and its executors. Likewise the CPU time it
+/// used: its container's CPU accounting when it has a cgroup of its own (a memory or a
+/// CPU limit), else the CPU time of the worker process and its executors.
 pub struct Probe {
     cgroup: Option<Cgroup>,
+    cpu: Option<CpuCgroup>,
 }
 
 impl Probe {
     pub fn new() -> Self {
-        Probe {
-            cgroup: Cgroup::of_this_process().filter(|c| c.limit().is_some()),
-        }
+        let cgroup = Cgroup::of_this_process().filter(|c| c.limit().is_some());
+        let cpu = CpuCgroup::of_this_process()
+            .filter(|c| (cgroup.is_some() || c.limited()) && c.usage_us().is_some());
+        Probe { cgroup, cpu }
     }
 
     /// Bytes in use now; `executor_pids` are the executor processes' ids.
@@ -136,6 +227,16 @@ impl Probe {
             return used;
         }
         resident_bytes(std::process::id()) + executor_pids.map(resident_bytes).sum::<u64>()
+    }
+
+    /// CPU time used so far in microseconds; `executor_pids` are the executor processes'
+    /// ids. Only differences between two readings mean anything.
+    pub fn cpu_us(&self, executor_pids: impl Iterator<Item = u32>) -> u64 {
+        if let Some(used) = self.cpu.as_ref().and_then(CpuCgroup::usage_us) {
+            return used;
+        }
+        let own = crate::cpu::process_cpu_us(std::process::id());
+        own + executor_pids.map(crate::cpu::process_cpu_us).sum::<u64>()
     }
 
     /// The cgroup whose limit the worker is held to (`None`: no cgroup limit).
@@ -148,6 +249,14 @@ impl Probe {
         match &self.cgroup {
             Some(Cgroup::V1(dir) | Cgroup::V2(dir)) => format!("cgroup {}", dir.display()),
             None => "the worker's and its executors' resident memory".into(),
+        }
+    }
+
+    /// Whose CPU time is measured, for the log.
+    pub fn cpu_source(&self) -> String {
+        match &self.cpu {
+            Some(CpuCgroup::V1(dir) | CpuCgroup::V2(dir)) => format!("cgroup {}", dir.display()),
+            None => "the worker's and its executors' CPU time".into(),
         }
     }
 }
@@ -316,5 +425,95 @@ mod tests {
     fn none_without_a_controller() {
         let root = tempfile::tempdir().expect("tempdir");
         assert_eq!(Cgroup::find(root.path(), "0::/\n"), None);
+        assert_eq!(CpuCgroup::find(root.path(), "0::/\n"), None);
+    }
+
+    /// v2 in a cgroup namespace: the root is the container; CPU time is `usage_usec`;
+    /// `cpu.max` says whether it is limited.
+    #[test]
+    fn v2_cpu_namespaced_container() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("cgroup.controllers", "cpu memory pids\n"),
+                (
+                    "cpu.stat",
+                    "usage_usec 123456789\nuser_usec 100000000\nsystem_usec 23456789\n\
+                     nr_periods 0\nnr_throttled 0\nthrottled_usec 0\n",
+                ),
+                ("cpu.max", "max 100000\n"),
+            ],
+        );
+        let cg = CpuCgroup::find(root.path(), "0::/\n").expect("found");
+        assert_eq!(cg, CpuCgroup::V2(root.path().to_path_buf()));
+        assert_eq!(cg.usage_us(), Some(123_456_789));
+        assert!(!cg.limited());
+        write(root.path(), &[("cpu.max", "200000 100000\n")]);
+        assert!(cg.limited());
+    }
+
+    /// v2 on a host: the process's own cgroup is found by its path; a `cpu.stat` without
+    /// `usage_usec` reads as nothing.
+    #[test]
+    fn v2_cpu_nested_path() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("cgroup.controllers", "cpu\n"),
+                ("cpu.stat", "usage_usec 999\n"),
+                ("kubepods/pod1/cpu.stat", "usage_usec 42\n"),
+                ("kubepods/pod2/cpu.stat", "nr_periods 0\n"),
+            ],
+        );
+        let cg = CpuCgroup::find(root.path(), "0::/kubepods/pod1\n").expect("found");
+        assert_eq!(cg, CpuCgroup::V2(root.path().join("kubepods/pod1")));
+        assert_eq!(cg.usage_us(), Some(42));
+        let other = CpuCgroup::find(root.path(), "0::/kubepods/pod2\n").expect("found");
+        assert_eq!(other.usage_us(), None);
+    }
+
+    /// v1: the cpuacct controller's line names the path (under a `cpu,cpuacct` mount);
+    /// `cpuacct.usage` nanoseconds read as microseconds; a quota of -1 is no limit.
+    #[test]
+    fn v1_cpu_host_path() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[
+                ("cpu,cpuacct/cpuacct.usage", "1\n"),
+                ("cpu,cpuacct/job/cpuacct.usage", "5000123456\n"),
+                ("cpu,cpuacct/job/cpu.cfs_quota_us", "-1\n"),
+                ("memory/memory.limit_in_bytes", "1\n"),
+            ],
+        );
+        let text = "9:name=systemd:/\n5:cpu,cpuacct:/job\n4:memory:/job\n0::/\n";
+        let cg = CpuCgroup::find(root.path(), text).expect("found");
+        assert_eq!(cg, CpuCgroup::V1(root.path().join("cpu,cpuacct/job")));
+        assert_eq!(cg.usage_us(), Some(5_000_123));
+        assert!(!cg.limited());
+        write(
+            root.path(),
+            &[("cpu,cpuacct/job/cpu.cfs_quota_us", "50000\n")],
+        );
+        assert!(cg.limited());
+    }
+
+    /// v1 in a container: /proc/self/cgroup names a host path that is not mounted; the
+    /// mounted cpuacct root (mounted alone here) is the container's cgroup.
+    #[test]
+    fn v1_cpu_container_falls_back_to_the_mount() {
+        let root = tempfile::tempdir().expect("tempdir");
+        write(
+            root.path(),
+            &[("cpuacct/cpuacct.usage", "15078326352419\n")],
+        );
+        let text =
+            "2:cpuacct:/kubepods/burstable/podabc/0123\n1:cpu:/kubepods/burstable/podabc/0123\n";
+        let cg = CpuCgroup::find(root.path(), text).expect("found");
+        assert_eq!(cg, CpuCgroup::V1(root.path().join("cpuacct")));
+        assert_eq!(cg.usage_us(), Some(15_078_326_352));
+        assert!(!cg.limited(), "no cpu controller files: not limited");
     }
 }

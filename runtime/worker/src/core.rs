@@ -566,6 +566,7 @@ impl WorkerCore {
             } else {
                 v1::WorkerState::Running
             } as i32,
+            cpu: 0.0,
         }
     }
 

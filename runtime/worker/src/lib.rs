@@ -7,6 +7,7 @@
 pub mod cgroup;
 mod config;
 pub mod core;
+mod cpu;
 mod data_plane;
 mod executor;
 pub mod memory;

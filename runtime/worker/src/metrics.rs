@@ -28,6 +28,8 @@ pub struct WorkerMetrics {
     pub paused: Gauge,
     pub memory_pauses: Counter<u64, AtomicU64>,
     pub memory_stopped: Counter<u64, AtomicU64>,
+    /// Cores busy (worker and executors, or its pod) over the last heartbeat interval.
+    pub cpu_cores: Gauge<f64, AtomicU64>,
     /// Set once the scheduler has accepted this worker's session.
     pub registered: Arc<AtomicBool>,
 }
@@ -47,6 +49,7 @@ impl WorkerMetrics {
             paused: Gauge::default(),
             memory_pauses: Counter::default(),
             memory_stopped: Counter::default(),
+            cpu_cores: Gauge::default(),
             registered: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
@@ -95,6 +98,12 @@ impl WorkerMetrics {
             "fetched_bytes",
             "Bytes of inputs fetched from peers",
             m.fetched_bytes.clone(),
+        );
+        registry.register(
+            "cpu_cores",
+            "Cores busy over the last heartbeat interval: the worker's pod (its cgroup's CPU \
+             time), or the worker and its executors where it has no cgroup of its own",
+            m.cpu_cores.clone(),
         );
         WorkerMetrics {
             registry: Arc::new(registry),

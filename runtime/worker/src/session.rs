@@ -1,12 +1,14 @@
 //! The worker's session: registers with the scheduler, then feeds the worker core
 //! (`core.rs`) with scheduler messages, executor outcomes, fetched inputs and memory
 //! samples, carries out what it asks (start tasks, fetch from peers, stop executors) and
-//! sends its messages in batches. The data plane shares only the store.
+//! sends its messages in batches. The data plane shares only the store. It also measures
+//! the CPU the worker uses (cores busy, in each heartbeat).
 //!
-//! Not here: what to do with each event (the core), the memory policy (`memory.rs`).
+//! Not here: what to do with each event (the core), the memory policy (`memory.rs`),
+//! parsing CPU figures (`cpu.rs`, `cgroup.rs`).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shoal_client::data::DataClients;
 use shoal_proto::auth::{AttachToken, CheckToken};
@@ -24,6 +26,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::cgroup::Probe;
 use crate::config::WorkerConfig;
 use crate::core::{Effects, Fetched, WorkerCore};
+use crate::cpu::CpuMeter;
 use crate::data_plane::DataPlaneService;
 use crate::executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
 use crate::memory::{ExecutorMemory, Sample};
@@ -134,6 +137,13 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         thresholds = ?config.memory,
         "memory policy"
     );
+    tracing::info!(
+        worker = config.name,
+        measured = probe.cpu_source(),
+        "cpu use"
+    );
+    let started = Instant::now();
+    let cpu = CpuMeter::new(probe.cpu_us(std::iter::empty()), started);
     let mut state = Session {
         core: WorkerCore::new(config.name.clone(), config.cores as usize, config.memory),
         store,
@@ -158,6 +168,8 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         probe,
         memory_limit: config.memory_limit,
         metrics,
+        cpu,
+        cpu_cores: 0.0,
     };
     let result = state.run(inbound, done_rx, fetch_rx, &config).await;
     let _ = stop_tx.send(());
@@ -237,6 +249,9 @@ struct Session {
     probe: Probe,
     memory_limit: u64,
     metrics: WorkerMetrics,
+    cpu: CpuMeter,
+    /// Cores busy over the last heartbeat interval.
+    cpu_cores: f64,
 }
 
 impl Session {
@@ -318,13 +333,17 @@ impl Session {
         }
     }
 
-    fn sample_memory(&mut self) {
-        let processes = self
-            .world
+    /// The executor processes and the task each runs.
+    fn executor_processes(&self) -> Vec<(u32, Option<u64>)> {
+        self.world
             .python
             .as_ref()
             .map(|p| p.processes())
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn sample_memory(&mut self) {
+        let processes = self.executor_processes();
         let executors: Vec<ExecutorMemory> = processes
             .iter()
             .map(|&(pid, task)| ExecutorMemory {
@@ -345,7 +364,12 @@ impl Session {
     }
 
     async fn heartbeat(&mut self) {
-        let beat = self.core.heartbeat(&lock(&self.store));
+        let pids = self.executor_processes().into_iter().map(|(pid, _)| pid);
+        let cpu_us = self.probe.cpu_us(pids);
+        self.cpu_cores = self.cpu.read(cpu_us, Instant::now());
+        self.metrics.cpu_cores.set(self.cpu_cores);
+        let mut beat = self.core.heartbeat(&lock(&self.store));
+        beat.cpu = self.cpu_cores;
         let stats = self.core.memory_stats();
         self.metrics
             .stored_bytes
@@ -369,8 +393,10 @@ impl Session {
     }
 
     async fn flush(&mut self) {
-        for msg in self.core.take_messages() {
-            match &msg {
+        for mut msg in self.core.take_messages() {
+            match &mut msg {
+                // Sent at once on a memory state change: with the last interval's figure.
+                Out::Heartbeat(h) => h.cpu = self.cpu_cores,
                 Out::Finished(f) => {
                     self.metrics.tasks_finished.inc_by(f.tasks.len() as u64);
                 }
