@@ -5,7 +5,8 @@
 //! arguments; what must happen outside (start a task, fetch from a peer, stop an
 //! executor) goes out through [`Effects`]; messages for the scheduler pile up in an
 //! outbox the session loop sends. The object store is passed in (it is shared with the
-//! data plane, which serves results to peers).
+//! data plane, which serves results to peers). Time comes in as arguments too (microseconds
+//! on the session's clock), for the peer transfers it reports.
 //!
 //! Not here: sockets, processes, timers (`session.rs`), the memory policy itself
 //! (`memory.rs`).
@@ -23,9 +24,9 @@ use crate::store::Store;
 
 /// What the worker core asks of the world.
 pub trait Effects {
-    /// Fetch these results from the peer at `address`; the answer comes back as
-    /// [`Fetched`] through [`WorkerCore::on_fetched`].
-    fn fetch(&mut self, address: &str, tasks: Vec<u64>, replicate: bool);
+    /// Fetch these results from the peer `peer` (its worker id) at `address`; the answer
+    /// comes back as [`Fetched`] through [`WorkerCore::on_fetched`].
+    fn fetch(&mut self, peer: u32, address: &str, tasks: Vec<u64>, replicate: bool);
     /// Run a task (`python`: on the Python executor pool, else the builtin executor).
     fn start(&mut self, task: ExecTask, python: bool);
     /// Stop the executor running `task`; the task's outcome must then be `error`.
@@ -39,9 +40,13 @@ pub trait Effects {
 /// The answer to an [`Effects::fetch`].
 pub enum Fetched {
     Done {
+        /// The peer's worker id.
+        peer: u32,
         objects: HashMap<u64, Bytes>,
         missing: Vec<u64>,
         replicate: bool,
+        /// How long the fetch took.
+        duration_us: u64,
     },
     Failed {
         tasks: Vec<u64>,
@@ -60,6 +65,15 @@ struct Waiting {
 /// A task stopped for memory whose outcome has not come back yet.
 struct Stopping {
     task: u64,
+}
+
+/// Peer transfers kept for the scheduler at most (the oldest go beyond this).
+pub const MAX_PENDING_TRANSFERS: usize = 1000;
+
+/// A completed fetch not reported yet, and when it ended (session clock, microseconds).
+struct PendingTransfer {
+    transfer: v1::Transfer,
+    ended_us: u64,
 }
 
 /// Counts kept for metrics.
@@ -102,6 +116,10 @@ struct Outbox {
     added: Vec<u64>,
     /// A heartbeat to send now (the memory state changed).
     heartbeat: Option<v1::Heartbeat>,
+    /// Completed fetches, oldest first, at most [`MAX_PENDING_TRANSFERS`].
+    transfers: VecDeque<PendingTransfer>,
+    /// Transfers dropped because too many were pending.
+    transfers_dropped: u64,
 }
 
 fn is_python(assignment: &v1::TaskAssignment) -> bool {
@@ -211,7 +229,7 @@ impl WorkerCore {
 
     fn fetch(&mut self, holder: u32, ids: Vec<u64>, replicate: bool, fx: &mut impl Effects) {
         match self.peers.get(&holder) {
-            Some(address) => fx.fetch(address, ids, replicate),
+            Some(address) => fx.fetch(holder, address, ids, replicate),
             None => {
                 let failed = Fetched::Failed {
                     tasks: ids,
@@ -224,10 +242,52 @@ impl WorkerCore {
         }
     }
 
-    /// Inputs (or replicas) came from a peer, or could not be fetched.
-    pub fn on_fetched(&mut self, fetched: Fetched, store: &mut Store, fx: &mut impl Effects) {
+    /// Inputs (or replicas) came from a peer, or could not be fetched; `now_us` is when
+    /// (the session's clock, as for [`WorkerCore::take_messages`]).
+    pub fn on_fetched(
+        &mut self,
+        fetched: Fetched,
+        now_us: u64,
+        store: &mut Store,
+        fx: &mut impl Effects,
+    ) {
+        if let Fetched::Done {
+            peer,
+            objects,
+            duration_us,
+            ..
+        } = &fetched
+        {
+            let bytes = objects.values().map(|b| b.len() as u64).sum();
+            let transfer = v1::Transfer {
+                from: *peer,
+                bytes,
+                objects: objects.len() as u32,
+                duration_us: *duration_us,
+                ended_ago_us: 0,
+            };
+            self.record_transfer(transfer, now_us);
+        }
         self.take_fetched(fetched, Some(store));
         self.pump(store, fx);
+    }
+
+    /// Keeps a completed fetch for the next messages, dropping the oldest beyond the bound.
+    fn record_transfer(&mut self, transfer: v1::Transfer, ended_us: u64) {
+        let pending = &mut self.outbox.transfers;
+        if pending.len() >= MAX_PENDING_TRANSFERS {
+            pending.pop_front();
+            if self.outbox.transfers_dropped == 0 {
+                tracing::warn!(
+                    worker = self.name,
+                    bound = MAX_PENDING_TRANSFERS,
+                    "too many peer transfers not reported yet: dropping the oldest \
+                     (counted in shoal_worker_transfers_dropped; not logged again)"
+                );
+            }
+            self.outbox.transfers_dropped += 1;
+        }
+        pending.push_back(PendingTransfer { transfer, ended_us });
     }
 
     fn take_fetched(&mut self, fetched: Fetched, store: Option<&mut Store>) {
@@ -236,6 +296,7 @@ impl WorkerCore {
                 objects,
                 missing,
                 replicate: true,
+                ..
             } => {
                 if let Some(store) = store {
                     for (id, data) in objects {
@@ -570,8 +631,9 @@ impl WorkerCore {
         }
     }
 
-    /// Messages for the scheduler since the last call, in the order to send them.
-    pub fn take_messages(&mut self) -> Vec<Out> {
+    /// Messages for the scheduler since the last call, in the order to send them; `now_us`
+    /// is now on the session's clock (how long ago each transfer ended is counted from it).
+    pub fn take_messages(&mut self, now_us: u64) -> Vec<Out> {
         let mut out = Vec::new();
         if let Some(h) = self.outbox.heartbeat.take() {
             out.push(Out::Heartbeat(h));
@@ -588,7 +650,22 @@ impl WorkerCore {
             let tasks = std::mem::take(&mut self.outbox.added);
             out.push(Out::DataAdded(v1::DataAdded { tasks }));
         }
+        if !self.outbox.transfers.is_empty() {
+            let transfers = std::mem::take(&mut self.outbox.transfers)
+                .into_iter()
+                .map(|p| v1::Transfer {
+                    ended_ago_us: now_us.saturating_sub(p.ended_us),
+                    ..p.transfer
+                })
+                .collect();
+            out.push(Out::Transfers(v1::Transfers { transfers }));
+        }
         out
+    }
+
+    /// Peer transfers dropped so far because too many were pending.
+    pub fn transfers_dropped(&self) -> u64 {
+        self.outbox.transfers_dropped
     }
 
     pub fn running(&self) -> usize {
@@ -639,6 +716,10 @@ impl WorkerCore {
                 a.task
             );
         }
+        assert!(
+            self.outbox.transfers.len() <= MAX_PENDING_TRANSFERS,
+            "more pending transfers than the bound"
+        );
     }
 }
 

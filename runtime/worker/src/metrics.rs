@@ -30,6 +30,8 @@ pub struct WorkerMetrics {
     pub memory_stopped: Counter<u64, AtomicU64>,
     /// Cores busy (worker and executors, or its pod) over the last heartbeat interval.
     pub cpu_cores: Gauge<f64, AtomicU64>,
+    /// Peer transfers not reported to the scheduler (too many pending at once).
+    pub transfers_dropped: Counter<u64, AtomicU64>,
     /// Set once the scheduler has accepted this worker's session.
     pub registered: Arc<AtomicBool>,
 }
@@ -50,6 +52,7 @@ impl WorkerMetrics {
             memory_pauses: Counter::default(),
             memory_stopped: Counter::default(),
             cpu_cores: Gauge::default(),
+            transfers_dropped: Counter::default(),
             registered: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
@@ -104,6 +107,12 @@ impl WorkerMetrics {
             "Cores busy over the last heartbeat interval: the worker's pod (its cgroup's CPU \
              time), or the worker and its executors where it has no cgroup of its own",
             m.cpu_cores.clone(),
+        );
+        registry.register(
+            "transfers_dropped",
+            "Peer transfers left out of the reports to the scheduler because too many were \
+             pending",
+            m.transfers_dropped.clone(),
         );
         WorkerMetrics {
             registry: Arc::new(registry),

@@ -2,7 +2,8 @@
 //! (`core.rs`) with scheduler messages, executor outcomes, fetched inputs and memory
 //! samples, carries out what it asks (start tasks, fetch from peers, stop executors) and
 //! sends its messages in batches. The data plane shares only the store. It also measures
-//! the CPU the worker uses (cores busy, in each heartbeat).
+//! the CPU the worker uses (cores busy, in each heartbeat) and times the fetches from
+//! peers; the core gets the time from it.
 //!
 //! Not here: what to do with each event (the core), the memory policy (`memory.rs`),
 //! parsing CPU figures (`cpu.rs`, `cgroup.rs`).
@@ -168,6 +169,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         probe,
         memory_limit: config.memory_limit,
         metrics,
+        started,
         cpu,
         cpu_cores: 0.0,
     };
@@ -195,16 +197,21 @@ struct World {
 }
 
 impl Effects for World {
-    fn fetch(&mut self, address: &str, tasks: Vec<u64>, replicate: bool) {
+    fn fetch(&mut self, peer: u32, address: &str, tasks: Vec<u64>, replicate: bool) {
         let data = self.data.clone();
         let tx = self.fetch_tx.clone();
         let address = address.to_owned();
         tokio::spawn(async move {
-            let msg = match data.fetch(&address, tasks.clone()).await {
+            let started = Instant::now();
+            let result = data.fetch(&address, tasks.clone()).await;
+            let duration_us = started.elapsed().as_micros() as u64;
+            let msg = match result {
                 Ok(f) => Fetched::Done {
+                    peer,
                     objects: f.objects,
                     missing: f.missing,
                     replicate,
+                    duration_us,
                 },
                 Err(e) => Fetched::Failed {
                     tasks,
@@ -249,6 +256,8 @@ struct Session {
     probe: Probe,
     memory_limit: u64,
     metrics: WorkerMetrics,
+    /// The session's clock starts here: the core's times are microseconds since.
+    started: Instant,
     cpu: CpuMeter,
     /// Cores busy over the last heartbeat interval.
     cpu_cores: f64,
@@ -304,8 +313,9 @@ impl Session {
                         let bytes: usize = objects.values().map(bytes::Bytes::len).sum();
                         self.metrics.fetched_bytes.inc_by(bytes as u64);
                     }
+                    let now_us = self.now_us();
                     let mut store = lock(&self.store);
-                    self.core.on_fetched(fetched, &mut store, &mut self.world);
+                    self.core.on_fetched(fetched, now_us, &mut store, &mut self.world);
                 }
                 _ = memory.tick() => self.sample_memory(),
                 _ = heartbeat.tick() => self.heartbeat().await,
@@ -331,6 +341,11 @@ impl Session {
                 break;
             }
         }
+    }
+
+    /// Now on the session's clock, in microseconds.
+    fn now_us(&self) -> u64 {
+        self.started.elapsed().as_micros() as u64
     }
 
     /// The executor processes and the task each runs.
@@ -388,12 +403,16 @@ impl Session {
         self.metrics
             .memory_stopped
             .inc_by(stats.stopped_tasks.saturating_sub(reported.1));
+        let dropped = self.core.transfers_dropped();
+        self.metrics
+            .transfers_dropped
+            .inc_by(dropped.saturating_sub(self.metrics.transfers_dropped.get()));
         let msg = Out::Heartbeat(beat);
         let _ = self.out.send(v1::WorkerMessage { msg: Some(msg) }).await;
     }
 
     async fn flush(&mut self) {
-        for mut msg in self.core.take_messages() {
+        for mut msg in self.core.take_messages(self.now_us()) {
             match &mut msg {
                 // Sent at once on a memory state change: with the last interval's figure.
                 Out::Heartbeat(h) => h.cpu = self.cpu_cores,

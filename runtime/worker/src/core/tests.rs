@@ -1,7 +1,6 @@
 //! The worker core driven step by step with a recording `Effects`: no processes, no
 //! sockets; the store writes spills to a temporary directory.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -9,7 +8,7 @@ use shoal_proto::v1;
 use shoal_proto::v1::scheduler_message::Msg;
 use shoal_proto::v1::worker_message::Msg as Out;
 
-use super::{Effects, Fetched, WorkerCore};
+use super::{Effects, Fetched, MAX_PENDING_TRANSFERS, WorkerCore};
 use crate::executor::{ExecOutcome, ExecTask};
 use crate::memory::{Sample, Thresholds, executors_of};
 use crate::store::Store;
@@ -19,7 +18,8 @@ const MIB: u64 = 1 << 20;
 /// Everything the core asked for, in order.
 #[derive(Default)]
 struct Recorder {
-    fetches: Vec<(String, Vec<u64>, bool)>,
+    /// (peer id, address, tasks, replicate).
+    fetches: Vec<(u32, String, Vec<u64>, bool)>,
     started: Vec<(u64, bool)>,
     stopped: Vec<(u64, v1::TaskError)>,
     released: Vec<u64>,
@@ -27,8 +27,9 @@ struct Recorder {
 }
 
 impl Effects for Recorder {
-    fn fetch(&mut self, address: &str, tasks: Vec<u64>, replicate: bool) {
-        self.fetches.push((address.to_owned(), tasks, replicate));
+    fn fetch(&mut self, peer: u32, address: &str, tasks: Vec<u64>, replicate: bool) {
+        self.fetches
+            .push((peer, address.to_owned(), tasks, replicate));
     }
     fn start(&mut self, task: ExecTask, python: bool) {
         self.started.push((task.task, python));
@@ -48,6 +49,8 @@ struct Bed {
     core: WorkerCore,
     store: Store,
     fx: Recorder,
+    /// The session clock the core is given, in microseconds.
+    now_us: u64,
     _dir: tempfile::TempDir,
 }
 
@@ -58,6 +61,7 @@ impl Bed {
             core: WorkerCore::new("w1".into(), cores, Thresholds::default()),
             store: Store::new(dir.path().to_path_buf(), u64::MAX),
             fx: Recorder::default(),
+            now_us: 1_000_000,
             _dir: dir,
         }
     }
@@ -97,8 +101,49 @@ impl Bed {
     }
 
     fn messages(&mut self) -> Vec<Out> {
-        self.core.take_messages()
+        self.core.take_messages(self.now_us)
     }
+
+    fn fetched(&mut self, fetched: Fetched) {
+        self.core
+            .on_fetched(fetched, self.now_us, &mut self.store, &mut self.fx);
+        self.core.sanity_check();
+    }
+
+    fn add_peer(&mut self, id: u32) {
+        self.send(Msg::Peers(v1::PeersChanged {
+            added: vec![v1::Peer {
+                worker_id: id,
+                name: format!("w{id}"),
+                data_address: format!("10.0.0.{id}:1"),
+            }],
+            removed: vec![],
+        }));
+    }
+}
+
+/// A completed fetch from `peer` of these objects, taking `duration_us`.
+fn done(peer: u32, objects: &[(u64, &'static [u8])], replicate: bool, duration_us: u64) -> Fetched {
+    Fetched::Done {
+        peer,
+        objects: objects
+            .iter()
+            .map(|&(id, data)| (id, Bytes::from_static(data)))
+            .collect(),
+        missing: vec![],
+        replicate,
+        duration_us,
+    }
+}
+
+fn transfers_of(msgs: &[Out]) -> Vec<v1::Transfer> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            Out::Transfers(t) => Some(t.transfers.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
 }
 
 fn python(task: u64, inputs: &[(u64, Option<u32>)]) -> v1::TaskAssignment {
@@ -161,30 +206,19 @@ fn runs_a_task_and_reports_it() {
 #[test]
 fn fetches_inputs_and_reports_lost_ones() {
     let mut bed = Bed::new(2);
-    bed.send(Msg::Peers(v1::PeersChanged {
-        added: vec![v1::Peer {
-            worker_id: 7,
-            name: "w7".into(),
-            data_address: "10.0.0.7:1".into(),
-        }],
-        removed: vec![],
-    }));
+    bed.add_peer(7);
     bed.assign(vec![python(2, &[(1, Some(7))]), python(3, &[(1, Some(7))])]);
-    assert_eq!(bed.fx.fetches, vec![("10.0.0.7:1".into(), vec![1], false)]);
+    assert_eq!(
+        bed.fx.fetches,
+        vec![(7, "10.0.0.7:1".into(), vec![1], false)]
+    );
     assert!(bed.fx.started.is_empty());
-    let objects = HashMap::from([(1, Bytes::from_static(b"x"))]);
-    let done = Fetched::Done {
-        objects,
-        missing: vec![],
-        replicate: false,
-    };
-    bed.core.on_fetched(done, &mut bed.store, &mut bed.fx);
-    bed.core.sanity_check();
+    bed.fetched(done(7, &[(1, b"x")], false, 10));
     assert_eq!(bed.fx.started, vec![(2, true), (3, true)]);
 
     bed.assign(vec![python(4, &[(9, Some(8))])]);
     let failed = bed.messages();
-    let Some(Out::Failed(f)) = failed.last() else {
+    let Some(Out::Failed(f)) = failed.iter().find(|m| matches!(m, Out::Failed(_))) else {
         panic!("expected a failure, got {failed:?}");
     };
     assert!(f.tasks[0].missing_input && f.tasks[0].missing_task == 9);
@@ -305,4 +339,105 @@ fn release_and_cancel() {
     bed.send(Msg::Cancel(v1::CancelTasks { tasks: vec![1] }));
     bed.memory(100 * MIB, &[]);
     assert!(bed.fx.started.is_empty());
+}
+
+/// A completed fetch is reported once, after the task messages, as one transfer naming the
+/// peer, the bytes and objects it brought, how long it took and how long ago it ended.
+#[test]
+fn a_fetch_is_reported_as_a_transfer() {
+    let mut bed = Bed::new(2);
+    bed.add_peer(7);
+    bed.store.put(5, Bytes::from_static(b"local")).expect("put");
+    bed.assign(vec![
+        builtin(4),
+        python(2, &[(1, Some(7)), (3, Some(7)), (5, None)]),
+    ]);
+    assert_eq!(
+        bed.fx.fetches,
+        vec![(7, "10.0.0.7:1".into(), vec![1, 3], false)]
+    );
+    bed.outcome(4, Ok(Bytes::new()));
+    bed.now_us = 5_000_000;
+    bed.fetched(done(7, &[(1, b"abc"), (3, b"defgh")], false, 1_234));
+    bed.now_us = 5_250_000;
+    let msgs = bed.messages();
+    assert!(
+        matches!(&msgs[..], [Out::Finished(_), Out::Transfers(_)]),
+        "transfers come after the task messages: {msgs:?}"
+    );
+    let expected = v1::Transfer {
+        from: 7,
+        bytes: 8,
+        objects: 2,
+        duration_us: 1_234,
+        ended_ago_us: 250_000,
+    };
+    assert_eq!(transfers_of(&msgs), vec![expected]);
+    assert!(
+        transfers_of(&bed.messages()).is_empty(),
+        "a transfer is reported once"
+    );
+}
+
+/// Replications count as transfers too, one per fetch, each with its own peer; a failed
+/// fetch is no transfer.
+#[test]
+fn replications_are_transfers_and_failures_are_not() {
+    let mut bed = Bed::new(1);
+    bed.add_peer(7);
+    bed.add_peer(8);
+    bed.send(Msg::Replicate(v1::Replicate {
+        tasks: vec![v1::DataLocation {
+            task: 1,
+            workers: vec![8],
+        }],
+    }));
+    assert_eq!(
+        bed.fx.fetches,
+        vec![(8, "10.0.0.8:1".into(), vec![1], true)]
+    );
+    bed.fetched(done(8, &[(1, b"r")], true, 7));
+    bed.now_us += 3;
+    bed.fetched(done(7, &[], false, 2));
+    bed.fetched(Fetched::Failed {
+        tasks: vec![9],
+        peer: "10.0.0.7:1".into(),
+        error: "refused".into(),
+        replicate: false,
+    });
+    bed.now_us += 10;
+    let msgs = bed.messages();
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, Out::DataAdded(d) if d.tasks == vec![1]))
+    );
+    let got: Vec<_> = transfers_of(&msgs)
+        .iter()
+        .map(|t| (t.from, t.bytes, t.objects, t.duration_us, t.ended_ago_us))
+        .collect();
+    assert_eq!(got, vec![(8, 1, 1, 7, 13), (7, 0, 0, 2, 10)]);
+}
+
+/// At most MAX_PENDING_TRANSFERS transfers wait for the scheduler: beyond that the oldest
+/// go and are counted, and the rest are reported in order.
+#[test]
+fn pending_transfers_are_bounded() {
+    let mut bed = Bed::new(1);
+    let extra = 5;
+    for i in 0..(MAX_PENDING_TRANSFERS + extra) as u64 {
+        bed.now_us = i;
+        bed.fetched(done(3, &[], false, i));
+    }
+    assert_eq!(bed.core.transfers_dropped(), extra as u64);
+    let transfers = transfers_of(&bed.messages());
+    assert_eq!(transfers.len(), MAX_PENDING_TRANSFERS);
+    assert_eq!(transfers.first().map(|t| t.duration_us), Some(extra as u64));
+    assert_eq!(
+        transfers.first().map(|t| t.ended_ago_us),
+        Some((MAX_PENDING_TRANSFERS - 1) as u64)
+    );
+    assert_eq!(transfers.last().map(|t| t.ended_ago_us), Some(0));
+    bed.fetched(done(3, &[], false, 0));
+    assert_eq!(transfers_of(&bed.messages()).len(), 1);
+    assert_eq!(bed.core.transfers_dropped(), extra as u64);
 }
