@@ -7,7 +7,7 @@ SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
-	operator-static skew-bin monitoring-test
+	operator-static skew-bin browser-deps dashboard-vendor dashboard-check monitoring-test
 PYTHON ?= python3
 
 all: build
@@ -22,7 +22,7 @@ toolchain:
 build: toolchain
 	$(CARGO) build --release -p shoal
 
-lint: toolchain crds-check python-deps
+lint: toolchain crds-check dashboard-check python-deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(PYTHON) -m ruff check .
@@ -51,14 +51,46 @@ python-deps:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e python
 
+# What the browser tests drive: Debian's Chromium (apt, as root) and configurable-http-proxy
+# (npm, into a cache keyed by its version); Playwright comes with the Python packages.
+CHP_VERSION := 5.3.0
+CHP_DIR := $(HOME)/.cache/shoal-tools/chp-$(CHP_VERSION)
+CHP := $(CHP_DIR)/node_modules/.bin/configurable-http-proxy
+browser-deps:
+	@command -v chromium >/dev/null || { \
+		[ "$$(id -u)" = 0 ] || { echo "Debian's chromium package is missing: apt-get install chromium (as root)"; exit 1; }; \
+		echo "installing Debian's chromium"; export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q --no-install-recommends chromium >/tmp/shoal-apt-chromium.log 2>&1 || \
+		{ apt-get update -q >>/tmp/shoal-apt-chromium.log 2>&1 && \
+		  apt-get install -y -q --no-install-recommends chromium >>/tmp/shoal-apt-chromium.log 2>&1; } || \
+		{ tail -n 20 /tmp/shoal-apt-chromium.log; exit 1; }; }
+	@[ -x $(CHP) ] || { mkdir -p $(CHP_DIR) && npm install --quiet --no-audit --no-fund --prefix $(CHP_DIR) \
+		configurable-http-proxy@$(CHP_VERSION) >$(CHP_DIR).log 2>&1 || { tail -n 20 $(CHP_DIR).log; exit 1; }; }
+
+# The dashboard's vendored front-end libraries (uPlot), from the versions pinned in
+# runtime/scheduler/dashboard/package-lock.json; `dashboard-check` fails on drift.
+DASHBOARD := runtime/scheduler/dashboard
+dashboard-vendor:
+	cd $(DASHBOARD) && npm ci --quiet --no-audit --no-fund --ignore-scripts
+	cp $(DASHBOARD)/node_modules/uplot/dist/uPlot.iife.min.js $(DASHBOARD)/node_modules/uplot/dist/uPlot.min.css $(DASHBOARD)/vendor/
+	cp $(DASHBOARD)/node_modules/uplot/LICENSE $(DASHBOARD)/vendor/uPlot.LICENSE
+
+dashboard-check:
+	@tmp=$$(mktemp -d) && cp $(DASHBOARD)/package.json $(DASHBOARD)/package-lock.json $$tmp/ && \
+	( cd $$tmp && npm ci --quiet --no-audit --no-fund --ignore-scripts >/dev/null ) && \
+	for f in uPlot.iife.min.js uPlot.min.css; do \
+		cmp -s $$tmp/node_modules/uplot/dist/$$f $(DASHBOARD)/vendor/$$f || \
+		{ echo "$(DASHBOARD)/vendor/$$f differs from the pinned npm package: run 'make dashboard-vendor' and commit"; rm -rf $$tmp; exit 1; }; \
+	done; rm -rf $$tmp
+
 # Regenerates the Python gRPC stubs from proto/ (commit the result).
 protos: python-deps
 	$(PYTHON) python/gen_protos.py
 
 # Python client, executors and Dask on a real local cluster (needs the release binary).
-python-test: python-deps build
+python-test: python-deps build browser-deps
 	$(PYTHON) python/gen_protos.py --check
-	SHOAL_BIN=$(SHOAL) $(PYTHON) -m pytest -q python/tests
+	SHOAL_BIN=$(SHOAL) SHOAL_CHP=$(CHP) $(PYTHON) -m pytest -q python/tests
 
 test: lint unit python-test e2e-control-plane monitoring-test
 

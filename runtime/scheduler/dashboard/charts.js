@@ -60,8 +60,9 @@ const ShoalCharts = (() => {
       set(newLanes, newBars, fromMs, toMs) {
         lanes = newLanes;
         bars = newBars;
-        plot.setData([[fromMs / 1000, toMs / 1000], [null, null]], true);
-        plot.redraw();
+        // A transparent series spanning the lanes keeps the y scale defined.
+        plot.setData([[fromMs / 1000, toMs / 1000], [0, Math.max(1, lanes.length)]], false);
+        plot.setScale("x", { min: fromMs / 1000, max: toMs / 1000 });
       },
       resize() { plot.setSize({ width: width(el), height }); },
     };
