@@ -44,6 +44,7 @@ __all__ = sorted([*_EXPORTS, "__version__"])
 if TYPE_CHECKING:  # pragma: no cover
     from shoal.client import Client
     from shoal.cluster import LocalCluster
+    from shoal.diagnostics import performance_report
     from shoal.errors import (
         AuthenticationError,
         CancelledError,
@@ -57,7 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
         WorkerOOMError,
     )
     from shoal.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, as_completed, wait
-    from shoal.diagnostics import performance_report
     from shoal.progress import progress
 
 
