@@ -1,6 +1,7 @@
 //! `shoal bench`: starts a local cluster (scheduler and workers as processes), submits a
 //! builtin-task graph through the real client path, waits for and checks the results, and
-//! prints figures. The last line is machine-readable:
+//! prints figures (with `--dashboard-viewers`, also what watching the dashboard cost). The
+//! last line is machine-readable:
 //! `tasks=<n> seconds=<s> tasks_per_s=<x> scheduler_peak_rss_bytes=<r>`.
 
 use std::collections::HashSet;
@@ -12,6 +13,7 @@ use shoal_client::Client;
 use crate::cluster::LocalCluster;
 use crate::graphs::{GraphKind, build};
 use crate::token;
+use crate::viewers;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -24,6 +26,10 @@ pub struct BenchArgs {
     graph: GraphKind,
     #[arg(long, default_value_t = 100_000)]
     tasks: u64,
+    /// Dashboard viewers holding the live stream open while the graph runs; their update
+    /// sizes and the scheduler's time on the dashboard are printed.
+    #[arg(long, default_value_t = 0)]
+    dashboard_viewers: usize,
 }
 
 /// Reads a `/proc/<pid>/status` field in bytes (VmRSS, VmHWM).
@@ -69,6 +75,20 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs, cores: u32) -> Result
         cores
     );
     let idle_rss = proc_status_bytes(pid, "VmRSS:");
+    let http = cluster.http_address.clone().unwrap_or_default();
+    if !http.is_empty() {
+        eprintln!(
+            "dashboard: http://{http}/status?token={}",
+            cluster.token.secret()
+        );
+    }
+    let watchers: Vec<_> = (0..args.dashboard_viewers)
+        .map(|_| viewers::spawn(http.clone(), cluster.token.secret().to_owned()))
+        .collect();
+    let (cpu_before, dash_before) = (
+        viewers::cpu_seconds(pid),
+        viewers::dashboard_seconds(&http).await,
+    );
     let mut events = client.subscribe().await.map_err(|e| e.to_string())?;
     let wanted: Vec<String> = graph.expected.iter().map(|(k, _)| k.clone()).collect();
     let start = Instant::now();
@@ -111,6 +131,32 @@ async fn measure(cluster: &LocalCluster, args: &BenchArgs, cores: u32) -> Result
                 "wrong result for {key:?}: expected {want}, got {got:?}"
             ));
         }
+    }
+    let (cpu_s, dash_s) = (
+        viewers::cpu_seconds(pid) - cpu_before,
+        viewers::dashboard_seconds(&http).await - dash_before,
+    );
+    let mut sizes: Vec<usize> = Vec::new();
+    for (task, got) in watchers {
+        task.abort();
+        sizes.extend(got.lock().map(|s| s.clone()).unwrap_or_default());
+    }
+    if args.dashboard_viewers > 0 {
+        sizes.sort_unstable();
+        let median = sizes.get(sizes.len() / 2).copied().unwrap_or(0);
+        let max = sizes.last().copied().unwrap_or(0);
+        eprintln!(
+            "dashboard: {} viewers got {} updates (median {median} B, largest {max} B, the first being a snapshot); \
+             the scheduler spent {dash_s:.3}s of {cpu_s:.2}s CPU on the dashboard ({:.2}%)",
+            args.dashboard_viewers,
+            sizes.len(),
+            100.0 * dash_s / cpu_s.max(1e-9)
+        );
+        println!(
+            "dashboard_viewers={} updates={} update_bytes_median={median} update_bytes_max={max} dashboard_cpu_s={dash_s:.3} scheduler_cpu_s={cpu_s:.2}",
+            args.dashboard_viewers,
+            sizes.len()
+        );
     }
     let peak = proc_status_bytes(pid, "VmHWM:");
     let per_task = peak.saturating_sub(idle_rss) as f64 / n as f64;

@@ -195,6 +195,13 @@ impl LocalCluster {
                 .strip_prefix(ADDRESS_LINE)
                 .ok_or_else(|| format!("unexpected scheduler output: {line}"))?
                 .to_string();
+            if let Ok(Ok(Some(line))) =
+                tokio::time::timeout(Duration::from_secs(30), lines.next_line()).await
+            {
+                cluster.http_address = line
+                    .strip_prefix("SHOAL_SCHEDULER_HTTP=")
+                    .map(str::to_string);
+            }
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         }
         for i in 0..workers {

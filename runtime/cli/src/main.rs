@@ -6,6 +6,7 @@ mod cluster;
 mod flags;
 mod graphs;
 mod token;
+mod viewers;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

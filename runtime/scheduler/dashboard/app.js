@@ -7,7 +7,7 @@
   const MAX_BARS = 4000;
   const STREAM_WINDOW_MS = 60_000;
   const state = { cluster: {}, prefixes: new Map(), workers: new Map(), bars: [], samples: [], errors: [] };
-  const live = { cursor: null, updates: 0, lastUpdate: 0, connection: "connecting", reconnects: 0 };
+  const live = { cursor: null, updates: 0, lastUpdate: 0, connection: "connecting", reconnects: 0, renderMs: 0, renderMaxMs: 0 };
   window.shoalDashboard = { state, live };
 
   const $ = id => document.getElementById(id);
@@ -90,6 +90,14 @@
 
   let stream = null, size = null;
   function render() {
+    if (!live.updates) return;
+    const started = performance.now();
+    draw();
+    live.renderMs = performance.now() - started;
+    live.renderMaxMs = Math.max(live.renderMaxMs, live.renderMs);
+  }
+
+  function draw() {
     const c = state.cluster;
     $("cluster-name").textContent = c.name || "";
     $("summary").textContent = `${c.workers} workers · ${c.cores} cores · memory ${c.memory_used_mib} / ${c.memory_limit_mib} MiB · ${c.clients} clients · runtime ${c.version}`;

@@ -19,7 +19,7 @@ use super::record::{Recorder, TaskRun};
 /// with deltas).
 const KEPT_FRAMES: usize = 30;
 /// Bars at most per delta, and in a snapshot: the newest are kept.
-const MAX_BARS: usize = 1_500;
+const MAX_BARS: usize = 600;
 /// Most recent tasks a snapshot's task stream is drawn from.
 const SNAPSHOT_TASKS: u64 = 20_000;
 /// Tasks on one worker of one prefix closer than this merge into one bar.
