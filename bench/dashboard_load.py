@@ -20,7 +20,7 @@ import threading
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "python" / "tests"))
-from browser import chromium  # noqa: E402 - the tests' Chromium launcher
+from browser import chromium  # the tests' Chromium launcher
 
 
 def run(binary: str, workers: int, tasks: int, viewers: int, on_link=None) -> dict[str, str]:

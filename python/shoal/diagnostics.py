@@ -13,7 +13,7 @@ from types import TracebackType
 from shoal.errors import ShoalError
 
 
-class performance_report:  # noqa: N801 - named like Dask's context manager
+class performance_report:
     """Writes ``filename`` when the block ends, for ``client`` (default: the only open
     Client). The file opens offline: its scripts and data are inline."""
 

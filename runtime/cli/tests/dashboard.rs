@@ -1,5 +1,6 @@
 //! The dashboard over real HTTP on a real scheduler: who may see it, how a token link
 //! logs a browser in, and what the stream and the polling fallback carry.
+#![allow(clippy::panic, reason = "tests report failures by panicking")]
 
 mod common;
 
