@@ -210,7 +210,7 @@ async fn polling_gives_a_snapshot_then_deltas_with_the_progress() {
             .flat_map(|d| d["prefixes"].as_array().cloned().unwrap_or_default())
             .filter(|p| p["name"] == "leaf")
             .filter_map(|p| p["done"].as_u64())
-            .last();
+            .next_back();
         if let Some(last) = deltas.last() {
             cursor = last["cursor"].as_str().expect("cursor").to_owned();
             assert!(last["bars"].as_array().is_some());
