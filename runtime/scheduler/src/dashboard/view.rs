@@ -74,6 +74,30 @@ struct WorkerRow {
 }
 
 impl WorkerRow {
+    /// Whether the row changed enough to send: its group, state, cores or limit; a task
+    /// count by a tenth (or 2), or to or from zero; memory, stored or spilled bytes by 1 %
+    /// of the limit (at least 16 MiB); CPU by 0.2 cores.
+    fn moved_from(&self, old: &WorkerRow) -> bool {
+        let step = (self.memory_limit_mib / 100).max(16);
+        let far = |a: u64, b: u64| a.abs_diff(b) >= step;
+        (
+            self.group.as_str(),
+            self.state,
+            self.cores,
+            self.memory_limit_mib,
+        ) != (
+            old.group.as_str(),
+            old.state,
+            old.cores,
+            old.memory_limit_mib,
+        ) || counted(self.running, old.running)
+            || counted(self.assigned, old.assigned)
+            || far(self.memory_used_mib, old.memory_used_mib)
+            || far(self.stored_mib, old.stored_mib)
+            || far(self.spilled_mib, old.spilled_mib)
+            || self.cpu_tenths.abs_diff(old.cpu_tenths) >= 2
+    }
+
     fn json(&self, name: &str) -> Value {
         json!({
             "name": name, "group": self.group, "state": self.state, "cores": self.cores,
@@ -159,9 +183,13 @@ impl Views {
         }
         let now = worker_rows(core, rec, hidden);
         let mut changed_workers = Vec::new();
-        for (name, row) in &now {
-            if self.workers.get(name) != Some(row) {
-                changed_workers.push(row.json(name));
+        let mut now = now;
+        for (name, row) in now.iter_mut() {
+            match self.workers.get(name) {
+                // Small drifts are not news: the viewer keeps the row it has, and the
+                // drift is sent once it adds up.
+                Some(old) if !row.moved_from(old) => *row = old.clone(),
+                _ => changed_workers.push(row.json(name)),
             }
         }
         let removed: Vec<&str> = self
@@ -259,6 +287,11 @@ impl Views {
         self.busy += started.elapsed();
         json
     }
+}
+
+/// A task count moved enough to show: to or from zero, or by a tenth (at least 2).
+fn counted(now: u32, before: u32) -> bool {
+    (now == 0) != (before == 0) || now.abs_diff(before) >= (before / 10).max(2)
 }
 
 fn prefix_row(name: &str, c: StateCounts, stats: &shoal_core::PrefixStats) -> Value {
@@ -401,4 +434,49 @@ fn error_json(core: &Core, rec: &Recorder, e: &super::record::ErrorSeen) -> Valu
         "worker": &*rec.name(e.worker), "kind": e.kind, "message": e.message,
         "traceback": e.traceback,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(memory_used_mib: u64, assigned: u32) -> WorkerRow {
+        WorkerRow {
+            group: "default".into(),
+            state: "running",
+            cores: 1,
+            memory_limit_mib: 4096,
+            memory_used_mib,
+            stored_mib: 0,
+            spilled_mib: 0,
+            cpu_tenths: 10,
+            running: 1,
+            assigned,
+        }
+    }
+
+    /// Small drifts of a worker's figures are not sent; a change of state, a count going
+    /// to zero and drifts past their step are.
+    #[test]
+    fn only_worker_changes_that_matter_are_sent() {
+        let old = row(1000, 20);
+        assert!(!row(1030, 21).moved_from(&old), "30 MiB of 4 GiB, one task");
+        assert!(row(1041, 20).moved_from(&old), "past 1 % of the limit");
+        assert!(row(1000, 17).moved_from(&old), "a tenth of the tasks");
+        assert!(row(1000, 0).moved_from(&row(1000, 1)), "to zero");
+        let mut paused = row(1000, 20);
+        paused.state = "paused";
+        assert!(paused.moved_from(&old));
+    }
+
+    /// Cursors survive the round trip through their text form; junk is no cursor.
+    #[test]
+    fn cursors_round_trip() {
+        let c = Cursor {
+            instance: 0xdead_beef,
+            frame: 42,
+        };
+        assert_eq!(Cursor::parse(&c.encode()), Some(c));
+        assert_eq!(Cursor::parse("nope"), None);
+    }
 }
