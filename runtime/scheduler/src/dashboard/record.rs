@@ -166,7 +166,8 @@ impl Recorder {
         self.live.get(&worker).copied().unwrap_or_default()
     }
 
-    /// A task ended at `now_us` after running `duration_us` (the worker's measure).
+    /// Keeps a task that ended (the oldest kept goes when full; drops are counted by the
+    /// second they ended, for `dropped_since`).
     pub fn task(&mut self, run: TaskRun) {
         if let Some(old) = self.tasks.push(run) {
             *self
