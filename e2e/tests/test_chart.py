@@ -83,6 +83,40 @@ def test_latest_tag_is_refused():
     assert "not latest" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("replicas=0", "replicas"),
+        ("logFormat=xml", "logFormat"),
+        ("image.pullPolicy=Sometimes", "pullPolicy"),
+        ("watchNamespace=Team_A", "watchNamespace"),
+        ("netwrokPolicy.enabled=false", "netwrokPolicy"),
+        ("replicas=2,leaderElection.enabled=false", "leaderElection"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_value(setting, message):
+    """values.schema.json refuses a bad value at render/install time, naming the value."""
+    proc = helm("template", "shoal", str(CHART), "--kube-version", "1.34.4", "--set", setting, check=False)
+    assert proc.returncode != 0, f"{setting} rendered"
+    assert "values don't meet the specifications of the schema" in proc.stderr, proc.stderr
+    assert message in proc.stderr, proc.stderr
+
+
+def test_notebook_user_role_is_optional_and_bound_per_namespace():
+    """notebookUsers.create renders the notebook Role (no Secret listing) and its binding in
+    every namespace asked for."""
+    assert not [r for r in by_kind(render(), "Role") if r["metadata"]["name"].endswith("-notebook-user")]
+    docs = render("notebookUsers.create=true", "notebookUsers.namespaces={team-a,team-b}",
+                  "notebookUsers.serviceAccounts={jupyter}")
+    roles = [r for r in by_kind(docs, "Role") if r["metadata"]["name"].endswith("-notebook-user")]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
+    secret_verbs = {v for rule in roles[0]["rules"] if "secrets" in rule["resources"] for v in rule["verbs"]}
+    assert secret_verbs == {"get"}
+    bindings = [b for b in by_kind(docs, "RoleBinding") if b["metadata"]["name"].endswith("-notebook-user")]
+    assert [(b["metadata"]["namespace"], b["subjects"][0]["name"]) for b in bindings] == [
+        ("team-a", "jupyter"), ("team-b", "jupyter")]
+
+
 def test_service_monitor_is_optional():
     """The ServiceMonitor renders only when asked for."""
     assert not by_kind(render(), "ServiceMonitor")
