@@ -119,7 +119,8 @@ def _funcname(func) -> str:
 class Client:
     """A session with a Shoal scheduler.
 
-    ``address`` is ``"host:port"`` (or a :class:`~shoal.LocalCluster`); ``token`` defaults to
+    ``address`` is ``"host:port"`` (or a :class:`~shoal.LocalCluster`), by default
+    ``$SHOAL_SCHEDULER_ADDRESS`` (a ShoalJob's runner pod has it); ``token`` defaults to
     ``$SHOAL_TOKEN``. Use as a context manager or call :meth:`close`.
     """
 
@@ -128,12 +129,19 @@ class Client:
 
     def __init__(
         self,
-        address: Any,
+        address: Any = None,
         token: str | None = None,
         name: str | None = None,
         timeout: float = 10.0,
     ) -> None:
         self.dashboard_link: str | None = None
+        if address is None:
+            address = os.environ.get("SHOAL_SCHEDULER_ADDRESS")
+            if not address:
+                raise ShoalError(
+                    "no scheduler address: pass Client('host:port') or a cluster, or set "
+                    "SHOAL_SCHEDULER_ADDRESS (a ShoalJob's runner has it)"
+                )
         if hasattr(address, "address") and hasattr(address, "token"):  # a LocalCluster
             token = token or address.token
             self.dashboard_link = getattr(address, "dashboard_link", None)

@@ -91,6 +91,18 @@ def test_missing_token_says_how_to_provide_one(cluster, monkeypatch):
         shoal.Client(cluster.address)
 
 
+def test_address_and_token_come_from_the_environment(cluster, monkeypatch):
+    """Client() with no arguments connects to $SHOAL_SCHEDULER_ADDRESS with $SHOAL_TOKEN (a
+    ShoalJob runner's environment); without the address it says how to give one."""
+    monkeypatch.setenv("SHOAL_SCHEDULER_ADDRESS", cluster.address)
+    monkeypatch.setenv("SHOAL_TOKEN", cluster.token)
+    with shoal.Client() as client:
+        assert client.submit(operator.add, 1, 2).result() == 3
+    monkeypatch.delenv("SHOAL_SCHEDULER_ADDRESS")
+    with pytest.raises(shoal.ShoalError, match="SHOAL_SCHEDULER_ADDRESS"):
+        shoal.Client()
+
+
 def test_unreachable_scheduler_fails_within_the_timeout():
     """A dead address fails the handshake after `timeout`, naming the address."""
     start = time.monotonic()
