@@ -1,6 +1,7 @@
 """Shoal's Python client: ``Client`` (submit, map, gather, scatter, the Dask scheduler
-hook), ``LocalCluster`` (a scheduler and workers on this machine), futures helpers and
-``progress``. The worker-side task runner is ``python -m shoal.executor``.
+hook), ``LocalCluster`` (a scheduler and workers on this machine), ``KubeCluster`` (a
+cluster on Kubernetes through the Shoal operator; needs the ``kube`` extra), futures
+helpers and ``progress``. The worker-side task runner is ``python -m shoal.executor``.
 
 ``__version__`` must equal the Rust workspace version: the scheduler refuses other
 versions at the handshake.
@@ -19,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Client": "shoal.client",
     "LocalCluster": "shoal.cluster",
+    "KubeCluster": "shoal.kube.cluster",
     "AuthenticationError": "shoal.errors",
     "CancelledError": "shoal.errors",
     "ConnectionLostError": "shoal.errors",
@@ -58,6 +60,7 @@ if TYPE_CHECKING:  # pragma: no cover
         WorkerOOMError,
     )
     from shoal.futures import ALL_COMPLETED, FIRST_COMPLETED, FIRST_EXCEPTION, Future, as_completed, wait
+    from shoal.kube.cluster import KubeCluster
     from shoal.progress import progress
 
 
