@@ -7,7 +7,8 @@ SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
-	operator-static skew-bin browser-deps dashboard-vendor dashboard-check monitoring-test
+	operator-static skew-bin browser-deps dashboard-vendor dashboard-check monitoring-test \
+	wheel wheel-test
 PYTHON ?= python3
 
 all: build
@@ -92,7 +93,23 @@ python-test: python-deps build browser-deps
 	$(PYTHON) python/gen_protos.py --check
 	SHOAL_BIN=$(SHOAL) SHOAL_CHP=$(CHP) $(PYTHON) -m pytest -q python/tests
 
-test: lint unit python-test e2e-control-plane monitoring-test
+test: lint unit python-test wheel-test e2e-control-plane monitoring-test
+
+# The shoal wheel: this Python package with the `shoal` binary as its script (maturin,
+# bindings = "bin"; python/pyproject.toml, python/build_backend.py), into dist/. maturin
+# compiles with the release profile in $(TARGET_DIR), so after `make build` it only packs.
+MATURIN_VERSION := 1.16.0
+WHEEL_DIR := $(CURDIR)/dist
+wheel: toolchain
+	@$(PYTHON) -m maturin --version 2>/dev/null | grep -qx "maturin $(MATURIN_VERSION)" || \
+		$(PYTHON) -m pip install --quiet --disable-pip-version-check maturin==$(MATURIN_VERSION)
+	@rm -f $(WHEEL_DIR)/shoal-*.whl
+	cd python && CARGO_TARGET_DIR=$(TARGET_DIR) $(PYTHON) -m maturin build --release --quiet --out $(WHEEL_DIR)
+
+# The wheel in a fresh venv with no Rust toolchain on PATH: a graph on LocalCluster and
+# `shoal version` (python/wheel_test.py; its pip cache is in ~/.cache/shoal-tools).
+wheel-test: wheel
+	$(PYTHON) python/wheel_test.py $(WHEEL_DIR)/shoal-*.whl
 
 # Alert rules (promtool check + unit tests; promtool built once into ~/.cache/shoal-tools)
 # and the Grafana dashboard (valid, querying only known metrics), from the chart's files/.

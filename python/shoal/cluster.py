@@ -5,9 +5,11 @@ address and token from its banner, and stops it (SIGTERM by PID, then SIGKILL) o
 ``close()``, at exit of the ``with`` block, or when the interpreter exits. The workers run
 Python tasks with this interpreter (``SHOAL_PYTHON``, unless already set).
 
-The binary is ``$SHOAL_BIN``, else ``shoal`` on ``PATH``, else ``target/release/shoal`` of
-the source checkout this package lives in. A cluster not closed is stopped when it is
-garbage collected or the interpreter exits (``weakref.finalize``).
+The binary is ``$SHOAL_BIN``, else the one installed with this package (the wheel's
+``shoal`` script, in this interpreter's scripts directory), else ``shoal`` on ``PATH``, else
+``target/release/shoal`` of the source checkout this package lives in (editable installs).
+A cluster not closed is stopped when it is garbage collected or the interpreter exits
+(``weakref.finalize``).
 
 Not here: remote clusters (connect a ``Client`` to their address), worker processes
 themselves (``shoal local`` starts and stops them).
@@ -21,6 +23,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import threading
 import time
@@ -41,6 +44,10 @@ def find_binary() -> str:
         if not os.access(env, os.X_OK):
             raise ShoalError(f"SHOAL_BIN={env!r} is not an executable file")
         return env
+    installed = _installed_binaries()
+    for path in installed:
+        if os.path.isfile(path) and os.access(path, os.X_OK):
+            return path
     found = shutil.which("shoal")
     if found:
         return found
@@ -48,9 +55,27 @@ def find_binary() -> str:
     if os.access(checkout, os.X_OK):
         return str(checkout)
     raise ShoalError(
-        "cannot find the shoal binary: set SHOAL_BIN, put `shoal` on PATH, or build it "
-        f"with `cargo build --release` (looked for {checkout})"
+        "cannot find the shoal binary: install the shoal wheel (`make wheel`, then `pip install "
+        "dist/shoal-*.whl`), set SHOAL_BIN, put `shoal` on PATH, or build it with "
+        f"`cargo build --release` (looked in {', '.join(installed)}, on PATH and at {checkout})"
     )
+
+
+def _installed_binaries() -> list[str]:
+    """Where ``pip install`` of the wheel puts its ``shoal`` script, most likely first.
+
+    This interpreter's scripts directory (a venv's ``bin/``, even when it is not on
+    ``PATH``), the user scheme's (``pip install --user``), and ``bin/`` beside the package
+    folder (``pip install --target``).
+    """
+    schemes = [sysconfig.get_path("scripts")]
+    try:
+        schemes.append(sysconfig.get_path("scripts", sysconfig.get_preferred_scheme("user")))
+    except KeyError:  # pragma: no cover - no user scheme on this platform
+        pass
+    schemes.append(str(pathlib.Path(__file__).resolve().parents[1] / "bin"))
+    name = "shoal.exe" if os.name == "nt" else "shoal"
+    return list(dict.fromkeys(os.path.join(d, name) for d in schemes if d))
 
 
 class LocalCluster:
