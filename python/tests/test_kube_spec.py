@@ -345,3 +345,64 @@ def test_importing_shoal_does_not_need_kr8s():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "pip install 'shoal[kube]'" in out.stdout
+
+
+# ---- the port-forward's supervisor ------------------------------------------------------
+
+
+class EchoListener:
+    """Stands in for kr8s's PortForward: a loopback echo server on the given port."""
+
+    def __init__(self, local: int) -> None:
+        self.local = local
+        self.servers: list = []
+
+    async def __aenter__(self) -> int:
+        import asyncio
+
+        async def echo(reader, writer) -> None:
+            while data := await reader.read(1024):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        self.servers.append(await asyncio.start_server(echo, "127.0.0.1", self.local))
+        return self.local
+
+    async def __aexit__(self, *exc) -> None:
+        for server in self.servers:
+            server.close()
+
+
+def echo_once(conn, payload: bytes) -> bytes:
+    conn.sendall(payload)
+    return conn.recv(1024)
+
+
+def test_forward_restarts_a_dead_listener_on_the_same_port():
+    """A listener that stops is started again on the same local port; open connections and stop() behave."""
+    import socket
+
+    pytest.importorskip("kr8s")
+    from shoal.kube.forward import Forward
+
+    forward = Forward("ns", "c1-scheduler", [8786, 8787], make=lambda remote, local: EchoListener(local)).start(10)
+    port = forward.local_port(8786)
+    assert port != forward.local_port(8787)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as old:
+            assert echo_once(old, b"one") == b"one"
+            forward.close_listeners()
+            deadline = time.monotonic() + 10
+            while forward.restarts[8786] < 1 or forward.restarts[8787] < 1:
+                assert time.monotonic() < deadline, forward.restarts
+                time.sleep(0.05)
+            assert forward.local_port(8786) == port
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as new:
+                assert echo_once(new, b"two") == b"two"
+            assert echo_once(old, b"three") == b"three"
+    finally:
+        forward.stop()
+    assert not forward.alive
+    with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass

@@ -127,7 +127,7 @@ class KubeCluster:
                 self._start_lease(created, lease_seconds)
             self._connect(timeout, progress, image or "shoal.dev/shoal")
         except BaseException:
-            self.close()
+            self._abandon()
             raise
 
     @classmethod
@@ -167,7 +167,7 @@ class KubeCluster:
                 self._start_lease(found, duration)
             self._connect(timeout, progress, (found.get("spec") or {}).get("image") or "shoal.dev/shoal")
         except BaseException:
-            self.close()
+            self._abandon()
             raise
         return self
 
@@ -197,6 +197,13 @@ class KubeCluster:
         self.token: str | None = None
         self.address: str | None = None
         self.holder = S.holder_identity(socket.gethostname(), os.getpid())
+
+    def _abandon(self) -> None:
+        """close() after a failed start, never masking the start's own error."""
+        try:
+            self.close(timeout=30.0)
+        except Exception as e:  # noqa: BLE001 - the start's error is the one to raise
+            log.warning("shoal: could not clean up ShoalCluster %s/%s: %s", self.namespace, self.name, e)
 
     def _arm_finalizer(self) -> None:
         # At interpreter exit (not SIGKILL: the lease covers that) the cluster is deleted
@@ -297,6 +304,10 @@ class KubeCluster:
             headline = f"the ShoalCluster cannot start: {failure.reason}"
             cause = failure.message
             fix = S.failure_fix(failure.reason, image)
+        elif not status:
+            headline = f"the ShoalCluster did not reach phase Running within {timeout:.0f} s"
+            cause = "the operator never acted on it (the cluster has no status and no pods)"
+            fix = f"install the Shoal operator, watching namespace {self.namespace} (helm install ... --set watchNamespace=)"
         else:
             headline = f"the ShoalCluster did not reach phase Running within {timeout:.0f} s"
             cause = message or "pods not ready yet (slow image pull, no node with room, or a crash)"

@@ -61,7 +61,10 @@ class Forward:
     """Forwards ``127.0.0.1:<local>`` to ``<pod>:<remote>`` for each remote port, until
     :meth:`stop`. ``ports`` maps each remote port to its local one."""
 
-    def __init__(self, namespace: str, pod: str, remote_ports: list[int], cluster: str = "") -> None:
+    def __init__(self, namespace: str, pod: str, remote_ports: list[int], cluster: str = "", make=None) -> None:
+        """``make(remote, local)`` builds one listener (an async context manager with
+        ``servers``); default: kr8s's ``PortForward`` to the pod."""
+        self._make = make
         self.namespace = namespace
         self.pod = pod
         self.cluster = cluster
@@ -72,7 +75,7 @@ class Forward:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._up = {remote: threading.Event() for remote in remote_ports}
-        self._forwards: dict[int, PortForward] = {}
+        self._forwards: dict = {}
         self._thread = threading.Thread(target=self._main, name=f"shoal-forward-{pod}", daemon=True)
 
     def start(self, timeout: float = 30.0) -> Forward:
@@ -132,27 +135,30 @@ class Forward:
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
-        api = await kr8s.asyncio.api()
-        pod = Pod({"metadata": {"name": self.pod, "namespace": self.namespace}}, api=api)
-        tasks = [asyncio.create_task(self._supervise(pod, remote, local)) for remote, local in self.ports.items()]
+        if self._make is None:
+            api = await kr8s.asyncio.api()
+            pod = Pod({"metadata": {"name": self.pod, "namespace": self.namespace}}, api=api)
+            self._make = lambda remote, local: PortForward(pod, remote, local_port=local, address="127.0.0.1")
+        tasks = [asyncio.create_task(self._supervise(remote, local)) for remote, local in self.ports.items()]
         await self._stopping.wait()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _supervise(self, pod, remote: int, local: int) -> None:
+    async def _supervise(self, remote: int, local: int) -> None:
         """Keeps one listener up on ``local`` for as long as the forward runs. A listener
         that died is replaced at once; the old one finishes closing (and its open
         connections end) in the background."""
         assert self._stopping is not None
         failures = 0
+        restarted = False
         generations: set[asyncio.Task] = set()
         try:
             while not self._stopping.is_set():
-                pf = PortForward(pod, remote, local_port=local, address="127.0.0.1")
+                pf = self._make(remote, local)
                 self._forwards[remote] = pf
                 died = asyncio.Event()
-                task = asyncio.create_task(self._listen(pf, remote, died))
+                task = asyncio.create_task(self._listen(pf, remote, died, again=restarted))
                 generations.add(task)
                 task.add_done_callback(generations.discard)
                 stop = asyncio.create_task(self._stopping.wait())
@@ -169,7 +175,7 @@ class Forward:
                     log.debug("shoal: port-forward listener on 127.0.0.1:%s failed: %r", local, error)
                 else:
                     failures = 0
-                    self.restarts[remote] += 1
+                    restarted = True
                     log.warning(
                         "shoal: port-forward 127.0.0.1:%s -> %s:%s stopped listening; starting it again",
                         local, self.pod, remote,
@@ -181,11 +187,14 @@ class Forward:
                 task.cancel()
             await asyncio.gather(*generations, return_exceptions=True)
 
-    async def _listen(self, pf: PortForward, remote: int, died: asyncio.Event) -> None:
+    async def _listen(self, pf, remote: int, died: asyncio.Event, again: bool) -> None:
         """One listener's life: up until it stops accepting or the forward stops."""
         assert self._stopping is not None
         async with pf:
             self._up[remote].set()
+            if again:
+                self.restarts[remote] += 1
+                log.info("shoal: port-forward 127.0.0.1:%s -> %s:%s listening again", self.ports[remote], self.pod, remote)
             while not self._stopping.is_set() and all(listening(s) for s in pf.servers):
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), CHECK_EVERY)
