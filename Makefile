@@ -169,15 +169,15 @@ skew-bin: toolchain
 	SHOAL_BUILD_VERSION=$(SHOAL_SKEW_VERSION) CARGO_TARGET_DIR=$(TARGET_DIR)/skew \
 		$(CARGO) build --profile static -p shoal
 
-IMAGE_BINS := SHOAL_BIN=$(SHOAL) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC) SHOAL_SKEW_BIN=$(SHOAL_SKEW)
+IMAGE_BINS := SHOAL_WHEEL_DIR=$(WHEEL_DIR) SHOAL_OPERATOR_BIN=$(OPERATOR_STATIC) SHOAL_SKEW_BIN=$(SHOAL_SKEW)
 
-# The runtime, operator and pause images, built without Docker and imported into the
-# test node when it runs.
-images: e2e-deps build operator-static skew-bin
+# The runtime, operator, skew, notebook and pause images (the runtime and notebook ones
+# install the shoal wheel), built without Docker and imported into the test node when it runs.
+images: e2e-deps wheel operator-static skew-bin
 	@$(IMAGE_BINS) $(E2E)/images.sh all
 
 # End-to-end tests on the full test bed (reuses a running one; stops it if it started it).
-e2e: e2e-deps build operator-static skew-bin python-deps
+e2e: e2e-deps wheel operator-static skew-bin python-deps
 	@$(IMAGE_BINS) $(E2E)/e2e.sh full
 
 # The control-plane tier alone (part of `make test`).

@@ -242,15 +242,29 @@ start_node() {
   wait_for coredns 60 curl -sf --max-time 2 http://127.0.0.1:18181/ready
 }
 
-# import_images: load every image archive built by images.sh into the node's containerd,
-# and name each image by digest too (`repo@sha256:...`), as a registry pull would: the
-# kubelet then reports that digest and pods may start from it.
+# import_images: load every image archive built by images.sh (pause, runtime, operator,
+# skew, notebook) into the node's containerd, and name each image by digest too
+# (`repo@sha256:...`), as a registry pull would: the kubelet then reports that digest and
+# pods may start from it. An archive whose build key (NAME.key) was already imported into
+# this containerd, and whose image is still there, is skipped (the notebook image is large).
 import_images() {
-  local archive ctr_k8s="ctr --address $CONTAINERD_SOCK -n k8s.io" ref digest
+  local archive ctr_k8s="ctr --address $CONTAINERD_SOCK -n k8s.io" ref digest key stamp out
+  local stamps="$RUN_DIR/containerd/imported"
+  mkdir -p "$stamps"
   for archive in "$E2E_HOME"/images/*.tar; do
     [ -e "$archive" ] || continue
+    key="$(cat "${archive%.tar}.key" 2>/dev/null || true)"
+    stamp="$stamps/$(basename "$archive" .tar)"
+    if [ -n "$key" ] && [ -f "$stamp" ] && [ "$(head -n 1 "$stamp")" = "$key" ] &&
+      [ -n "$($ctr_k8s images ls -q "name==$(sed -n 2p "$stamp")")" ]; then
+      continue
+    fi
     log "importing $(basename "$archive") into the node's containerd"
-    $ctr_k8s images import "$archive" >/dev/null
+    out="$($ctr_k8s images import "$archive")"
+    ref="$(echo "$out" | sed -n 's/^unpacking \([^ ]*\) (sha256:.*/\1/p' | head -n 1)"
+    if [ -n "$key" ] && [ -n "$ref" ]; then
+      printf '%s\n%s\n' "$key" "$ref" >"$stamp"
+    fi
   done
   $ctr_k8s images ls | awk 'NR > 1 && $1 ~ /^shoal\.dev\/.*:[^\/]+$/ && $1 !~ /@/ {print $1, $3}' |
     while read -r ref digest; do
