@@ -1,7 +1,7 @@
-//! Wiring: the kube-runtime Controller for `ShoalCluster`, re-triggered by the pods and
-//! Services it owns and by `ShoalWorkerGroup`s naming it. Secrets are read by name only,
-//! never watched, so the operator needs no right to list Secrets. Runs until the
-//! shutdown future resolves, finishing in-flight reconciles first.
+//! Wiring: the kube-runtime Controller for `ShoalCluster`, re-triggered by the pods,
+//! Services and NetworkPolicies it owns and by `ShoalWorkerGroup`s naming it. Secrets are
+//! read by name only, never watched, so the operator needs no right to list Secrets. Runs
+//! until the shutdown future resolves, finishing in-flight reconciles first.
 
 use crate::crd::{ShoalCluster, ShoalWorkerGroup};
 use crate::names;
@@ -39,7 +39,7 @@ pub fn controller(
         watcher::Config::default(),
     )
     .owns(api::<Pod>(&client, namespace), owned.clone())
-    .owns(api::<Service>(&client, namespace), owned)
+    .owns(api::<Service>(&client, namespace), owned.clone())
     .watches(
         api::<ShoalWorkerGroup>(&client, namespace),
         watcher::Config::default(),
@@ -49,6 +49,14 @@ pub fn controller(
         },
     )
     .graceful_shutdown_on(shutdown);
+    // A NetworkPolicy edited or deleted by hand is repaired at once.
+    let controller = match ctx.network {
+        crate::reconcile::network::Settings::Enabled(_) => controller.owns(
+            api::<k8s_openapi::api::networking::v1::NetworkPolicy>(&client, namespace),
+            owned,
+        ),
+        crate::reconcile::network::Settings::Disabled => controller,
+    };
     let store = controller.store();
     let run = controller.run(reconcile, error_policy, ctx).for_each(|result| async move {
         match result {

@@ -6,8 +6,8 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use shoal_operator::http::{HttpState, router};
 use shoal_operator::leader::{self, LeaseConfig};
-use shoal_operator::reconcile::Context;
 use shoal_operator::reconcile::validate::Defaults;
+use shoal_operator::reconcile::{Context, network};
 use shoal_operator::{VERSION, controller, crd};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -56,6 +56,17 @@ struct RunArgs {
     /// Image repository (no tag) of clusters whose spec names none; the tag is the version.
     #[arg(long, env = "SHOAL_OPERATOR_DEFAULT_IMAGE", default_value = shoal_operator::names::DEFAULT_IMAGE)]
     default_image: String,
+    /// Give every cluster a NetworkPolicy: only its workers, pods labelled
+    /// `client.shoal.dev/<cluster>=true` and this operator reach its scheduler's gRPC port.
+    #[arg(long, env = "SHOAL_OPERATOR_NETWORK_POLICY", default_value_t = true, action = clap::ArgAction::Set)]
+    network_policy: bool,
+    /// Labels of the operator's own pods (`k=v,k=v`), which the NetworkPolicies admit;
+    /// empty: every pod of the operator's namespace.
+    #[arg(long, env = "SHOAL_OPERATOR_POD_LABELS", default_value = "")]
+    operator_pod_labels: String,
+    /// The operator's own namespace, which the NetworkPolicies admit (default: the pod's).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    operator_namespace: String,
     /// Log format.
     #[arg(
         long,
@@ -136,6 +147,16 @@ async fn shutdown_signal() {
 }
 
 async fn run(args: RunArgs) -> Result<(), String> {
+    let network = if args.network_policy {
+        let labels = network::parse_labels(&args.operator_pod_labels)
+            .map_err(|e| format!("--operator-pod-labels: {e}"))?;
+        network::Settings::Enabled(network::OperatorPeer {
+            namespace: args.operator_namespace.clone(),
+            labels,
+        })
+    } else {
+        network::Settings::Disabled
+    };
     let state = HttpState::default();
     let listener = tokio::net::TcpListener::bind(&args.metrics_listen)
         .await
@@ -197,6 +218,7 @@ async fn run(args: RunArgs) -> Result<(), String> {
             image: args.default_image.clone(),
         },
         reported: std::sync::Mutex::default(),
+        network,
     });
     let namespace = (!args.watch_namespace.is_empty()).then_some(args.watch_namespace.as_str());
     let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<leader::LeaderError>();

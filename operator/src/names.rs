@@ -44,6 +44,25 @@ pub fn token_secret(cluster: &str) -> String {
     format!("{cluster}-token")
 }
 
+/// The Lease the cluster's client renews (`spec.clientLease`).
+pub fn client_lease(cluster: &str) -> String {
+    format!("{cluster}-client")
+}
+
+/// The NetworkPolicy guarding the scheduler's gRPC port.
+pub fn scheduler_network_policy(cluster: &str) -> String {
+    format!("{cluster}-scheduler")
+}
+
+/// Prefix of the client label: pods labelled `client.shoal.dev/<cluster>: "true"` may
+/// reach the cluster's scheduler through its NetworkPolicy.
+pub const CLIENT_LABEL_PREFIX: &str = "client.shoal.dev/";
+
+/// The client label key of a cluster (its value is `"true"`).
+pub fn client_label(cluster: &str) -> String {
+    format!("{CLIENT_LABEL_PREFIX}{cluster}")
+}
+
 pub fn worker_pod(cluster: &str, group: &str, index: i32) -> String {
     format!("{cluster}-{group}-worker-{index}")
 }

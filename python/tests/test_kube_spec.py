@@ -406,3 +406,20 @@ def test_forward_restarts_a_dead_listener_on_the_same_port():
     assert not forward.alive
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), timeout=2):
         pass
+
+
+def test_a_lasting_failed_apply_ends_the_start_and_healthy_conditions_are_not_reported():
+    """Degraded with Applied=False for APPLY_PATIENCE s is a failure; OOMKilled=False is not a problem."""
+    c = cluster_obj(status={
+        "phase": "Degraded",
+        "conditions": [
+            {"type": "Applied", "status": "False", "message": "networkpolicies is forbidden"},
+            {"type": "SchedulerOOMKilled", "status": "False", "message": "never OOM-killed"},
+            {"type": "VersionSkew", "status": "True", "message": "a worker runs 0.0.9"},
+        ],
+    })
+    assert S.startup_failure(c, [], degraded_for=S.APPLY_PATIENCE - 1) is None
+    failure = S.startup_failure(c, [], degraded_for=S.APPLY_PATIENCE)
+    assert (failure.reason, failure.message) == ("ApplyFailed", "networkpolicies is forbidden")
+    assert "RBAC" in S.failure_fix("ApplyFailed", "img")
+    assert S.status_message(c["status"]) == "Applied: networkpolicies is forbidden; VersionSkew: a worker runs 0.0.9"

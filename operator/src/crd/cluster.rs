@@ -103,6 +103,25 @@ pub struct ShoalClusterSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 31536000))]
     pub idle_timeout: Option<i64>,
+    /// Delete the cluster when the client that created it goes away. The client
+    /// (`shoal.KubeCluster`) renews the `coordination.k8s.io` Lease `<cluster>-client` in the
+    /// cluster's namespace every `durationSeconds / 3`; when it was not renewed for
+    /// `durationSeconds` (or does not exist `durationSeconds` after the cluster was created)
+    /// the operator deletes the cluster with a `LeaseExpired` Warning Event. Unset (or set
+    /// to null): the cluster lives without a client.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_lease: Option<ClientLease>,
+}
+
+/// The client lease of a cluster (`spec.clientLease`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientLease {
+    /// Seconds after the Lease's last `renewTime` (or after the cluster's creation, while
+    /// the Lease does not exist) at which the cluster is deleted. The Lease's own
+    /// `leaseDurationSeconds` is informative; this value decides.
+    #[schemars(range(min = 15, max = 3600))]
+    pub duration_seconds: i64,
 }
 
 /// When the kubelet pulls the runtime image.
@@ -210,10 +229,29 @@ pub struct ShoalClusterStatus {
     /// the cluster is busy again).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idle_warned_at: Option<Time>,
+    /// The client lease as last seen (only with `spec.clientLease`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_lease: Option<ClientLeaseStatus>,
     /// `Ready`, `SchedulerReady`, `WorkersReady`, `VersionSkew`, `Valid`, `Applied`,
     /// `WorkersOOMKilled`, `SchedulerOOMKilled`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+}
+
+/// The client lease as the operator last saw it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientLeaseStatus {
+    /// The Lease's `holderIdentity` (the client, e.g. `host/pid`); unset while the Lease
+    /// does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    /// The Lease's last `renewTime` seen; unset while the Lease does not exist.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renew_time: Option<Time>,
+    /// When the cluster is deleted unless the Lease is renewed before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
 }
 
 /// The scheduler pod's record.

@@ -7,8 +7,8 @@ pub mod worker_group;
 pub mod workers;
 
 pub use cluster::{
-    ImagePullPolicy, Phase, SchedulerSpec, SchedulerStatus, ShoalCluster, ShoalClusterSpec,
-    ShoalClusterStatus, UpgradeStrategy,
+    ClientLease, ClientLeaseStatus, ImagePullPolicy, Phase, SchedulerSpec, SchedulerStatus,
+    ShoalCluster, ShoalClusterSpec, ShoalClusterStatus, UpgradeStrategy,
 };
 pub use worker_group::{ShoalWorkerGroup, ShoalWorkerGroupSpec, ShoalWorkerGroupStatus};
 pub use workers::{

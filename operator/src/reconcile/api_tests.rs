@@ -43,6 +43,19 @@ struct World {
     token: Option<String>,
     /// Applying the scheduler Service fails as when the Service IP range is full.
     service_range_full: bool,
+    /// The client Lease `demo-client`, when it exists.
+    lease: Option<Value>,
+    /// The NetworkPolicy `demo-scheduler`, when it exists.
+    policy: Option<Value>,
+    /// The operator runs with `--network-policy=false`.
+    network_off: bool,
+}
+
+fn not_found() -> Response<Body> {
+    respond(
+        StatusCode::NOT_FOUND,
+        &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+    )
 }
 
 fn respond(status: StatusCode, body: &Value) -> Response<Body> {
@@ -67,6 +80,14 @@ fn answer(world: &World, call: &Call) -> Response<Body> {
         ("GET", p) if p.ends_with("/pods") => {
             respond(StatusCode::OK, &list("v1", "PodList", json!(world.pods)))
         }
+        ("GET", p) if p.contains("/leases/") => world
+            .lease
+            .as_ref()
+            .map_or_else(not_found, |l| respond(StatusCode::OK, l)),
+        ("GET", p) if p.contains("/networkpolicies/") => world
+            .policy
+            .as_ref()
+            .map_or_else(not_found, |l| respond(StatusCode::OK, l)),
         ("GET", p) if p.contains("/secrets/") => match &world.token {
             Some(token) => respond(
                 StatusCode::OK,
@@ -115,6 +136,7 @@ async fn reconcile_result(
     Result<kube::runtime::controller::Action, super::Error>,
     Vec<Call>,
 ) {
+    let network_off = world.network_off;
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let server = tokio::spawn(async move {
         let mut calls = Vec::new();
@@ -145,6 +167,18 @@ async fn reconcile_result(
         metrics: Arc::new(Metrics::default()),
         defaults: defaults("0.3.0"),
         reported: std::sync::Mutex::default(),
+        network: if network_off {
+            super::network::Settings::Disabled
+        } else {
+            super::network::Settings::Enabled(super::network::OperatorPeer {
+                namespace: "shoal-system".to_owned(),
+                labels: [(
+                    "app.kubernetes.io/name".to_owned(),
+                    "shoal-operator".to_owned(),
+                )]
+                .into(),
+            })
+        },
     });
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(cluster), ctx))
         .await
@@ -168,6 +202,8 @@ fn find<'a>(calls: &'a [Call], line: &str) -> &'a Call {
 }
 
 const NS: &str = "/api/v1/namespaces/ns";
+const POLICIES: &str = "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies";
+const CLUSTERS: &str = "/apis/shoal.dev/v1alpha1/namespaces/ns/shoalclusters";
 
 /// The status the reconcile wrote to the `demo` cluster.
 fn written_status(calls: &[Call]) -> &serde_json::Value {
@@ -200,6 +236,7 @@ async fn new_cluster_makes_exactly_these_calls() {
             format!("GET {NS}/secrets/demo-token"),
             format!("PATCH {NS}/secrets/demo-token"),
             format!("PATCH {NS}/services/demo-scheduler"),
+            format!("PATCH {POLICIES}/demo-scheduler"),
             format!("PATCH {NS}/pods/demo-scheduler"),
             format!("PATCH {NS}/pods/demo-default-worker-0"),
             format!("PATCH {NS}/pods/demo-default-worker-1"),
@@ -294,6 +331,7 @@ async fn oom_killed_worker_is_deleted_by_name_and_reported_once() {
             format!("GET {NS}/pods"),
             format!("GET {NS}/secrets/demo-token"),
             format!("PATCH {NS}/services/demo-scheduler"),
+            format!("PATCH {POLICIES}/demo-scheduler"),
             format!("DELETE {NS}/pods/demo-default-worker-1"),
             format!("PATCH {NS}/pods/demo-default-worker-2"),
             "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_owned(),
@@ -523,4 +561,163 @@ async fn autoscaling_without_a_scheduler_keeps_the_count() {
             .iter()
             .any(|c| c.line() == format!("PATCH {NS}/pods/demo-default-worker-1"))
     );
+}
+
+/// The NetworkPolicy is applied with the Service, before the scheduler pod, as the
+/// operator's field manager, controlled by the cluster and admitting the operator.
+#[tokio::test]
+async fn network_policy_is_applied_before_the_scheduler_pod() {
+    let calls = reconcile_against(World::default(), cluster("demo")).await;
+    let order = lines(&calls);
+    let at = |line: String| order.iter().position(|l| *l == line);
+    assert!(
+        at(format!("PATCH {POLICIES}/demo-scheduler"))
+            < at(format!("PATCH {NS}/pods/demo-scheduler")),
+        "{order:?}"
+    );
+    let policy = find(&calls, &format!("PATCH {POLICIES}/demo-scheduler"));
+    assert!(
+        policy.uri.contains("fieldManager=shoal-operator"),
+        "{}",
+        policy.uri
+    );
+    assert_eq!(
+        policy.body["metadata"]["ownerReferences"][0]["uid"],
+        "uid-demo"
+    );
+    assert_eq!(
+        policy.body["spec"]["ingress"][0]["from"][2]["podSelector"]["matchLabels"],
+        json!({"app.kubernetes.io/name": "shoal-operator"})
+    );
+}
+
+/// With NetworkPolicies off, none is applied; one the cluster controls is deleted by
+/// uid, one of the same name it does not control is left alone.
+#[tokio::test]
+async fn disabled_network_policy_deletes_only_the_clusters_own() {
+    let owned = |uid: &str| {
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+               "metadata": {"name": "demo-scheduler", "namespace": "ns", "uid": "np-uid",
+                            "ownerReferences": [{"apiVersion": "shoal.dev/v1alpha1", "kind": "ShoalCluster",
+                                                 "name": "demo", "uid": uid, "controller": true}]},
+               "spec": {"podSelector": {}}})
+    };
+    let world = |policy: Option<Value>| World {
+        token: Some("t".to_owned()),
+        network_off: true,
+        policy,
+        ..World::default()
+    };
+    let calls = reconcile_against(world(None), cluster("demo")).await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.uri.contains("networkpolicies") && c.method != "GET"),
+        "{:?}",
+        lines(&calls)
+    );
+    let calls = reconcile_against(world(Some(owned("uid-demo"))), cluster("demo")).await;
+    let delete = find(&calls, &format!("DELETE {POLICIES}/demo-scheduler"));
+    assert_eq!(delete.body["preconditions"]["uid"], "np-uid");
+    let calls = reconcile_against(world(Some(owned("someone-else"))), cluster("demo")).await;
+    assert!(
+        !calls.iter().any(|c| c.method == "DELETE"),
+        "{:?}",
+        lines(&calls)
+    );
+}
+
+fn leased(renewed_seconds_ago: i64) -> (ShoalCluster, World) {
+    let now = jiff::Timestamp::now();
+    let ago = |s: i64| {
+        now.checked_sub(jiff::SignedDuration::from_secs(s))
+            .unwrap_or_else(|e| unreachable!("{e}"))
+    };
+    let mut demo = cluster("demo");
+    demo.spec.client_lease = Some(crate::crd::ClientLease {
+        duration_seconds: 20,
+    });
+    demo.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        ago(600),
+    ));
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                       "metadata": {"name": "demo-client", "namespace": "ns"},
+                       "spec": {"holderIdentity": "laptop/4242", "leaseDurationSeconds": 20,
+                                "renewTime": k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime(ago(renewed_seconds_ago))}});
+    let world = World {
+        token: Some("t".to_owned()),
+        lease: Some(lease),
+        ..World::default()
+    };
+    (demo, world)
+}
+
+/// A client lease not renewed for its duration: the Lease is read, one LeaseExpired
+/// Warning names the holder and the fix, and the cluster is deleted (uid precondition);
+/// nothing is applied and no status is written.
+#[tokio::test]
+async fn expired_client_lease_deletes_the_cluster() {
+    let (demo, world) = leased(60);
+    let calls = reconcile_against(world, demo).await;
+    assert_eq!(
+        lines(&calls),
+        [
+            "GET /apis/shoal.dev/v1alpha1/namespaces/ns/shoalworkergroups".to_owned(),
+            format!("GET {NS}/pods"),
+            format!("GET {NS}/secrets/demo-token"),
+            "GET /apis/coordination.k8s.io/v1/namespaces/ns/leases/demo-client".to_owned(),
+            "POST /apis/events.k8s.io/v1/namespaces/ns/events".to_owned(),
+            format!("DELETE {CLUSTERS}/demo"),
+        ]
+    );
+    assert_eq!(
+        find(&calls, &format!("DELETE {CLUSTERS}/demo")).body["preconditions"]["uid"],
+        "uid-demo"
+    );
+    let expired = event(&calls, "LeaseExpired");
+    assert_eq!(expired.body["type"], "Warning");
+    let note = expired.body["note"].as_str().unwrap_or_default();
+    for needle in [
+        "held by laptop/4242",
+        "durationSeconds is 20 s",
+        "set spec.clientLease to null",
+    ] {
+        assert!(note.contains(needle), "{needle:?} not in {note}");
+    }
+}
+
+/// A renewed client lease keeps the cluster: it is reconciled as usual and
+/// status.clientLease shows the holder, the renewal and the expiry 20 s after it.
+#[tokio::test]
+async fn held_client_lease_is_shown_in_status() {
+    let (demo, world) = leased(5);
+    let calls = reconcile_against(world, demo).await;
+    assert!(
+        !calls
+            .iter()
+            .any(|c| c.line() == format!("DELETE {CLUSTERS}/demo")),
+        "{:?}",
+        lines(&calls)
+    );
+    let lease = &written_status(&calls)["clientLease"];
+    assert_eq!(lease["holder"], "laptop/4242");
+    let seconds = |field: &str| {
+        lease[field]
+            .as_str()
+            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+            .map_or(0, |t| t.as_second())
+    };
+    assert_eq!(seconds("expiresAt") - seconds("renewTime"), 20, "{lease}");
+}
+
+/// Without spec.clientLease the Lease is never read and status.clientLease is cleared.
+#[tokio::test]
+async fn no_client_lease_reads_no_lease() {
+    let calls = reconcile_against(World::default(), cluster("demo")).await;
+    assert!(
+        !calls.iter().any(|c| c.uri.contains("/leases/")),
+        "{:?}",
+        lines(&calls)
+    );
+    assert_eq!(written_status(&calls)["clientLease"], Value::Null);
 }

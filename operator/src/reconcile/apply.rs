@@ -1,12 +1,14 @@
 //! Stage 4, needs the client: the scheduler told why lost workers' pods ended (with a
 //! short timeout: it never holds up the rest), server-side apply of what `build`/`plan`
-//! decided, deletes by name with a uid precondition (never a pod that replaced the one
+//! decided (with the cluster's NetworkPolicy, or its deletion when they are off),
+//! deletes by name with a uid precondition (never a pod that replaced the one
 //! planned on), and retirement through the scheduler before a running worker's pod
 //! goes: only the workers the scheduler answers as retired are deleted. What was done
 //! is recorded in an `Outcome` (Events are built from it elsewhere); no decisions are
 //! made here.
 
 use super::losses::{Loss, Running};
+use super::network::Settings;
 use super::observe;
 use super::plan::{DeleteReason, Deletion, Plan};
 use super::validate::ValidatedCluster;
@@ -15,6 +17,7 @@ use crate::names;
 use crate::scheduler_api::LostWorker;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
@@ -61,6 +64,7 @@ pub async fn carry_out(
 ) -> Result<(), Error> {
     outcome.running = report_lost(cluster, token, pods, losses).await;
     apply_service(ctx, cluster).await?;
+    apply_network_policy(ctx, cluster).await?;
     for deletion in &plan.delete {
         delete_pod(ctx, &cluster.namespace, pods, deletion).await?;
         outcome.deleted.push(deletion.clone());
@@ -207,6 +211,53 @@ fn new_token() -> String {
 pub async fn apply_service(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
     let service: Service = super::build::scheduler_service(cluster);
     apply(ctx, &cluster.namespace, &service).await
+}
+
+/// The cluster's NetworkPolicy, before its scheduler pod exists (so the pod is never
+/// open). Disabled: a policy this cluster controls (left from before) is deleted; one
+/// of the same name that it does not control is left alone.
+pub async fn apply_network_policy(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
+    let operator = match &ctx.network {
+        Settings::Enabled(operator) => operator,
+        Settings::Disabled => return delete_network_policy(ctx, cluster).await,
+    };
+    let policy: NetworkPolicy = super::network::scheduler_policy(cluster, operator);
+    apply(ctx, &cluster.namespace, &policy).await
+}
+
+async fn delete_network_policy(ctx: &Context, cluster: &ValidatedCluster) -> Result<(), Error> {
+    let name = names::scheduler_network_policy(&cluster.name);
+    let api = Api::<NetworkPolicy>::namespaced(ctx.client.clone(), &cluster.namespace);
+    let failed = |source| Error::DeleteObject {
+        kind: "NetworkPolicy",
+        name: name.clone(),
+        source: Box::new(source),
+    };
+    let Some(existing) = api.get_opt(&name).await.map_err(failed)? else {
+        return Ok(());
+    };
+    let uid = existing.metadata.uid.clone();
+    let controlled = existing
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == cluster.owner.uid);
+    if !controlled {
+        return Ok(());
+    }
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    match api.delete(&name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(source) => Err(failed(source)),
+    }
 }
 
 /// Deletes one pod by name, only if it is still the pod that was observed.

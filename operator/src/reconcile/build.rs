@@ -18,7 +18,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use std::collections::BTreeMap;
 
-fn metadata(cluster: &ValidatedCluster, name: String, component: &str) -> ObjectMeta {
+/// Name, namespace, the cluster's labels and its controller owner reference.
+pub(crate) fn metadata(cluster: &ValidatedCluster, name: String, component: &str) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: Some(cluster.namespace.clone()),

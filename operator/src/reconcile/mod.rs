@@ -1,5 +1,6 @@
 //! Reconciling one `ShoalCluster` (and the `ShoalWorkerGroup`s attached to it) as named
-//! stages: read (client) → validate (pure) → pods lost and memory limits (pure) → ask the
+//! stages: read (client) → client-lease verdict (pure; an expired lease deletes the
+//! cluster, as idle culling does) → validate (pure) → pods lost and memory limits (pure) → ask the
 //! scheduler (client) → autoscale and idle verdict (pure) → plan + build (pure) → apply
 //! (client: lost workers reported, objects applied; recording an outcome) → status and
 //! Events (pure, from the plan and the outcome) → publish and write (client). Events are
@@ -10,8 +11,10 @@ pub mod autoscale;
 pub mod build;
 pub mod events;
 pub mod idle;
+pub mod lease;
 pub mod losses;
 pub mod memory;
+pub mod network;
 pub mod observe;
 pub mod offer;
 pub mod plan;
@@ -52,6 +55,8 @@ pub struct Context {
     pub defaults: validate::Defaults,
     /// Kills this process already reported (the cache may not show the status yet).
     pub reported: std::sync::Mutex<losses::Reported>,
+    /// Whether clusters get a NetworkPolicy, and the operator's pods it admits.
+    pub network: network::Settings,
 }
 
 #[derive(Debug, thiserror::Error, strum::IntoStaticStr)]
@@ -74,6 +79,12 @@ pub enum Error {
         name: String,
         source: Box<kube::Error>,
     },
+    #[error("deleting {kind} {name} failed")]
+    DeleteObject {
+        kind: &'static str,
+        name: String,
+        source: Box<kube::Error>,
+    },
     #[error(
         "retiring workers of cluster {cluster} through its scheduler failed (scale-down waits)"
     )]
@@ -81,7 +92,7 @@ pub enum Error {
         cluster: String,
         source: Box<crate::scheduler_api::SchedulerApiError>,
     },
-    #[error("deleting idle cluster {name} failed")]
+    #[error("deleting cluster {name} failed")]
     DeleteCluster {
         name: String,
         source: Box<kube::Error>,
@@ -128,14 +139,41 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
     let observed = read::read(&ctx.client, cluster, &token_secret)
         .await
         .map_err(Box::new)?;
+    let now = now();
+    // Stage 1b: the client lease (pure). Expired: the cluster goes, valid or not.
+    let verdict = lease::judge(
+        cluster.spec.client_lease.as_ref(),
+        observed.lease.as_ref(),
+        cluster.metadata.creation_timestamp.as_ref().map(|t| t.0),
+        now.0,
+    );
+    if let lease::Verdict::Expired(expiry) = &verdict {
+        let name = cluster.name_any();
+        publish_all(
+            ctx,
+            cluster,
+            &[lease::note(&names::client_lease(&name), expiry)],
+        )
+        .await;
+        let mut groups = vec![names::DEFAULT_GROUP.to_owned()];
+        groups.extend(
+            observed
+                .groups
+                .iter()
+                .filter(|g| g.spec.cluster == name)
+                .map(ResourceExt::name_any),
+        );
+        cull(ctx, cluster, &groups).await?;
+        return Ok(Action::await_change());
+    }
+    let lease_wait = lease::wait(&verdict, now.0);
     // Stage 2: validate (pure).
     let validated = match validate::validate(cluster, &observed.groups, &ctx.defaults) {
         Ok(validated) => validated,
-        Err(invalid) => return report_invalid(ctx, cluster, &invalid).await,
+        Err(invalid) => return report_invalid(ctx, cluster, &invalid, &verdict, lease_wait).await,
     };
     // Stage 3: ask the scheduler (client; `None` when it cannot be asked).
     // Stage 2b: pods lost since the last look and each group's memory limit (pure).
-    let now = now();
     let known = known_kills(ctx, previous);
     let lost = losses::observe(&validated, &observed.pods, &known, &now);
     let memory = group_memory(&validated, previous, &lost, &now);
@@ -197,7 +235,7 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
     };
     let apply_error = applied.as_ref().err().map(|e| describe(e));
     // Stage 7: status and Events (pure).
-    let (status, notes) = conclude(&Concluding {
+    let (mut status, notes) = conclude(&Concluding {
         cluster: &validated,
         pods: &observed.pods,
         plan: &plan,
@@ -210,27 +248,27 @@ async fn reconcile_inner(cluster: &ShoalCluster, ctx: &Context) -> Result<Action
         previous,
         now,
     });
+    status.client_lease = lease::status(&verdict);
     remember_kills(ctx, &lost);
     // Stage 8: publish, record metrics, write (client).
     publish_all(ctx, cluster, &notes).await;
     record_metrics(&ctx.metrics, &validated, &decisions, &plan, &outcome, &lost);
     if matches!(idle, Idle::Cull { .. }) {
-        delete_cluster(ctx, cluster).await?;
         let groups: Vec<String> = validated.groups.iter().map(|g| g.name.clone()).collect();
-        ctx.metrics
-            .forget_cluster(&validated.namespace, &validated.name, &groups);
+        cull(ctx, cluster, &groups).await?;
         return Ok(Action::await_change());
     }
     write_cluster_status(ctx, cluster, &status).await?;
     applied?;
     write_group_statuses(ctx, &validated, &observed.groups, &status).await?;
-    Ok(next_look(
+    let look = next_look(
         &validated,
         cluster.spec.idle_timeout,
         &plan,
         &status,
         &outcome,
-    ))
+    );
+    Ok(Action::requeue(lease_wait.map_or(look, |w| w.min(look))))
 }
 
 /// What the status and Events of one reconcile are made from.
@@ -314,17 +352,21 @@ fn conclude(c: &Concluding<'_>) -> (ShoalClusterStatus, Vec<events::Note>) {
 }
 
 /// An invalid spec: one Warning Event and a `Failed` status saying why; nothing applied.
+/// With a client lease, looked at again at its expiry (`lease_wait`).
 async fn report_invalid(
     ctx: &Context,
     cluster: &ShoalCluster,
     invalid: &validate::ValidateError,
+    verdict: &lease::Verdict,
+    lease_wait: Option<Duration>,
 ) -> Result<Action, Error> {
-    let status = status::invalid_status(
+    let mut status = status::invalid_status(
         cluster.status.as_ref(),
         cluster.metadata.generation,
         invalid.to_string(),
         now(),
     );
+    status.client_lease = lease::status(verdict);
     let note = events::Note {
         warning: true,
         reason: "InvalidSpec",
@@ -334,7 +376,7 @@ async fn report_invalid(
     };
     publish_all(ctx, cluster, &[note]).await;
     write_cluster_status(ctx, cluster, &status).await?;
-    Ok(Action::await_change())
+    Ok(lease_wait.map_or_else(Action::await_change, Action::requeue))
 }
 
 /// Applying failed before anything else could be decided: a Warning Event and a
@@ -504,7 +546,7 @@ fn next_look(
     plan: &plan::Plan,
     status: &ShoalClusterStatus,
     outcome: &apply::Outcome,
-) -> Action {
+) -> Duration {
     let idle_period = idle_timeout.map(|t| Duration::from_secs((t / 10).clamp(2, 60) as u64));
     let autoscaling = cluster.groups.iter().any(|g| g.pool.autoscaling.enabled);
     let busy = !plan.create.is_empty() || !plan.delete.is_empty() || !plan.retire.is_empty();
@@ -513,12 +555,21 @@ fn next_look(
         || status.phase != Some(crate::crd::Phase::Running)
         || outcome.retire_error.is_some()
     {
-        Action::requeue(
-            idle_period.map_or(Duration::from_secs(5), |p| p.min(Duration::from_secs(5))),
-        )
+        idle_period.map_or(Duration::from_secs(5), |p| p.min(Duration::from_secs(5)))
     } else {
-        Action::requeue(idle_period.unwrap_or(Duration::from_secs(60)))
+        idle_period.unwrap_or(Duration::from_secs(60))
     }
+}
+
+/// Deletes the cluster (idle, or its client lease expired) and forgets its metrics.
+async fn cull(ctx: &Context, cluster: &ShoalCluster, groups: &[String]) -> Result<(), Error> {
+    delete_cluster(ctx, cluster).await?;
+    ctx.metrics.forget_cluster(
+        &cluster.namespace().unwrap_or_default(),
+        &cluster.name_any(),
+        groups,
+    );
+    Ok(())
 }
 
 /// Deletes the cluster object (owner references cascade), only if it is still the one read.
@@ -618,6 +669,18 @@ async fn write_cluster_status(
     if status.idle_warned_at.is_none() {
         patch["status"]["idleWarnedAt"] = serde_json::Value::Null;
     }
+    // Every field of the lease is written, unset ones as null, so none outlives the Lease.
+    patch["status"]["clientLease"] =
+        status
+            .client_lease
+            .as_ref()
+            .map_or(serde_json::Value::Null, |lease| {
+                serde_json::json!({
+                    "holder": lease.holder,
+                    "renewTime": lease.renew_time,
+                    "expiresAt": lease.expires_at,
+                })
+            });
     api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
         .map_err(|source| Error::Status {

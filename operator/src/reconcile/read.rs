@@ -1,10 +1,12 @@
 //! Stage 1, needs the client: everything the reconcile of one cluster looks at. The
 //! cluster's worker groups, the pods it controls (by label, then by owner uid, so a
-//! stranger's pod with the same labels is never touched) and its token, if it exists.
+//! stranger's pod with the same labels is never touched), its token, if it exists, and
+//! (only with `spec.clientLease`) the client's Lease `<cluster>-client`, if it exists.
 
 use crate::crd::{ShoalCluster, ShoalWorkerGroup};
 use crate::names;
 use k8s_openapi::ByteString;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use kube::api::ListParams;
 use kube::{Api, Client};
@@ -25,6 +27,9 @@ pub struct Observed {
     pub pods: Vec<Pod>,
     /// The token in the cluster's Secret, when the Secret exists.
     pub token: Option<String>,
+    /// What the client Lease says; `None` without `spec.clientLease` or when it does not
+    /// exist.
+    pub lease: Option<super::lease::Seen>,
 }
 
 pub async fn read(
@@ -71,9 +76,19 @@ pub async fn read(
         .and_then(|secret| secret.data)
         .and_then(|mut data| data.remove(names::TOKEN_KEY))
         .map(|ByteString(bytes)| String::from_utf8_lossy(&bytes).into_owned());
+    let lease = match cluster.spec.client_lease {
+        Some(_) => Api::<Lease>::namespaced(client.clone(), &namespace)
+            .get_opt(&names::client_lease(&name))
+            .await
+            .map_err(fail("client Lease"))?
+            .as_ref()
+            .map(super::lease::seen),
+        None => None,
+    };
     Ok(Observed {
         groups,
         pods,
         token,
+        lease,
     })
 }

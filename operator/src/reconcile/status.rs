@@ -237,6 +237,7 @@ pub fn cluster_status(
         scheduler: previous.and_then(|p| p.scheduler.clone()),
         observed_generation: generation,
         idle_warned_at: previous.and_then(|p| p.idle_warned_at.clone()),
+        client_lease: previous.and_then(|p| p.client_lease.clone()),
         conditions,
     }
 }

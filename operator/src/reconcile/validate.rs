@@ -326,6 +326,21 @@ mod tests {
         }
     }
 
+    /// Every cluster name validation accepts makes a valid client label key
+    /// (`client.shoal.dev/<c>`: its name part is at most 63 characters): longer names are
+    /// refused first, for the pod names, saying to use a shorter name.
+    #[test]
+    fn accepted_names_make_valid_client_labels() {
+        use crate::reconcile::network::valid_label_key;
+        for len in 1..=80 {
+            let name = "c".repeat(len);
+            match validate(&cluster(&name), &[], &defaults("1.0.0")) {
+                Ok(_) => assert!(valid_label_key(&names::client_label(&name)), "{len}"),
+                Err(e) => assert!(e.to_string().contains("shorter cluster"), "{e}"),
+            }
+        }
+    }
+
     /// Pod names that could not be host names are refused before anything is created.
     #[test]
     fn overlong_names_are_refused() {

@@ -272,6 +272,7 @@ class KubeCluster:
     def _wait_running(self, timeout: float, progress: bool | None, image: str) -> dict:
         display = StartDisplay(f"ShoalCluster {self.name}", progress)
         deadline = time.monotonic() + timeout
+        degraded_since: float | None = None
         while True:
             cluster = self._api.get_cluster(self.name)
             if cluster is None:
@@ -286,7 +287,11 @@ class KubeCluster:
                 display.finish(S.progress_line(cluster))
                 return cluster
             pods = self._api.cluster_pods(self.name)
-            failure = S.startup_failure(cluster, pods)
+            now = time.monotonic()
+            applied = S.condition(cluster.get("status") or {}, "Applied")
+            degraded = (cluster.get("status") or {}).get("phase") == "Degraded" and applied and S.failing(applied)
+            degraded_since = (degraded_since or now) if degraded else None
+            failure = S.startup_failure(cluster, pods, now - degraded_since if degraded_since else 0.0)
             if failure is not None or time.monotonic() >= deadline:
                 display.finish(S.progress_line(cluster) + (f" | {failure.reason}" if failure else " | timed out"))
                 raise self._start_error(cluster, pods, failure, timeout, image)

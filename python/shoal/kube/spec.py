@@ -323,11 +323,21 @@ def condition(status: dict, type_: str) -> dict | None:
     return next((c for c in status.get("conditions") or [] if c.get("type") == type_), None)
 
 
+#: Conditions that are bad when True (the others are bad when False).
+_BAD_WHEN_TRUE = frozenset({"VersionSkew", "WorkersOOMKilled", "SchedulerOOMKilled"})
+
+
+def failing(c: dict) -> bool:
+    """Whether a status condition reports a problem."""
+    bad = "True" if c.get("type") in _BAD_WHEN_TRUE else "False"
+    return c.get("status") == bad
+
+
 def status_message(status: dict) -> str:
     """The cluster's own account of why it is not ready: its failing conditions' messages."""
     parts = []
     for c in status.get("conditions") or []:
-        if c.get("status") == "False" and c.get("type") != "Ready" and c.get("message"):
+        if failing(c) and c.get("type") != "Ready" and c.get("message"):
             parts.append(f"{c['type']}: {c['message']}")
     ready = condition(status, "Ready")
     if not parts and ready and ready.get("message"):
@@ -345,12 +355,20 @@ class StartFailure:
     message: str
 
 
-def startup_failure(cluster: dict, pods: list[dict]) -> StartFailure | None:
+#: Seconds a cluster may stay Degraded with a failed apply before its start is given up.
+APPLY_PATIENCE = 30.0
+
+
+def startup_failure(cluster: dict, pods: list[dict], degraded_for: float = 0.0) -> StartFailure | None:
     """The failure that waiting will not fix, scheduler pod first; None while the start
-    may still succeed."""
+    may still succeed. ``degraded_for``: seconds the cluster has been Degraded with its
+    ``Applied`` condition False (the operator cannot create its objects, e.g. RBAC)."""
     status = cluster.get("status") or {}
     if status.get("phase") == "Failed":
         return StartFailure("", "Failed", status_message(status) or "the operator marked the cluster Failed")
+    applied = condition(status, "Applied")
+    if degraded_for >= APPLY_PATIENCE and applied and failing(applied):
+        return StartFailure("", "ApplyFailed", applied.get("message") or "the operator could not apply the cluster's objects")
     name = cluster["metadata"]["name"]
     ordered = sorted(pods, key=lambda p: p["metadata"]["name"] != scheduler_pod(name))
     for pod in ordered:
@@ -386,6 +404,11 @@ def failure_fix(reason: str, image: str) -> str:
         return "check the pod's Events below (a missing Secret or ConfigMap, or a bad security setting)"
     if reason == "Failed":
         return "correct the spec (see the cluster's Valid condition: kubectl describe shoalcluster)"
+    if reason == "ApplyFailed":
+        return (
+            "the operator cannot create the cluster's objects (see the cause); if it is Forbidden, the "
+            "operator's RBAC (its chart) lacks that permission: upgrade the chart or ask your admin"
+        )
     return "see the Events and log tail below"
 
 
