@@ -1,10 +1,12 @@
 //! The Shoal operator: `ShoalCluster` and `ShoalWorkerGroup` resources into pinned scheduler
-//! and worker pods. `crd` holds the types, `reconcile` the stages, `controller` the wiring;
+//! and worker pods, and `ShoalJob`s into a runner pod against a fresh cluster. `crd` holds
+//! the types, `reconcile` the cluster's stages, `job` the job's, `controller` the wiring;
 //! `leader`, `metrics` and `http` are the operator's own runtime.
 
 pub mod controller;
 pub mod crd;
 pub mod http;
+pub mod job;
 pub mod leader;
 pub mod metrics;
 pub mod names;

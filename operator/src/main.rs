@@ -8,7 +8,7 @@ use shoal_operator::http::{HttpState, router};
 use shoal_operator::leader::{self, LeaseConfig};
 use shoal_operator::reconcile::validate::Defaults;
 use shoal_operator::reconcile::{Context, network};
-use shoal_operator::{VERSION, controller, crd};
+use shoal_operator::{VERSION, controller, crd, job};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -146,6 +146,13 @@ async fn shutdown_signal() {
     }
 }
 
+/// Waits for a controller to finish its in-flight reconciles, unless it already stopped.
+async fn finish<F: futures::future::FusedFuture<Output = ()>>(running: std::pin::Pin<&mut F>) {
+    if !running.is_terminated() {
+        running.await;
+    }
+}
+
 async fn run(args: RunArgs) -> Result<(), String> {
     let network = if args.network_policy {
         let labels = network::parse_labels(&args.operator_pod_labels)
@@ -229,20 +236,34 @@ async fn run(args: RunArgs) -> Result<(), String> {
         });
     }
     let (stop_controller, controller_stop) = tokio::sync::oneshot::channel::<()>();
-    let (store, controller) = controller::controller(ctx, namespace, async {
+    let (stop_jobs, jobs_stop) = tokio::sync::oneshot::channel::<()>();
+    let (store, controller) = controller::controller(ctx.clone(), namespace, async {
         let _ = controller_stop.await;
     });
     let _ = state.clusters.set(store);
+    let jobs = job::controller::controller(ctx, namespace, async {
+        let _ = jobs_stop.await;
+    });
+    // Fused: after one stops, the shutdown below waits only for the other.
+    let controller = futures::FutureExt::fuse(controller);
+    let jobs = futures::FutureExt::fuse(jobs);
     tokio::pin!(controller);
+    tokio::pin!(jobs);
 
     let outcome = tokio::select! {
         () = &mut controller => Err("the controller stopped unexpectedly".to_owned()),
+        () = &mut jobs => Err("the ShoalJob controller stopped unexpectedly".to_owned()),
         () = shutdown.clone() => Ok(()),
         Ok(lost) = lost_rx => Err(format!("{lost}; exiting so a fresh start can stand by")),
     };
     tracing::info!("shutting down: finishing in-flight reconciles");
     let _ = stop_controller.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(20), controller).await;
+    let _ = stop_jobs.send(());
+    let _ = tokio::time::timeout(
+        Duration::from_secs(20),
+        futures::future::join(finish(controller), finish(jobs)),
+    )
+    .await;
     if args.leader_election {
         leader::release(&client, &lease).await;
     }

@@ -3,7 +3,7 @@
 //! current target per group); OOM kills of workers per group and of schedulers
 //! (`shoal_worker_oom_kills_total`, `shoal_scheduler_oom_kills_total`: about the
 //! clusters, not the operator, so without its prefix); clusters and workers from the
-//! controller's cache at scrape time. Labels are bounded: namespace, cluster, group and
+//! controller's cache at scrape time; ShoalJob reconciles and jobs finished by reason. Labels are bounded: namespace, cluster, group and
 //! static words, never a pod name or error text.
 
 use crate::crd::ShoalCluster;
@@ -44,6 +44,12 @@ struct ScaleLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct JobLabels {
+    namespace: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RetireLabels {
     namespace: String,
     cluster: String,
@@ -74,6 +80,9 @@ pub struct Metrics {
     scale_events: Family<ScaleLabels, Counter>,
     retirements: Family<RetireLabels, Counter>,
     targets: Family<GroupLabels, Gauge>,
+    job_reconciles: Counter,
+    job_errors: Family<ErrorLabels, Counter>,
+    jobs_finished: Family<JobLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -111,6 +120,24 @@ impl Default for Metrics {
             "The worker pods each group's autoscaler wants now",
             targets.clone(),
         );
+        let job_reconciles = Counter::default();
+        let job_errors = Family::<ErrorLabels, Counter>::default();
+        let jobs_finished = Family::<JobLabels, Counter>::default();
+        registry.register(
+            "job_reconciles",
+            "ShoalJob reconciles run",
+            job_reconciles.clone(),
+        );
+        registry.register(
+            "job_reconcile_errors",
+            "ShoalJob reconciles that failed, by error category",
+            job_errors.clone(),
+        );
+        registry.register(
+            "jobs_finished",
+            "ShoalJobs finished, by the reason of their Complete or Failed condition",
+            jobs_finished.clone(),
+        );
         let mut clusters = Registry::with_prefix("shoal");
         let worker_oom_kills = Family::<GroupLabels, Counter>::default();
         let scheduler_oom_kills = Family::<ClusterLabels, Counter>::default();
@@ -135,6 +162,9 @@ impl Default for Metrics {
             scale_events,
             retirements,
             targets,
+            job_reconciles,
+            job_errors,
+            jobs_finished,
         }
     }
 }
@@ -146,6 +176,26 @@ impl Metrics {
         if let Some(category) = error_category {
             self.errors.get_or_create(&ErrorLabels { category }).inc();
         }
+    }
+
+    /// One ShoalJob reconcile, and its error category if it failed.
+    pub fn job_reconciled(&self, error_category: Option<&'static str>) {
+        self.job_reconciles.inc();
+        if let Some(category) = error_category {
+            self.job_errors
+                .get_or_create(&ErrorLabels { category })
+                .inc();
+        }
+    }
+
+    /// One ShoalJob finished, with the (static) reason of its final condition.
+    pub fn job_finished(&self, namespace: &str, reason: &'static str) {
+        self.jobs_finished
+            .get_or_create(&JobLabels {
+                namespace: namespace.to_owned(),
+                reason,
+            })
+            .inc();
     }
 
     /// One scale decision of `group` that moved its target (`direction`: `Up` or `Down`).
@@ -313,6 +363,28 @@ mod tests {
         );
         assert!(
             text.contains("shoal_operator_autoscaler_target_workers{namespace=\"ns\",cluster=\"demo\",group=\"highmem\"} 3"),
+            "{text}"
+        );
+    }
+
+    /// Job series carry the namespace and the static reason of the job's end only.
+    #[test]
+    fn jobs_are_counted_by_reason() {
+        let metrics = Metrics::default();
+        metrics.job_reconciled(None);
+        metrics.job_reconciled(Some("Create"));
+        metrics.job_finished("ns", "BackoffLimitExceeded");
+        let text = metrics.encode(None);
+        assert!(
+            text.contains("shoal_operator_job_reconciles_total 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_operator_job_reconcile_errors_total{category=\"Create\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("shoal_operator_jobs_finished_total{namespace=\"ns\",reason=\"BackoffLimitExceeded\"} 1"),
             "{text}"
         );
     }

@@ -91,3 +91,24 @@ pub fn cluster_selector(cluster: &str) -> String {
 pub fn group_selector(cluster: &str, group: &str) -> String {
     format!("{LABEL_CLUSTER}={cluster},{LABEL_COMPONENT}={COMPONENT_WORKER},{LABEL_GROUP}={group}")
 }
+
+/// The job a ShoalJob's cluster and runner pods belong to (value: the job's name).
+pub const LABEL_JOB: &str = "shoal.dev/job";
+/// A runner pod's attempt number (1, 2, ...).
+pub const LABEL_JOB_ATTEMPT: &str = "shoal.dev/job-attempt";
+pub const COMPONENT_RUNNER: &str = "runner";
+
+/// The ShoalCluster a ShoalJob creates.
+pub fn job_cluster(job: &str) -> String {
+    format!("{job}-cluster")
+}
+
+/// Runner pod `attempt` (1, 2, ...) of a ShoalJob.
+pub fn job_runner_pod(job: &str, attempt: i32) -> String {
+    format!("{job}-runner-{attempt}")
+}
+
+/// The selector of a job's runner pods.
+pub fn job_selector(job: &str) -> String {
+    format!("{LABEL_JOB}={job}")
+}

@@ -3,6 +3,7 @@
 //! Types and schema only: no reconcile logic.
 
 pub mod cluster;
+pub mod job;
 pub mod worker_group;
 pub mod workers;
 
@@ -10,6 +11,7 @@ pub use cluster::{
     ClientLease, ClientLeaseStatus, ImagePullPolicy, Phase, SchedulerSpec, SchedulerStatus,
     ShoalCluster, ShoalClusterSpec, ShoalClusterStatus, UpgradeStrategy,
 };
+pub use job::{JobPhase, RunnerSpec, ShoalJob, ShoalJobSpec, ShoalJobStatus};
 pub use worker_group::{ShoalWorkerGroup, ShoalWorkerGroupSpec, ShoalWorkerGroupStatus};
 pub use workers::{
     AutoscalerState, AutoscalerStatus, AutoscalingSpec, MemoryThresholds, OomKill, OomKills,
@@ -21,7 +23,11 @@ use kube::CustomResourceExt;
 
 /// Every CRD the operator serves, in a stable order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![ShoalCluster::crd(), ShoalWorkerGroup::crd()]
+    vec![
+        ShoalCluster::crd(),
+        ShoalWorkerGroup::crd(),
+        ShoalJob::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML stream.
@@ -146,6 +152,10 @@ mod tests {
             "memoryThresholds must increase: target <= spill <= pause <= terminate",
             "oomPolicy.increaseFactor must be above 1 and at most 10",
             "isQuantity(self.maxMemory)",
+            "- shj",
+            "spec is immutable except ttlSecondsAfterFinished",
+            "backoffLimit must be between 0 and 10",
+            "runner.command must name the program to run",
         ] {
             assert!(yaml.contains(needle), "missing {needle:?}");
         }
@@ -174,6 +184,42 @@ mod tests {
         assert!(highmem.autoscaling.enabled);
         assert_eq!((highmem.min_replicas, highmem.max_replicas), (0, 2));
         assert_eq!(highmem.task_resources.get("highmem"), Some(&1.0));
+    }
+
+    /// examples/job.yaml reads as a ShoalJob; its cluster and runner build, the runner
+    /// with the runtime image at the cluster's version and a Python command.
+    #[test]
+    fn job_example_parses_and_builds() {
+        use crate::job::build;
+        let text = include_str!("../../../examples/job.yaml");
+        let mut job: ShoalJob = serde_yaml::from_str(text)
+            .unwrap_or_else(|e| unreachable!("the example is a ShoalJob: {e}"));
+        job.metadata.namespace = Some("ns".to_owned());
+        job.metadata.uid = Some("uid".to_owned());
+        assert_eq!(job.spec.backoff_limit, 1);
+        assert_eq!(job.spec.active_deadline_seconds, Some(600));
+        assert_eq!(job.spec.ttl_seconds_after_finished, Some(3600));
+        assert_eq!(job.spec.cluster.workers.replicas, 2);
+        let defaults = crate::reconcile::validate::Defaults {
+            version: "0.1.0".to_owned(),
+            image: "shoal.dev/shoal".to_owned(),
+        };
+        let resolved = build::resolve(&job, &defaults)
+            .unwrap_or_else(|e| unreachable!("the example resolves: {e}"));
+        let cluster = build::cluster(&resolved);
+        assert_eq!(cluster.metadata.name.as_deref(), Some("dask-demo-cluster"));
+        let pod = build::runner_pod(&resolved, 1);
+        let container = pod
+            .spec
+            .map(|s| s.containers[0].clone())
+            .unwrap_or_default();
+        assert_eq!(container.image.as_deref(), Some("shoal.dev/shoal:0.1.0"));
+        assert_eq!(
+            container.command,
+            Some(vec!["python3".to_owned(), "-c".to_owned()])
+        );
+        let script = container.args.unwrap_or_default().concat();
+        assert!(script.contains("shoal.Client()") && script.contains("dask.compute"));
     }
 
     /// examples/oom-policy.yaml reads as the CRD types, passes validation, and its workers
