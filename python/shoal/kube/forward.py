@@ -134,6 +134,7 @@ class Forward:
 
     async def _run(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._loop.set_exception_handler(self._on_loop_error)
         self._stopping = asyncio.Event()
         if self._make is None:
             api = await kr8s.asyncio.api()
@@ -144,6 +145,16 @@ class Forward:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+    def _on_loop_error(self, loop, context: dict) -> None:
+        """A connection whose tunnel failed (kr8s lets the error escape its connection
+        handler) is one line at INFO, not a traceback: the next connection opens a new one."""
+        error = context.get("exception")
+        if context.get("message", "").startswith("Unhandled exception in client_connected_cb"):
+            self.last_error = error
+            log.info("shoal: a port-forward connection to %s/%s ended: %s", self.namespace, self.pod, _describe(error))
+            return
+        loop.default_exception_handler(context)
 
     async def _supervise(self, remote: int, local: int) -> None:
         """Keeps one listener up on ``local`` for as long as the forward runs. A listener
@@ -199,3 +210,13 @@ class Forward:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), CHECK_EVERY)
             died.set()
+
+
+def _describe(error: BaseException | None) -> str:
+    """The innermost errors of an exception group, or the error, in one line."""
+    if error is None:
+        return "closed"
+    inner = getattr(error, "exceptions", None)
+    if inner:
+        return "; ".join(_describe(e) for e in inner)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
