@@ -12,6 +12,15 @@ app.kubernetes.io/name: {{ .Chart.Name }}
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end -}}
 
+{{/* The selector labels as `k=v,k=v` (the operator's --operator-pod-labels). */}}
+{{- define "shoal-operator.podLabelList" -}}
+{{- $pairs := list -}}
+{{- range $key, $value := include "shoal-operator.selectorLabels" . | fromYaml -}}
+{{- $pairs = append $pairs (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $pairs -}}
+{{- end -}}
+
 {{- define "shoal-operator.labels" -}}
 {{ include "shoal-operator.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
