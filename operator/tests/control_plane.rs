@@ -380,3 +380,222 @@ async fn oom_settings_are_checked_and_reach_the_workers() {
         .await;
     assert_eq!(killed, "False");
 }
+
+/// Each cluster gets the NetworkPolicy `<c>-scheduler`, controlled by it and selecting
+/// its scheduler pod: gRPC only from its workers, its client-labelled pods and the
+/// operator's pods in the operator's namespace, HTTP from anywhere. Deleted by hand, it
+/// is back at once (the controller watches what it owns).
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn network_policy_guards_the_scheduler_port() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use serde_json::json;
+    let bed = Bed::new("netpol").await;
+    let _operator = OperatorProcess::start_with(
+        &bed,
+        &[(
+            "SHOAL_OPERATOR_POD_LABELS",
+            "app.kubernetes.io/name=shoal-operator,app.kubernetes.io/instance=shoal",
+        )],
+    );
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    let policy_of = || async {
+        kube::Api::<NetworkPolicy>::namespaced(bed.client.clone(), &bed.namespace)
+            .get_opt("demo-scheduler")
+            .await
+            .expect("reading the NetworkPolicy")
+    };
+    let policy = bed
+        .wait_for("the NetworkPolicy demo-scheduler", policy_of)
+        .await;
+    let cluster: ShoalCluster = bed.get("demo").await;
+    bed.assert_owned_by(
+        policy.metadata.owner_references.as_ref(),
+        &cluster.uid().expect("uid"),
+        "NetworkPolicy",
+    );
+    let spec = serde_json::to_value(policy.spec).expect("spec as JSON");
+    assert_eq!(
+        spec["podSelector"],
+        json!({"matchLabels": {"shoal.dev/cluster": "demo", "app.kubernetes.io/component": "scheduler"}})
+    );
+    assert_eq!(spec["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        spec["ingress"],
+        json!([
+            {
+                "ports": [{"port": 8786, "protocol": "TCP"}],
+                "from": [
+                    {"podSelector": {"matchLabels": {"shoal.dev/cluster": "demo", "app.kubernetes.io/component": "worker"}}},
+                    {"podSelector": {"matchLabels": {"client.shoal.dev/demo": "true"}}},
+                    {
+                        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": bed.namespace}},
+                        "podSelector": {"matchLabels": {"app.kubernetes.io/name": "shoal-operator", "app.kubernetes.io/instance": "shoal"}}
+                    }
+                ]
+            },
+            {"ports": [{"port": 8787, "protocol": "TCP"}]}
+        ])
+    );
+    let uid = policy.metadata.uid.clone();
+    bed.kubectl(&["delete", "networkpolicy/demo-scheduler"]);
+    bed.wait_for("the deleted NetworkPolicy to be back", || async {
+        policy_of().await.filter(|p| p.metadata.uid != uid)
+    })
+    .await;
+}
+
+/// With `--network-policy=false` no cluster gets a NetworkPolicy, and the one a cluster
+/// got from an operator with them on is deleted.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn network_policy_off_creates_none_and_removes_the_old_one() {
+    let bed = Bed::new("netpoloff").await;
+    let on = OperatorProcess::start(&bed);
+    bed.kubectl_apply_file("examples/cluster.yaml");
+    bed.wait_for("the NetworkPolicy demo-scheduler", || async {
+        (!bed
+            .kubectl(&[
+                "get",
+                "networkpolicy",
+                "demo-scheduler",
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    on.kill();
+    let _off = OperatorProcess::start_with(&bed, &[("SHOAL_OPERATOR_NETWORK_POLICY", "false")]);
+    bed.kubectl_apply("apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {name: other}\nspec: {workers: {replicas: 1}}\n");
+    bed.wait_for("the Service of the second cluster", || async {
+        (!bed
+            .kubectl(&[
+                "get",
+                "service",
+                "other-scheduler",
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .is_empty())
+        .then_some(())
+    })
+    .await;
+    bed.wait_for("no NetworkPolicy left", || async {
+        bed.kubectl(&["get", "networkpolicies", "-o", "name"])
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+}
+
+/// A cluster with spec.clientLease whose Lease is never renewed, and one whose Lease
+/// never appears, are deleted soon after their duration (15 s) with a LeaseExpired
+/// Warning naming the holder and the fix; while held, status.clientLease shows the holder.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn unrenewed_client_lease_deletes_the_cluster() {
+    use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+    use std::time::{Duration, Instant};
+    const DURATION: u64 = 15;
+    // The requeue lands a second after the expiry; the rest is the API server's.
+    const BOUND: Duration = Duration::from_secs(DURATION + 10);
+    let bed = Bed::new("lease").await;
+    let _operator = OperatorProcess::start(&bed);
+    let manifest = |name: &str| {
+        format!(
+            "apiVersion: shoal.dev/v1alpha1\nkind: ShoalCluster\nmetadata: {{name: {name}}}\nspec: {{workers: {{replicas: 1}}, clientLease: {{durationSeconds: {DURATION}}}}}\n"
+        )
+    };
+    let started = Instant::now();
+    bed.kubectl_apply(&manifest("demo"));
+    bed.kubectl_apply(&manifest("ghost"));
+    let lease = Lease {
+        metadata: kube::api::ObjectMeta {
+            name: Some("demo-client".to_owned()),
+            ..Default::default()
+        },
+        spec: Some(LeaseSpec {
+            holder_identity: Some("laptop/4242".to_owned()),
+            lease_duration_seconds: Some(DURATION as i32),
+            renew_time: Some(MicroTime(jiff::Timestamp::now())),
+            ..LeaseSpec::default()
+        }),
+    };
+    kube::Api::<Lease>::namespaced(bed.client.clone(), &bed.namespace)
+        .create(&kube::api::PostParams::default(), &lease)
+        .await
+        .expect("creating the Lease");
+    let renewed = Instant::now();
+    let holder = bed
+        .wait_for("status.clientLease.holder", || async {
+            let out = bed.field("shoalcluster/demo", "{.status.clientLease.holder}");
+            (!out.is_empty()).then_some(out)
+        })
+        .await;
+    assert_eq!(holder, "laptop/4242");
+    assert!(
+        !bed.field("shoalcluster/demo", "{.status.clientLease.expiresAt}")
+            .is_empty()
+    );
+    for (name, since) in [("demo", renewed), ("ghost", started)] {
+        bed.wait_for(&format!("cluster {name} to be deleted"), || async {
+            bed.kubectl(&[
+                "get",
+                "shoalcluster",
+                name,
+                "--ignore-not-found",
+                "-o",
+                "name",
+            ])
+            .is_empty()
+            .then_some(())
+        })
+        .await;
+        let took = since.elapsed();
+        eprintln!("cluster {name}: deleted {took:?} after its lease started ({DURATION} s)");
+        assert!(
+            took >= Duration::from_secs(DURATION) && took < BOUND,
+            "cluster {name} was deleted {took:?} after its lease started; expected within [{DURATION} s, {BOUND:?})"
+        );
+    }
+    let events: serde_json::Value =
+        serde_json::from_str(&bed.kubectl(&["get", "events", "-o", "json"])).expect("events JSON");
+    let notes: Vec<(String, String)> = events["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["reason"] == "LeaseExpired" && e["type"] == "Warning")
+        .map(|e| {
+            (
+                e["involvedObject"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                e["message"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let note = |name: &str| {
+        notes
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_else(|| panic!("no LeaseExpired Event on {name}: {notes:?}"))
+    };
+    let demo = note("demo");
+    assert!(
+        demo.contains("held by laptop/4242")
+            && demo.contains("durationSeconds is 15 s")
+            && demo.contains("set spec.clientLease to null"),
+        "{demo}"
+    );
+    assert!(
+        note("ghost").contains("(Lease ghost-client) does not exist"),
+        "{notes:?}"
+    );
+}

@@ -249,6 +249,11 @@ pub struct OperatorProcess {
 
 impl OperatorProcess {
     pub fn start(bed: &Bed) -> Self {
+        Self::start_with(bed, &[])
+    }
+
+    /// The operator with extra environment (`--network-policy` and the like, as env).
+    pub fn start_with(bed: &Bed, env: &[(&str, &str)]) -> Self {
         let log = std::env::temp_dir().join(format!(
             "shoal-operator-{}-{}.log",
             bed.namespace,
@@ -260,6 +265,7 @@ impl OperatorProcess {
             .env("POD_NAMESPACE", &bed.namespace)
             .env("SHOAL_OPERATOR_METRICS_LISTEN", "127.0.0.1:0")
             .env("SHOAL_LOG", "info,shoal_operator=debug")
+            .envs(env.iter().copied())
             .stdout(file.try_clone().expect("log handle"))
             .stderr(file)
             .spawn()
