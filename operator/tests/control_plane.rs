@@ -7,8 +7,8 @@ mod harness;
 
 use harness::{Bed, OperatorProcess};
 use k8s_openapi::api::core::v1::{Pod, Secret, Service};
-use kube::ResourceExt;
-use shoal_operator::crd::ShoalCluster;
+use kube::{Api, ResourceExt};
+use shoal_operator::crd::{ShoalCluster, ShoalJob};
 use std::collections::BTreeSet;
 
 /// examples/cluster.yaml creates the token Secret, scheduler Pod and Service, and workers,
@@ -379,6 +379,203 @@ async fn oom_settings_are_checked_and_reach_the_workers() {
         })
         .await;
     assert_eq!(killed, "False");
+}
+
+/// A manifest of ShoalJob `name` with `spec` (flow-style YAML) added to a valid base.
+fn job_manifest(name: &str, spec: &str) -> String {
+    format!(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalJob\nmetadata: {{name: {name}}}\nspec: {{cluster: {{workers: {{replicas: 0}}}}, runner: {{command: [sh, -c, 'sleep 600']}}{spec}}}\n"
+    )
+}
+
+/// The API server refuses bad ShoalJob specs with the field and the rule's message, and
+/// a created job's spec cannot change except ttlSecondsAfterFinished.
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn job_schema_rules_refuse_bad_specs() {
+    let bed = Bed::new("jobrules").await;
+    let refused = |manifest: &str| bed.kubectl_apply_refused(manifest);
+    for (spec, field, message) in [
+        (
+            ", backoffLimit: -1",
+            "spec.backoffLimit",
+            "backoffLimit must be between 0 and 10",
+        ),
+        (
+            ", backoffLimit: 11",
+            "spec.backoffLimit",
+            "backoffLimit must be between 0 and 10",
+        ),
+        (
+            ", activeDeadlineSeconds: 0",
+            "spec.activeDeadlineSeconds",
+            "activeDeadlineSeconds must be above 0",
+        ),
+        (
+            ", ttlSecondsAfterFinished: -5",
+            "spec.ttlSecondsAfterFinished",
+            "ttlSecondsAfterFinished must be between 0 and 31536000",
+        ),
+    ] {
+        let out = refused(&job_manifest("bad", spec));
+        assert!(
+            out.contains(field) && out.contains(message),
+            "{spec}: {out}"
+        );
+    }
+    let empty = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalJob\nmetadata: {name: empty}\nspec: {cluster: {}, runner: {command: []}}\n",
+    );
+    assert!(
+        empty.contains("spec.runner.command")
+            && empty.contains("runner.command must name the program"),
+        "{empty}"
+    );
+    let missing = refused(
+        "apiVersion: shoal.dev/v1alpha1\nkind: ShoalJob\nmetadata: {name: missing}\nspec: {runner: {command: [python3]}}\n",
+    );
+    assert!(
+        missing.contains("spec.cluster") && missing.contains("Required"),
+        "{missing}"
+    );
+    // The embedded cluster template is checked by the cluster's own rules.
+    let template = refused(&job_manifest(
+        "template",
+        ", cluster: {workers: {replicas: 1, minReplicas: 2}}",
+    ));
+    assert!(
+        template.contains("minReplicas must not exceed maxReplicas")
+            || template.contains("replicas must lie between"),
+        "{template}"
+    );
+
+    bed.kubectl_apply(&job_manifest("fixed", ", backoffLimit: 1"));
+    let changed = refused(&job_manifest("fixed", ", backoffLimit: 2"));
+    assert!(
+        changed.contains("spec is immutable except ttlSecondsAfterFinished"),
+        "{changed}"
+    );
+    let deadline = refused(&job_manifest(
+        "fixed",
+        ", backoffLimit: 1, activeDeadlineSeconds: 60",
+    ));
+    assert!(deadline.contains("spec is immutable"), "{deadline}");
+    bed.kubectl_apply(&job_manifest(
+        "fixed",
+        ", backoffLimit: 1, ttlSecondsAfterFinished: 60",
+    ));
+    assert_eq!(
+        bed.field("shoaljob/fixed", "{.spec.ttlSecondsAfterFinished}"),
+        "60"
+    );
+    let listed = bed.kubectl(&["get", "shj"]);
+    for column in ["STATUS", "COMPLETIONS", "ATTEMPTS", "DURATION", "AGE"] {
+        assert!(listed.contains(column), "{listed}");
+    }
+}
+
+/// A ShoalJob's cluster, and the runner pod started once the cluster is Running, are
+/// controlled by the job; the runner carries the cluster's client label and finds the
+/// scheduler and token in its environment. (Without a kubelet the scheduler pod's status
+/// is set to ready by hand.)
+#[tokio::test]
+#[ignore = "needs the e2e control plane: run `make e2e-control-plane`"]
+async fn job_cluster_and_runner_are_owned_by_the_job() {
+    let bed = Bed::new("jobowners").await;
+    let _operator = OperatorProcess::start(&bed);
+    bed.kubectl_apply(&job_manifest("nightly", ""));
+    let job: ShoalJob = bed.get("nightly").await;
+    let uid = job.uid().expect("uid");
+    let controlled_by_job = |owners: Option<&Vec<_>>, what: &str| {
+        let owners: &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference> =
+            owners.unwrap_or_else(|| panic!("{what} has no owner references"));
+        assert!(
+            owners
+                .iter()
+                .any(|o| o.uid == uid && o.kind == "ShoalJob" && o.controller == Some(true)),
+            "{what} is not controlled by the job: {owners:?}"
+        );
+    };
+    let cluster: ShoalCluster = bed
+        .wait_for("the job's cluster", || async {
+            Api::<ShoalCluster>::namespaced(bed.client.clone(), &bed.namespace)
+                .get_opt("nightly-cluster")
+                .await
+                .ok()
+                .flatten()
+        })
+        .await;
+    controlled_by_job(cluster.metadata.owner_references.as_ref(), "the cluster");
+    let pending = bed
+        .wait_for("the job's Pending status", || async {
+            let j: ShoalJob = bed.get("nightly").await;
+            j.status.filter(|s| s.phase.is_some())
+        })
+        .await;
+    assert_eq!(pending.cluster_name.as_deref(), Some("nightly-cluster"));
+    assert!(pending.start_time.is_some());
+
+    bed.wait_for_pod_names("the cluster's scheduler", &["nightly-cluster-scheduler"])
+        .await;
+    let ready = r#"{"status":{"phase":"Running","conditions":[{"type":"Ready","status":"True"}],"containerStatuses":[{"name":"scheduler","ready":true,"restartCount":0,"image":"shoal.dev/shoal","imageID":"","state":{"running":{}}}]}}"#;
+    let runner: Pod = bed
+        .wait_for("the runner pod", || async {
+            // A kubelet (full test bed) may report the real state; without one, this does.
+            if bed.field("pod/nightly-cluster-scheduler", "{.status.phase}") != "Running" {
+                bed.kubectl(&[
+                    "patch",
+                    "pod/nightly-cluster-scheduler",
+                    "--subresource=status",
+                    "--type=merge",
+                    "-p",
+                    ready,
+                ]);
+            }
+            Api::<Pod>::namespaced(bed.client.clone(), &bed.namespace)
+                .get_opt("nightly-runner-1")
+                .await
+                .ok()
+                .flatten()
+        })
+        .await;
+    controlled_by_job(runner.metadata.owner_references.as_ref(), "the runner pod");
+    let labels = runner.labels();
+    assert_eq!(
+        labels
+            .get("client.shoal.dev/nightly-cluster")
+            .map(String::as_str),
+        Some("true"),
+        "{labels:?}"
+    );
+    let spec = runner.spec.expect("spec");
+    assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+    let env = spec.containers[0].env.clone().unwrap_or_default();
+    let address = env
+        .iter()
+        .find(|e| e.name == "SHOAL_SCHEDULER_ADDRESS")
+        .and_then(|e| e.value.clone());
+    assert_eq!(
+        address,
+        Some(format!(
+            "nightly-cluster-scheduler.{}.svc:8786",
+            bed.namespace
+        ))
+    );
+    let token = env
+        .iter()
+        .find(|e| e.name == "SHOAL_TOKEN")
+        .and_then(|e| e.value_from.clone()?.secret_key_ref);
+    assert_eq!(
+        token.map(|s| s.name).as_deref(),
+        Some("nightly-cluster-token")
+    );
+    let attempts = bed
+        .wait_for("the job to count the attempt", || async {
+            let out = bed.field("shoaljob/nightly", "{.status.attempts}");
+            (out == "1").then_some(out)
+        })
+        .await;
+    assert_eq!(attempts, "1");
 }
 
 /// Each cluster gets the NetworkPolicy `<c>-scheduler`, controlled by it and selecting

@@ -268,6 +268,13 @@ impl Planner<'_> {
         });
     }
 
+    /// Makes the last note its own Event (one per attempt, each readable).
+    fn distinct(&mut self) {
+        if let Some(last) = self.plan.notes.last_mut() {
+            last.distinct = true;
+        }
+    }
+
     /// The log tail of `pod` if given; else asks for it.
     fn logs_of(&mut self, pod: &str) -> Option<Result<String, String>> {
         match &self.seen.logs {
@@ -526,9 +533,7 @@ fn running(p: &mut Planner<'_>, current: &Current<'_>) {
             );
             let note = with_logs(&summary, logs.as_ref(), MAX_NOTE);
             p.note(true, "RunnerFailed", "Retry", note);
-            if let Some(last) = p.plan.notes.last_mut() {
-                last.distinct = true;
-            }
+            p.distinct();
         }
     }
 
@@ -693,6 +698,7 @@ fn start_next(p: &mut Planner<'_>, current: &Current<'_>) {
         job.cluster
     );
     p.note(false, "SuccessfulCreate", "Create", note);
+    p.distinct();
     p.look_again(None);
 }
 

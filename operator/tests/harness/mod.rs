@@ -65,6 +65,7 @@ impl Bed {
                 "--for=condition=Established",
                 "crd/shoalclusters.shoal.dev",
                 "crd/shoalworkergroups.shoal.dev",
+                "crd/shoaljobs.shoal.dev",
                 "--timeout=60s",
             ],
             None,
