@@ -449,6 +449,16 @@ async fn job_schema_rules_refuse_bad_specs() {
         "{template}"
     );
 
+    let lease = refused(&job_manifest(
+        "lease",
+        ", cluster: {clientLease: {durationSeconds: 60}}",
+    ));
+    assert!(
+        lease.contains("spec.cluster.clientLease")
+            && lease.contains("does not apply to a ShoalJob"),
+        "{lease}"
+    );
+
     bed.kubectl_apply(&job_manifest("fixed", ", backoffLimit: 1"));
     let changed = refused(&job_manifest("fixed", ", backoffLimit: 2"));
     assert!(

@@ -71,10 +71,12 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.cluster == oldSelf.cluster && self.runner == oldSelf.runner && self.backoffLimit == oldSelf.backoffLimit && has(self.activeDeadlineSeconds) == has(oldSelf.activeDeadlineSeconds) && (!has(self.activeDeadlineSeconds) || self.activeDeadlineSeconds == oldSelf.activeDeadlineSeconds)").message("a ShoalJob's spec is immutable except ttlSecondsAfterFinished: delete the job and create a new one").reason(Reason::FieldValueForbidden))]
+#[x_kube(validation = Rule::new("!has(self.cluster.clientLease)").message("cluster.clientLease does not apply to a ShoalJob: its cluster lives as long as the runner; remove it").reason(Reason::FieldValueForbidden).field_path(".cluster.clientLease"))]
 pub struct ShoalJobSpec {
-    /// The cluster the runner computes on: a `ShoalCluster` spec (`{}` for the defaults),
-    /// created as `<job>-cluster`, owned by the job, deleted when the runner ends. Its
-    /// version (default: the operator's) also picks the runner's default image.
+    /// The cluster the runner computes on: a `ShoalCluster` spec (`{}` for the defaults;
+    /// no `clientLease`), created as `<job>-cluster`, owned by the job, deleted when the
+    /// runner ends. Its version (default: the operator's) also picks the runner's default
+    /// image.
     pub cluster: ShoalClusterSpec,
     /// The runner pod: your program, started once the cluster is Running, with
     /// `SHOAL_SCHEDULER_ADDRESS`, `SHOAL_TOKEN` and `SHOAL_CLUSTER` set (so
