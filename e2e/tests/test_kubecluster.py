@@ -342,3 +342,59 @@ def test_kubecluster_in_a_pod_with_only_the_notebook_role(kubectl, operator):
     kubectl.run("delete", "pod", "notebook", "--wait=false")
     poll(f"the cluster {name} of the deleted pod to be gone", lambda: gone(kubectl, name), 120, every=1.0)
     print(f"cluster {name} gone {time.monotonic() - deleted:.1f} s after its notebook pod was deleted")
+
+
+def kubeconfig_for(kubectl, account: str, path) -> str:
+    """A kubeconfig that authenticates as the service account ``account`` (a bound token)."""
+    token = kubectl.run("create", "token", account, "--duration", "1h").stdout.strip()
+    config = json.loads(kubectl.run("config", "view", "--raw", "--minify", "-o", "json").stdout)
+    config["users"] = [{"name": account, "user": {"token": token}}]
+    config["contexts"][0]["context"].update(user=account, namespace=kubectl.namespace)
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+OUTSIDE_SCRIPT = f"""
+import urllib.request, http.cookiejar, dask, dask.array as da, shoal
+from shoal.kube import KubePermissionError
+try:
+    c = shoal.KubeCluster(n_workers=1, resources={WORKER_RESOURCES!r}, timeout=240, progress=False)
+except KubePermissionError as e:
+    print("REFUSED", e.verb, e.resource, e.group)
+    print(e)
+    raise SystemExit(0)
+with c:
+    with c.get_client() as client:
+        (total,) = dask.compute(da.arange(100_000, chunks=10_000).sum(), scheduler=client.get)
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    print("TOTAL", int(total), "DASHBOARD", opener.open(c.dashboard_link, timeout=30).status, flush=True)
+"""
+
+
+def test_outside_with_only_the_notebook_role(kubectl, operator, tmp_path):
+    """With only the minimal Role a kubeconfig runs a cluster through the port-forward; lacking a verb names it."""
+    kubectl.apply(NOTEBOOK_ROLE)
+    env = {**os.environ, "KUBECONFIG": kubeconfig_for(kubectl, "notebook", tmp_path / "notebook.kubeconfig")}
+    run = subprocess.run([sys.executable, "-c", OUTSIDE_SCRIPT], env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0 and "TOTAL 4999950000 DASHBOARD 200" in run.stdout, run.stdout + run.stderr
+
+    kubectl.apply(
+        NOTEBOOK_ROLE.replace("kubecluster-user", "no-lease").replace("notebook", "nolease")
+        .replace("  - {apiGroups: [coordination.k8s.io], resources: [leases], verbs: [create, patch]}\n", "")
+    )
+    env["KUBECONFIG"] = kubeconfig_for(kubectl, "nolease", tmp_path / "nolease.kubeconfig")
+    run = subprocess.run([sys.executable, "-c", OUTSIDE_SCRIPT], env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0 and "REFUSED patch leases coordination.k8s.io" in run.stdout, run.stdout + run.stderr
+    assert "grant patch on leases.coordination.k8s.io" in run.stdout, run.stdout
+    poll("the refused cluster to be deleted", lambda: not kubectl.run("get", "shoalclusters", "-o", "name").stdout.strip(), 60)
+
+    # `create` alone on pods/portforward is not enough for WebSocket port-forwards (GET).
+    kubectl.apply(
+        NOTEBOOK_ROLE.replace("kubecluster-user", "no-forward").replace("notebook", "noforward")
+        .replace("[pods/portforward], verbs: [get, create]", "[pods/portforward], verbs: [create]")
+    )
+    env["KUBECONFIG"] = kubeconfig_for(kubectl, "noforward", tmp_path / "noforward.kubeconfig")
+    run = subprocess.run([sys.executable, "-c", OUTSIDE_SCRIPT], env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0 and "REFUSED get pods/portforward" in run.stdout, run.stdout + run.stderr
+    assert "grant get and create on pods/portforward" in run.stdout, run.stdout
+    poll("the refused cluster to be deleted", lambda: not kubectl.run("get", "shoalclusters", "-o", "name").stdout.strip(), 60)

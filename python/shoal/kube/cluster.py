@@ -28,6 +28,8 @@ import secrets
 import socket
 import threading
 import time
+import urllib.error
+import urllib.request
 import weakref
 
 import shoal
@@ -40,6 +42,7 @@ from shoal.kube.errors import (
     ClusterVersionError,
     KubeAPIError,
     KubeClusterError,
+    KubePermissionError,
 )
 from shoal.kube.forward import Forward
 from shoal.kube.lease import LeaseKeeper
@@ -266,8 +269,41 @@ class KubeCluster:
             ).start()
             self._exit_state["parts"].append(self._forward)
             self.address = f"127.0.0.1:{self._forward.local_port(S.SCHEDULER_PORT)}"
+            self._check_forward()
         else:
             self.address = f"{S.service_host(self.name, self.namespace)}:{S.SCHEDULER_PORT}"
+
+    def _check_forward(self, timeout: float = 20.0) -> None:
+        """One request through the tunnel (the scheduler's /healthz): a forward the API
+        server refuses fails here, naming the permission, not later as a client timeout."""
+        assert self._forward is not None
+        url = f"http://127.0.0.1:{self._forward.local_port(S.DASHBOARD_PORT)}/healthz"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5):
+                    return
+            except urllib.error.HTTPError:
+                return  # the scheduler answered: the tunnel works
+            except OSError:
+                if self._forward.refused_status() == 403:
+                    raise KubePermissionError(
+                        "the Kubernetes API refused to port-forward to the scheduler",
+                        verb="get", resource="pods/portforward", cluster=self.name, namespace=self.namespace,
+                        pod=S.scheduler_pod(self.name), cause="403 Forbidden on the pods/portforward WebSocket",
+                        fix=(
+                            f"grant get and create on pods/portforward in namespace {self.namespace} (WebSocket "
+                            "port-forwards need get before Kubernetes 1.35, create since), or run in a pod"
+                        ),
+                    ) from None
+                if time.monotonic() >= deadline:
+                    raise KubeAPIError(
+                        "the port-forward to the scheduler carries no traffic",
+                        cluster=self.name, namespace=self.namespace, pod=S.scheduler_pod(self.name),
+                        cause=repr(self._forward.last_error) if self._forward.last_error else f"{url} did not answer",
+                        fix="check that the scheduler pod is ready and that the API server reaches its node",
+                    ) from None
+                time.sleep(0.5)
 
     def _wait_running(self, timeout: float, progress: bool | None, image: str) -> dict:
         display = StartDisplay(f"ShoalCluster {self.name}", progress)

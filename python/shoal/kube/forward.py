@@ -25,7 +25,10 @@ import socket
 import threading
 import time
 
+import anyio
+import httpx_ws
 import kr8s.asyncio
+from kr8s import ConnectionClosedError
 from kr8s.asyncio.objects import Pod
 from kr8s.asyncio.portforward import PortForward
 
@@ -55,6 +58,55 @@ def listening(server) -> bool:
         return all(s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN) == 1 for s in sockets)
     except OSError:
         return False
+
+
+#: Attempts to open one connection's tunnel, and the pause before the n-th retry.
+TUNNEL_ATTEMPTS = 6
+TUNNEL_PAUSE = 0.25
+
+
+class BoundedPortForward(PortForward):
+    """kr8s's PortForward whose tunnel opening is retried a bounded number of times with
+    a growing pause (kr8s 0.20.15 retries at once and forever: its attempt counter never
+    grows, so a missing pod or a 403 spins against the API server). A refusal is
+    reported to ``on_failure`` (the forward keeps it for diagnosis); a 401/403 is not
+    retried."""
+
+    def __init__(self, *args, on_failure=None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._on_failure = on_failure
+
+    @contextlib.asynccontextmanager
+    async def _connect_websocket(self):
+        attempts = 0
+        while True:
+            pod = self.pod or await self._select_pod()
+            self.pod = pod
+            opened = pod.api.open_websocket(
+                version=pod.version,
+                url=f"{pod.endpoint}/{pod.name}/portforward",
+                namespace=pod.namespace,
+                params={"name": pod.name, "namespace": pod.namespace, "ports": f"{self.remote_port}"},
+            )
+            try:
+                websocket = await opened.__aenter__()
+            except httpx_ws.HTTPXWSException as e:
+                attempts += 1
+                if self._on_failure is not None:
+                    self._on_failure(e)
+                status = getattr(getattr(e, "response", None), "status_code", None)
+                if attempts >= TUNNEL_ATTEMPTS or status in (401, 403):
+                    raise ConnectionClosedError(f"cannot open a tunnel to pod {pod.name}: {e!r}") from e
+                await anyio.sleep(TUNNEL_PAUSE * attempts)
+                continue
+            break
+        try:
+            yield websocket
+        except BaseException as e:
+            if not await opened.__aexit__(type(e), e, e.__traceback__):
+                raise
+        else:
+            await opened.__aexit__(None, None, None)
 
 
 class Forward:
@@ -139,7 +191,9 @@ class Forward:
         if self._make is None:
             api = await kr8s.asyncio.api()
             pod = Pod({"metadata": {"name": self.pod, "namespace": self.namespace}}, api=api)
-            self._make = lambda remote, local: PortForward(pod, remote, local_port=local, address="127.0.0.1")
+            self._make = lambda remote, local: BoundedPortForward(
+                pod, remote, local_port=local, address="127.0.0.1", on_failure=self._tunnel_failed
+            )
         tasks = [asyncio.create_task(self._supervise(remote, local)) for remote, local in self.ports.items()]
         await self._stopping.wait()
         for task in tasks:
@@ -150,11 +204,25 @@ class Forward:
         """A connection whose tunnel failed (kr8s lets the error escape its connection
         handler) is one line at INFO, not a traceback: the next connection opens a new one."""
         error = context.get("exception")
-        if context.get("message", "").startswith("Unhandled exception in client_connected_cb"):
-            self.last_error = error
-            log.info("shoal: a port-forward connection to %s/%s ended: %s", self.namespace, self.pod, _describe(error))
+        if error is None:
+            loop.default_exception_handler(context)
             return
-        loop.default_exception_handler(context)
+        self.last_error = error
+        log.info("shoal: a port-forward connection to %s/%s ended: %s", self.namespace, self.pod, _describe(error))
+
+    def _tunnel_failed(self, error: BaseException) -> None:
+        self.last_error = error
+        log.debug("shoal: opening a tunnel to %s/%s failed: %r", self.namespace, self.pod, error)
+
+    def refused_status(self) -> int | None:
+        """The HTTP status with which the API server refused the last tunnel (403: no
+        permission to port-forward), if that is how it failed."""
+        for error in _leaves(self.last_error):
+            response = getattr(error, "response", None)
+            status = getattr(response, "status_code", None)
+            if isinstance(status, int):
+                return status
+        return None
 
     async def _supervise(self, remote: int, local: int) -> None:
         """Keeps one listener up on ``local`` for as long as the forward runs. A listener
@@ -210,6 +278,16 @@ class Forward:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), CHECK_EVERY)
             died.set()
+
+
+def _leaves(error: BaseException | None) -> list[BaseException]:
+    """The innermost exceptions of an exception group (and their causes), or [error]."""
+    if error is None:
+        return []
+    inner = getattr(error, "exceptions", None)
+    if inner:
+        return [leaf for e in inner for leaf in _leaves(e)]
+    return [error, *_leaves(error.__cause__ or error.__context__)]
 
 
 def _describe(error: BaseException | None) -> str:
