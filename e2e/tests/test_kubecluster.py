@@ -398,3 +398,26 @@ def test_outside_with_only_the_notebook_role(kubectl, operator, tmp_path):
     assert run.returncode == 0 and "REFUSED get pods/portforward" in run.stdout, run.stdout + run.stderr
     assert "grant get and create on pods/portforward" in run.stdout, run.stdout
     poll("the refused cluster to be deleted", lambda: not kubectl.run("get", "shoalclusters", "-o", "name").stdout.strip(), 60)
+
+
+def test_from_name_connects_and_can_take_over_the_lease(kubectl, operator):
+    """A cluster left running is found by name; lease=True makes this process its lease holder; close() keeps it."""
+    import shoal
+
+    first = shoal.KubeCluster(
+        namespace=kubectl.namespace, n_workers=0, lease_seconds=None, shutdown_on_close=False, progress=False
+    )
+    name = first.name
+    first.close()
+    assert kubectl.exists("shoalcluster", name) and "clientLease" not in kubectl.get("shoalcluster", name)["spec"]
+    again = shoal.KubeCluster.from_name(name, namespace=kubectl.namespace, lease=True, progress=False)
+    try:
+        assert kubectl.get("shoalcluster", name)["spec"]["clientLease"] == {"durationSeconds": 60}
+        lease = kubectl.get("lease", f"{name}-client")["spec"]
+        assert lease["holderIdentity"] == again.holder and lease["leaseDurationSeconds"] == 60, lease
+        with again.get_client() as client:
+            assert client.cluster_info().version.runtime_version == shoal.__version__
+    finally:
+        again.close()
+    assert again.status == "closed" and kubectl.exists("shoalcluster", name), "from_name's close() must keep the cluster"
+    kubectl.run("delete", "shoalcluster", name, "--wait=true")
