@@ -1,4 +1,4 @@
-//! Names, labels and ports of the objects the operator creates for a cluster. One place,
+//! Names, labels and ports of the objects the operator creates for a cluster or a job. One
 //! so builders, selectors and tests agree. No logic beyond formatting.
 
 use std::collections::BTreeMap;
