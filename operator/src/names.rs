@@ -1,5 +1,5 @@
 //! Names, labels and ports of the objects the operator creates for a cluster or a job. One
-//! so builders, selectors and tests agree. No logic beyond formatting.
+//! place, so builders, selectors and tests agree. No logic beyond formatting.
 
 use std::collections::BTreeMap;
 
