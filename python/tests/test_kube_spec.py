@@ -423,3 +423,25 @@ def test_a_lasting_failed_apply_ends_the_start_and_healthy_conditions_are_not_re
     assert (failure.reason, failure.message) == ("ApplyFailed", "networkpolicies is forbidden")
     assert "RBAC" in S.failure_fix("ApplyFailed", "img")
     assert S.status_message(c["status"]) == "Applied: networkpolicies is forbidden; VersionSkew: a worker runs 0.0.9"
+
+
+def test_forward_tells_a_refused_tunnel_from_others():
+    """The API server's refusal status is found inside kr8s's error groups and chained errors."""
+    pytest.importorskip("kr8s")
+    from exceptiongroup import ExceptionGroup  # the builtin on 3.11+ (kr8s depends on the backport)
+
+    from shoal.kube.forward import Forward, _describe
+
+    class Refused(Exception):
+        def __init__(self, status: int) -> None:
+            super().__init__(f"<Response [{status}]>")
+            self.response = type("Response", (), {"status_code": status})()
+
+    forward = Forward("ns", "c1-scheduler", [8786], make=lambda remote, local: EchoListener(local))
+    assert forward.refused_status() is None
+    try:
+        raise ConnectionError("cannot open a tunnel") from Refused(403)
+    except ConnectionError as e:
+        forward.last_error = ExceptionGroup("tunnel", [e])
+    assert forward.refused_status() == 403
+    assert _describe(ExceptionGroup("g", [OSError("reset"), TimeoutError()])) == "OSError: reset; TimeoutError"
