@@ -7,7 +7,7 @@ SHOAL := $(TARGET_DIR)/release/shoal
 
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
-	operator-static skew-bin browser-deps dashboard-vendor dashboard-check monitoring-test \
+	operator-static skew-bin browser-deps e2e-hub-deps dashboard-vendor dashboard-check monitoring-test \
 	wheel wheel-test
 PYTHON ?= python3
 
@@ -177,8 +177,12 @@ images: e2e-deps wheel operator-static skew-bin
 	@$(IMAGE_BINS) $(E2E)/images.sh all
 
 # End-to-end tests on the full test bed (reuses a running one; stops it if it started it).
-e2e: e2e-deps wheel operator-static skew-bin python-deps
-	@$(IMAGE_BINS) $(E2E)/e2e.sh full
+# The JupyterHub test's host side: a pinned Hub + KubeSpawner, and CHP (browser-deps).
+e2e-hub-deps: python-deps browser-deps
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r e2e/requirements-hub.txt
+
+e2e: e2e-deps wheel operator-static skew-bin python-deps e2e-hub-deps
+	@$(IMAGE_BINS) SHOAL_CHP=$(CHP) $(E2E)/e2e.sh full
 
 # The control-plane tier alone (part of `make test`).
 e2e-control-plane: e2e-deps toolchain

@@ -22,7 +22,7 @@ fi
 source "$E2E_HOME/kubeconfig.env"
 
 export SHOAL_E2E_KUBECTL="$BIN_DIR/kubectl" SHOAL_E2E_HELM="$BIN_DIR/helm" SHOAL_E2E_HOME="$E2E_HOME"
-export SHOAL_E2E_RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION" SHOAL_E2E_SKEW_VERSION="$SKEW_VERSION"
+export SHOAL_E2E_RUNTIME_IMAGE="shoal.dev/shoal:$SHOAL_VERSION" SHOAL_E2E_SKEW_VERSION="$SKEW_VERSION" SHOAL_E2E_NODE_IP="$NODE_IP"
 rc=0
 python3 -m pytest -q -p no:cacheprovider "$E2E_DIR/tests" "${SELECT[@]}" || rc=$?
 if [ "$MODE" = control-plane ]; then

@@ -291,7 +291,7 @@ build_notebook() {
   local wheel base work key rootfs
   wheel="$(shoal_wheel)"
   base="$(notebook_base)"
-  key="$(image_key "$base" "$wheel")"
+  key="$(image_key "$base" "$wheel" "$E2E_DIR/images/notebook/jupyter_server_config.py")"
   if [ -f "$IMAGES/notebook.tar" ] && [ "$(cat "$IMAGES/notebook.key" 2>/dev/null)" = "$key" ]; then
     log "image $NOTEBOOK_IMAGE is up to date ($IMAGES/notebook.tar)"
     return
@@ -304,6 +304,7 @@ build_notebook() {
   install_wheel "$rootfs" "$wheel" notebook
   echo "jovyan:x:1000:100:jovyan:/home/jovyan:/bin/bash" >>"$rootfs/etc/passwd"
   install -d -m 0755 -o 1000 -g 100 "$rootfs/home/jovyan"
+  install -D -m 0644 "$E2E_DIR/images/notebook/jupyter_server_config.py" "$rootfs/etc/jupyter/jupyter_server_config.py"
   umoci repack --image "$work/oci:base" "$work/bundle"
   umoci config --image "$work/oci:base" --tag notebook \
     --config.user 1000:100 --config.workingdir /home/jovyan \

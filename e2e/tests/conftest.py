@@ -103,21 +103,29 @@ def kubectl(kubeconfig: str, kubectl_binary: str):
     admin.run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
-@pytest.fixture()
-def operator(kubectl, tmp_path):
-    """The chart installed (watching the test's namespace), uninstalled afterwards."""
+def install_chart(kubectl, tmp_path, *sets: str):
+    """Installs the chart watching the test's namespace (extra `--set` values given); returns
+    the uninstall function."""
     helm = os.environ.get("SHOAL_E2E_HELM")
     if not helm:
         raise pytest.UsageError("SHOAL_E2E_HELM is not set; run the tests through `make e2e`")
     env = {**os.environ, "KUBECONFIG": kubectl.kubeconfig, "HELM_CACHE_HOME": str(tmp_path / "c"),
            "HELM_CONFIG_HOME": str(tmp_path / "g"), "HELM_DATA_HOME": str(tmp_path / "d")}
     release = ["--namespace", kubectl.namespace]
+    values = [arg for value in (f"watchNamespace={kubectl.namespace}", "image.pullPolicy=Never", *sets)
+              for arg in ("--set", value)]
     install = subprocess.run(
-        [helm, "install", "shoal", str(REPO / "charts" / "shoal-operator"), *release,
-         "--set", f"watchNamespace={kubectl.namespace}", "--set", "image.pullPolicy=Never",
+        [helm, "install", "shoal", str(REPO / "charts" / "shoal-operator"), *release, *values,
          "--wait", "--timeout", "120s"],
         env=env, capture_output=True, text=True,
     )
     assert install.returncode == 0, install.stderr + kubectl.run("get", "pods", "-o", "wide").stdout
+    return lambda: subprocess.run([helm, "uninstall", "shoal", *release, "--wait"], env=env, capture_output=True)
+
+
+@pytest.fixture()
+def operator(kubectl, tmp_path):
+    """The chart installed (watching the test's namespace), uninstalled afterwards."""
+    uninstall = install_chart(kubectl, tmp_path)
     yield
-    subprocess.run([helm, "uninstall", "shoal", *release, "--wait"], env=env, capture_output=True)
+    uninstall()
