@@ -15,7 +15,8 @@ use kube::{Api, Client, ResourceExt};
 use std::future::Future;
 use std::sync::Arc;
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// The API of `K` in the watched namespace, or in every namespace.
+pub(crate) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
 {

@@ -4,6 +4,7 @@
 //! election, on the same watched namespace, until the shutdown future resolves.
 
 use super::{error_policy, reconcile};
+use crate::controller::api;
 use crate::crd::{ShoalCluster, ShoalJob};
 use crate::names;
 use crate::reconcile::Context;
@@ -11,19 +12,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::controller::Controller;
 use kube::runtime::watcher;
-use kube::{Api, Client};
 use std::future::Future;
 use std::sync::Arc;
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
 
 /// The future that runs the job controller.
 pub fn controller(

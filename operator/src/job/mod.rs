@@ -23,9 +23,8 @@ use kube::api::{
     DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams, Preconditions,
 };
 use kube::runtime::controller::Action as Requeue;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Api, Resource, ResourceExt};
-use plan::{Action, Logs, Note, Observed, Plan};
+use plan::{Action, Logs, Observed, Plan};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::fmt::Debug;
@@ -176,7 +175,7 @@ async fn carry_out(
         tracing::info!(job = %resolved.name, namespace = %resolved.namespace, reason, "job finished");
     }
     for note in &plan.notes {
-        publish(ctx, job, note).await;
+        crate::reconcile::publish(ctx, job, note).await;
     }
     for action in plan.actions.iter().filter(|a| !a.creates()) {
         act(ctx, job, resolved, action).await?;
@@ -298,32 +297,6 @@ async fn write_status(ctx: &Context, job: &ShoalJob, status: &ShoalJobStatus) ->
             source: Box::new(source),
         })?;
     Ok(())
-}
-
-/// Publishes one Event on the job; a failure to publish is logged, never fatal.
-async fn publish(ctx: &Context, job: &ShoalJob, note: &Note) {
-    let event = Event {
-        type_: if note.warning {
-            EventType::Warning
-        } else {
-            EventType::Normal
-        },
-        reason: note.reason.to_owned(),
-        note: Some(note.note.clone()),
-        action: note.action.to_owned(),
-        secondary: None,
-    };
-    // A fresh recorder has no series to fold the Event into.
-    let fresh;
-    let recorder = if note.distinct {
-        fresh = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        &fresh
-    } else {
-        &ctx.recorder
-    };
-    if let Err(error) = recorder.publish(&event, &job.object_ref(&())).await {
-        tracing::warn!(job = %job.name_any(), %error, "publishing an Event failed");
-    }
 }
 
 /// On error: log with the category and cause chain, retry with a short delay.

@@ -123,17 +123,9 @@ impl Action {
     }
 }
 
-/// One Event on the job.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Note {
-    pub warning: bool,
-    pub reason: &'static str,
-    pub action: &'static str,
-    pub note: String,
-    /// Its own Event even after one of the same reason (Event series keep only the
-    /// first note; every failed attempt must stay readable).
-    pub distinct: bool,
-}
+/// One Event on the job (the cluster reconcile's type; `distinct` keeps every failed
+/// attempt its own Event, as Event series keep only the first note).
+pub use crate::reconcile::events::Note;
 
 /// What to do, and what the job's status becomes.
 #[derive(Debug, Clone, PartialEq)]

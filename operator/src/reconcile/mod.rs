@@ -626,7 +626,12 @@ async fn publish_all(ctx: &Context, cluster: &ShoalCluster, notes: &[events::Not
     }
 }
 
-async fn publish(ctx: &Context, cluster: &ShoalCluster, note: &events::Note) {
+/// Publishes one Event on `object` (a cluster or a job); a failure to publish is logged,
+/// never fatal.
+pub(crate) async fn publish<K>(ctx: &Context, object: &K, note: &events::Note)
+where
+    K: Resource<DynamicType = ()>,
+{
     let event = Event {
         type_: if note.warning {
             EventType::Warning
@@ -646,8 +651,9 @@ async fn publish(ctx: &Context, cluster: &ShoalCluster, note: &events::Note) {
     } else {
         &ctx.recorder
     };
-    if let Err(error) = recorder.publish(&event, &cluster.object_ref(&())).await {
-        tracing::warn!(cluster = %cluster.name_any(), %error, "publishing an Event failed");
+    if let Err(error) = recorder.publish(&event, &object.object_ref(&())).await {
+        let kind = K::kind(&());
+        tracing::warn!(%kind, name = %object.name_any(), %error, "publishing an Event failed");
     }
 }
 
