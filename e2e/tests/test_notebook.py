@@ -1,13 +1,16 @@
 """The notebook workflow on the full test node, with a real JupyterHub: the Hub spawns a
 user's server pod from the notebook image (KubeSpawner); code run in that server's kernel
 creates a cluster with shoal.KubeCluster, computes, scales and prints its dashboard link,
-which opens through the Hub's proxy; a kernel SIGKILLed after creating its cluster leaves
-nothing behind once the client lease runs out."""
+which opens through the Hub's proxy (page, assets, and the live page in Chromium, a
+screenshot under test-output/notebook/); a kernel SIGKILLed after creating its cluster leaves
+nothing behind once the client lease runs out. On a failure the Hub's log, the notebook
+pod's log and the namespace's Events are printed."""
 
 from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,6 +23,9 @@ from hub import Hub, Kernel
 pytestmark = pytest.mark.node
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "python" / "tests"))
+from browser import OUTPUT, chromium  # noqa: E402 (python/tests/browser.py: Debian's Chromium)
+
 USER = "alice"
 LEASE_SECONDS = 20
 SERVICE_ACCOUNT = "shoal-notebook"
@@ -35,9 +41,10 @@ def notebook_image() -> str:
 
 
 @pytest.fixture()
-def hub(kubectl, tmp_path):
+def hub(kubectl, tmp_path, request):
     """The chart (with the notebook Role bound to the notebook service account) and a Hub
-    spawning into the test's namespace; the Hub is stopped by PID afterwards."""
+    spawning into the test's namespace; the Hub is stopped by PID afterwards, its log (and
+    the notebook pod's, and the Events) printed first if the test failed."""
     chp = os.environ.get("SHOAL_CHP")
     if not chp or not os.access(chp, os.X_OK):
         raise pytest.UsageError("SHOAL_CHP must name configurable-http-proxy; run `make e2e` (browser-deps)")
@@ -51,14 +58,23 @@ def hub(kubectl, tmp_path):
     workdir.mkdir()
     running = Hub(workdir, namespace=kubectl.namespace, kubeconfig=kubectl.kubeconfig, image=notebook_image(),
                   service_account=SERVICE_ACCOUNT, node_ip=node_ip, chp=chp)
+    failed_before = request.session.testsfailed
     try:
         yield running
-    except BaseException:
-        print(running.log_tail(200))
-        raise
     finally:
+        if request.session.testsfailed > failed_before:
+            print(diagnostics(running, kubectl))
         running.stop()
         uninstall()
+
+
+def diagnostics(running: Hub, kubectl) -> str:
+    """The Hub's log tail, the notebook pod's log and the namespace's Events."""
+    pod = kubectl.run("logs", f"jupyter-{USER}", "--tail=80", check=False)
+    events = kubectl.run("get", "events", "--sort-by=.lastTimestamp", check=False)
+    return (f"===== Hub log (last 200 lines) =====\n{running.log_tail(200)}\n"
+            f"===== pod jupyter-{USER} =====\n{pod.stdout}{pod.stderr}\n"
+            f"===== Events in {kubectl.namespace} =====\n{events.stdout}{events.stderr}")
 
 
 class Assets(HTMLParser):
@@ -83,7 +99,9 @@ def cluster_gone(kubectl, name: str) -> bool:
 def test_notebook_creates_computes_scales_and_opens_its_dashboard_through_the_hub(hub, kubectl):
     """A notebook in a Hub-spawned pod runs a Dask reduction on its own KubeCluster, scales
     it, and its dashboard_link loads (page and assets) through the Hub's proxy."""
+    started = time.monotonic()
     token = hub.spawn(USER)
+    print(f"{USER}'s server spawned and ready in {time.monotonic() - started:.1f}s")
     kernel = Kernel(hub, USER, token)
     out = kernel.execute(f"""
 import dask.array as da, numpy as np
@@ -93,8 +111,9 @@ client = cluster.get_client()
 x = da.random.RandomState(0).random((2000, 2000), chunks=500)
 total = float((x + x.T).sum().compute(scheduler=client))
 assert np.isclose(total, float((x + x.T).sum().compute(scheduler="threads"))), total
-cluster.scale(2)
-cluster.wait_for_workers(2, timeout=180)
+cluster.scale(3)
+cluster.wait_for_workers(3, timeout=180)
+assert len(client.cluster_info().workers) == 3, client.cluster_info().workers
 print("SUM", total)
 print("LINK", cluster.dashboard_link)
 """)
@@ -121,11 +140,37 @@ print("LINK", cluster.dashboard_link)
         assert got.status_code == 200 and got.content, (url, got.status_code)
     data = browser.get(requests.compat.urljoin(page.url, "api/v1/dashboard"), timeout=60)
     assert data.status_code == 200 and data.json(), (data.status_code, data.text[:300])
+    live_in_chromium(hub.url + link.group(1), token)
 
     kernel.execute("cluster.close()\nprint('closed')")
     kubectl.wait_until("the notebook's cluster and pods to be gone", lambda: cluster_gone(kubectl, f"nb-{USER}"),
                        timeout=120)
     kernel.close()
+
+
+def live_in_chromium(link: str, token: str) -> None:
+    """The link in Chromium (the user's token as a header, as the Hub's cookie would be):
+    the page's event stream goes live through CHP and jupyter-server-proxy and shows the 3
+    workers; a screenshot goes to test-output/notebook/dashboard.png."""
+    out = OUTPUT / "notebook"
+    out.mkdir(parents=True, exist_ok=True)
+    with chromium() as browser:
+        context = browser.new_context(viewport={"width": 1280, "height": 1000},
+                                      extra_http_headers={"Authorization": f"token {token}"})
+        page = context.new_page()
+        page.goto(link, timeout=60_000)
+        deadline = time.monotonic() + 60
+        state = None
+        while time.monotonic() < deadline:
+            state = page.evaluate("({c: shoalDashboard.live.connection, u: shoalDashboard.live.updates,"
+                                  " w: shoalDashboard.state.workers.size})")
+            if state["c"] == "live" and state["u"] >= 2 and state["w"] == 3:
+                break
+            time.sleep(0.25)
+        else:
+            raise AssertionError(f"the dashboard through the Hub did not go live with 3 workers in 60s: {state}")
+        page.screenshot(path=str(out / "dashboard.png"), full_page=True)
+        context.close()
 
 
 def test_a_killed_kernel_leaves_no_cluster(hub, kubectl):
