@@ -29,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shoal import _grouping, _payload, _wire
+from shoal.errors import ShoalError
 from shoal.futures import Future, pickled_as_refs
 
 
@@ -231,18 +232,43 @@ def depth_first_order(graph: dict) -> list:
     roots = [k for k in graph if k not in needed]
     out: list = []
     entered: set = set()
-    stack = [(k, False) for k in reversed(roots)]
+    done: set = set()
+    _walk(graph, roots, out, entered, done)
+    if len(out) < len(graph):
+        # Keys no output reaches: each is needed by another, so a cycle is among them; a walk
+        # from each key not yet entered finds it.
+        for key in graph:
+            if key not in entered:
+                _walk(graph, [key], out, entered, done)
+    return out
+
+
+def _walk(graph: dict, starts: list, out: list, entered: set, done: set) -> None:
+    """Depth-first post order from ``starts``; a dependency on a key whose subtree is still
+    being walked (entered, not done: on the current path) is a cycle, refused by name."""
+    stack = [(k, False) for k in reversed(starts)]
     while stack:
         key, expanded = stack.pop()
         if expanded:
             out.append(key)
+            done.add(key)
             continue
         if key in entered:
             continue
         entered.add(key)
         stack.append((key, True))
-        stack.extend((d, False) for d in graph[key].dependencies if d in graph and d not in entered)
-    return out
+        for d in graph[key].dependencies:
+            if d not in graph:
+                continue
+            if d not in entered:
+                stack.append((d, False))
+            elif d not in done:
+                path = [k for k, on_path in stack if on_path]
+                cycle = path[path.index(d):] + [d]
+                raise ShoalError(
+                    "the graph has a cycle: " + " -> ".join(map(repr, cycle)) + "; a task cannot "
+                    "depend on its own result: check how these keys refer to each other"
+                )
 
 
 def _dumps_node(obj) -> bytes:

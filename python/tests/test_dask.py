@@ -82,6 +82,20 @@ def test_plain_dict_graph_with_mixed_key_types_and_nested_keys(client):
     assert client.get(dsk, 2.5) == 4
 
 
+@pytest.mark.parametrize(
+    ("graph", "key", "cycle"),
+    [
+        ({"a": (operator.neg, "b"), "b": (operator.neg, "a")}, "a", "'a' -> 'b' -> 'a'"),
+        ({"x": (operator.neg, "a"), "a": (operator.neg, "b"), "b": (operator.neg, "a")}, "x", "'a' -> 'b' -> 'a'"),
+    ],
+)
+def test_cyclic_graph_is_refused_naming_the_cycle(client, graph, key, cycle):
+    """A cycle (unreachable from any output, or under one) is refused before submission,
+    naming its keys in order, not reported as an empty graph."""
+    with pytest.raises(shoal.ShoalError, match="cycle: " + cycle.replace("'", ".")):
+        client.get(graph, key)
+
+
 def test_high_level_graph_input(client):
     """A HighLevelGraph is accepted like a dict."""
     hlg = HighLevelGraph.from_collections("z", {"z": (inc, 41)}, dependencies=[])
