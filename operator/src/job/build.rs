@@ -5,10 +5,10 @@
 
 use crate::crd::{ShoalCluster, ShoalClusterSpec, ShoalJob, ShoalJobSpec};
 use crate::names::{self, COMPONENT_RUNNER};
+use crate::reconcile::build;
 use crate::reconcile::validate::Defaults;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, Pod, PodSecurityContext,
-    PodSpec, SeccompProfile, SecretKeySelector, SecurityContext, Volume, VolumeMount,
+    Container, EnvVar, EnvVarSource, Pod, PodSpec, SecretKeySelector, SecurityContext,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::Resource;
@@ -190,6 +190,12 @@ pub fn runner_pod(job: &ResolvedJob, attempt: i32) -> Pod {
     let pull_policy = runner
         .image_pull_policy
         .unwrap_or(job.spec.cluster.image_pull_policy);
+    let (scratch, scratch_mount) = build::scratch();
+    // The cluster's hardening, except that user code may write to its root filesystem.
+    let security = SecurityContext {
+        read_only_root_filesystem: None,
+        ..build::container_security()
+    };
     Pod {
         metadata: ObjectMeta {
             name: Some(names::job_runner_pod(&job.name, attempt)),
@@ -207,39 +213,13 @@ pub fn runner_pod(job: &ResolvedJob, attempt: i32) -> Pod {
                 args: (!runner.args.is_empty()).then(|| runner.args.clone()),
                 env: Some(env_vars),
                 resources: runner.resources.clone(),
-                security_context: Some(SecurityContext {
-                    allow_privilege_escalation: Some(false),
-                    capabilities: Some(Capabilities {
-                        drop: Some(vec!["ALL".to_owned()]),
-                        add: None,
-                    }),
-                    run_as_non_root: Some(true),
-                    ..SecurityContext::default()
-                }),
-                volume_mounts: Some(vec![VolumeMount {
-                    name: "scratch".to_owned(),
-                    mount_path: "/tmp".to_owned(),
-                    ..VolumeMount::default()
-                }]),
+                security_context: Some(security),
+                volume_mounts: Some(vec![scratch_mount]),
                 ..Container::default()
             }],
-            volumes: Some(vec![Volume {
-                name: "scratch".to_owned(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
+            volumes: Some(vec![scratch]),
             restart_policy: Some("Never".to_owned()),
-            security_context: Some(PodSecurityContext {
-                run_as_non_root: Some(true),
-                run_as_user: Some(names::RUNTIME_UID),
-                run_as_group: Some(names::RUNTIME_UID),
-                fs_group: Some(names::RUNTIME_UID),
-                seccomp_profile: Some(SeccompProfile {
-                    type_: "RuntimeDefault".to_owned(),
-                    ..SeccompProfile::default()
-                }),
-                ..PodSecurityContext::default()
-            }),
+            security_context: Some(build::pod_security()),
             automount_service_account_token: Some(false),
             enable_service_links: Some(false),
             ..PodSpec::default()

@@ -138,7 +138,7 @@ fn http_probe(path: &str, port: &str) -> Probe {
 }
 
 /// Non-root, no privilege escalation, no capabilities, runtime-default seccomp.
-fn container_security() -> SecurityContext {
+pub(crate) fn container_security() -> SecurityContext {
     SecurityContext {
         allow_privilege_escalation: Some(false),
         capabilities: Some(Capabilities {
@@ -151,7 +151,8 @@ fn container_security() -> SecurityContext {
     }
 }
 
-fn pod_security() -> PodSecurityContext {
+/// The pod-level half: non-root as the runtime image's user, runtime-default seccomp.
+pub(crate) fn pod_security() -> PodSecurityContext {
     PodSecurityContext {
         run_as_non_root: Some(true),
         run_as_user: Some(names::RUNTIME_UID),
@@ -166,7 +167,7 @@ fn pod_security() -> PodSecurityContext {
 }
 
 /// A scratch volume at /tmp (the root filesystem is read-only; workers spill here).
-fn scratch() -> (Volume, VolumeMount) {
+pub(crate) fn scratch() -> (Volume, VolumeMount) {
     (
         Volume {
             name: "scratch".to_owned(),
