@@ -3,15 +3,13 @@ makes them and the executor that runs them. Not part of the public API.
 
 Formats (the first element is the format tag):
 
-- ``("dask", node, dep_keys)``: a node of ``dask._task_spec`` (``Task``, ``Alias``,
-  ``DataNode``); run as ``node(dict(zip(dep_keys, inputs)))``, as dask.distributed does.
-  When the task has a shared blob (its function travels by value: a lambda, a function of
-  ``__main__``), the node was pickled with that function replaced by the persistent id
-  ``"shared"`` (``dumps_sharing``): the function travels once, as the blob.
-- ``("dask-group", nodes, dep_keys)``: several such nodes (see ``_grouping``), run in order in
-  one call, each on the inputs and the values of the nodes before it; the task's value is
-  the last node's. The shared blob, if any, is the function most of the nodes call (sent
-  as a blob only when it travels by value).
+- ``("dask-nodes", keys, nodes)``: one or more nodes of ``dask._task_spec`` (a group, see
+  ``_grouping``) as ``_dask_nodes`` encodes them: their Dask keys and, per node in run order,
+  its encoding over the task's inputs and the values of the nodes before it; the task's
+  value is the last node's. When the task has a shared blob (the function most of the nodes
+  call travels by value: a lambda, a function of ``__main__``), the nodes were pickled with
+  that function replaced by the persistent id ``"shared"`` (``dumps_sharing``): the
+  function travels once, as the blob.
 - ``("call", args, kwargs)``: the function is the task's shared blob (``PythonTask.shared``);
   ``Dep(i)`` placeholders in ``args``/``kwargs`` (at the top level, or directly inside a
   list, tuple or dict argument) are replaced by the task's i-th input.

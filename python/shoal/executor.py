@@ -28,7 +28,7 @@ import time
 import traceback
 from collections import OrderedDict
 
-from shoal import _payload
+from shoal import _dask_nodes, _payload
 from shoal.v1 import common_pb2, executor_pb2
 
 _LEN = struct.Struct("<I")
@@ -123,12 +123,9 @@ class Executor:
                 func = shared
                 args, kwargs = _payload.substitute(args, kwargs, inputs)
                 result = func(*args, **kwargs)
-            elif tag == "dask":
-                _, node, dep_keys = spec
-                result = node(dict(zip(dep_keys, inputs)))
-            elif tag == "dask-group":
-                _, nodes, dep_keys = spec
-                result = _run_group(nodes, dict(zip(dep_keys, inputs)), task.key)
+            elif tag == "dask-nodes":
+                _, keys, nodes = spec
+                result = _dask_nodes.run_group(keys, nodes, inputs, task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
             data = _payload.dumps(result)
@@ -154,25 +151,6 @@ class Executor:
             worker=self.worker,
             exception=pickled,
         )
-
-
-def _run_group(nodes: list, values: dict, task_key: str):
-    """Runs Dask nodes in order (each after its dependencies) on ``values`` (the group's
-    inputs); returns the last node's value. A node's value is dropped once its one consumer
-    has run. An exception names the node that raised it."""
-    members = {node.key for node in nodes}
-    for node in nodes:
-        args = {d: values.pop(d) if d in members else values[d] for d in node.dependencies}
-        try:
-            values[node.key] = node(args)
-        except Exception as exc:
-            note = f"shoal: raised by Dask task {node.key!r}, run as part of task {task_key!r}"
-            if hasattr(exc, "add_note"):
-                exc.add_note(note)
-            else:  # Python 3.10
-                exc.__notes__ = [*getattr(exc, "__notes__", []), note]
-            raise
-    return values[nodes[-1].key]
 
 
 class _Unloadable:
