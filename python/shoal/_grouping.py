@@ -15,7 +15,9 @@ Pure: plain data in, plain data out; no Dask imports. Not here: how a group is p
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from itertools import chain
 
 # Groups per core the cap aims for, so that load still balances.
 GROUPS_PER_CORE = 16
@@ -25,7 +27,8 @@ MAX_GROUP = 4096
 
 @dataclass
 class Group:
-    """One Shoal task: ``members`` in run order, the last one its output (``sink``)."""
+    """One Shoal task: ``members`` in run order (each joined subtree's members, then their
+    consumer), the last one its output (``sink``)."""
 
     members: list
     # Keys the members need from outside the group (other groups' sinks, or keys outside
@@ -50,32 +53,32 @@ def group_subtrees(deps: dict, order: list, wanted: set, cap: int, labels: dict 
     (their Dask annotations; absent means none) never share a group, so every member of a
     group carries the annotations of its sink, which its task is submitted with."""
     labels = labels or {}
-    consumers: dict = {}
-    for k in order:
-        for d in deps[k]:
-            consumers[d] = consumers.get(d, 0) + 1
-    size: dict = {}
+    consumers = Counter(chain.from_iterable(deps[k] for k in order))
     parent: dict = {}
-    for k in order:
-        label = labels.get(k)
-        joining = [
-            d for d in deps[k]
-            if d in deps and consumers[d] == 1 and d not in wanted and labels.get(d) == label
-        ]
-        total = 1 + sum(size[d] for d in joining)
-        if joining and total <= cap:
-            size[k] = total
-            for d in joining:
-                parent[d] = k
-        else:
-            size[k] = 1
-    sink_of: dict = {}
-    for k in reversed(order):
-        p = parent.get(k)
-        sink_of[k] = k if p is None else sink_of[p]
+    # The members of the group each key heads so far, in run order (a joining dependency's
+    # list is taken over, so a chain appends and never copies).
     members: dict = {}
     for k in order:
-        members.setdefault(sink_of[k], []).append(k)
+        label = labels.get(k) if labels else None
+        joining = None
+        total = 1
+        for d in deps[k]:
+            if consumers[d] == 1 and d in members and d not in wanted and (not labels or labels.get(d) == label):
+                if joining is None:
+                    joining = [d]
+                else:
+                    joining.append(d)
+                total += len(members[d])
+        if joining is not None and total <= cap:
+            group = members.pop(joining[0])
+            parent[joining[0]] = k
+            for d in joining[1:]:
+                group.extend(members.pop(d))
+                parent[d] = k
+            group.append(k)
+            members[k] = group
+        else:
+            members[k] = [k]
     groups = []
     for k in order:
         if k in parent:
@@ -85,13 +88,14 @@ def group_subtrees(deps: dict, order: list, wanted: set, cap: int, labels: dict 
         for m in group_members:
             for d in deps[m]:
                 if d not in parent:  # a grouped dependency's one consumer is this member
-                    inputs.setdefault(d, None)
+                    inputs[d] = None
         groups.append(Group(group_members, list(inputs)))
     return groups
 
 
 def sanity_check(deps: dict, order: list, wanted: set, cap: int, groups: list[Group]) -> None:
-    """Asserts the invariants of a grouping: every key in exactly one group, within the cap;
+    """Asserts the invariants of a grouping: every key in exactly one group, within the cap,
+    after its dependencies in the group;
     a member other than the sink has one consumer, inside its group, and is not wanted;
     inputs are exactly the members' dependencies from outside the group; every input from
     the graph is an earlier group's sink."""
@@ -109,6 +113,10 @@ def sanity_check(deps: dict, order: list, wanted: set, cap: int, groups: list[Gr
         for m in g.members[:-1]:
             assert m not in wanted, f"wanted key {m!r} is not a sink"
             assert consumers.get(m) == 1, f"{m!r} has {consumers.get(m)} consumers but is grouped"
+        ran: set = set()
+        for m in g.members:
+            assert all(d in ran for d in deps[m] if d in inside), f"{m!r} runs before a dependency"
+            ran.add(m)
         outside = {d for m in g.members for d in deps[m] if d not in inside}
         assert outside == set(g.inputs) and len(g.inputs) == len(outside), g
         for d in g.inputs:

@@ -28,6 +28,7 @@ import gc
 import pickle
 from collections.abc import Mapping
 from contextlib import contextmanager
+from itertools import chain
 from typing import Any
 
 from shoal import _dask_nodes, _grouping, _payload, _wire
@@ -195,8 +196,7 @@ def _submit(client, graph: dict, wanted: list, annotations: dict) -> tuple[dict,
             raise KeyError(f"requested key {k!r} is neither in the graph nor held by this client")
     if not graph:
         return held, 0
-    ordered = depth_first_order(graph)
-    deps = {k: graph[k].dependencies for k in ordered}
+    ordered, deps = _order_and_deps(graph)
     cap = _group_cap(client, len(ordered))
     labels = {k: _label(annotations[k]) for k in ordered if k in annotations} if annotations else None
     groups = _grouping.group_subtrees(deps, ordered, wanted_set, cap, labels)
@@ -246,49 +246,49 @@ def depth_first_order(graph: dict) -> list:
     """Keys in depth-first post order from the graph's outputs: every task after its
     dependencies, one branch finished before the next starts (what ``dask.order`` aims
     for, at a fraction of its cost: it is the priority Shoal runs tasks in)."""
-    needed = set()
-    for node in graph.values():
-        needed.update(node.dependencies)
-    roots = [k for k in graph if k not in needed]
+    return _order_and_deps(graph)[0]
+
+
+def _order_and_deps(graph: dict) -> tuple[list, dict]:
+    """The depth-first post order, and ``{key: its dependencies}`` in that order, read once
+    from the nodes. A dependency on a key whose subtree is still being walked (on the
+    current path) is a cycle, refused by name."""
+    needed = set(chain.from_iterable(node.dependencies for node in graph.values()))
     out: list = []
-    entered: set = set()
+    deps: dict = {}
     done: set = set()
-    _walk(graph, roots, out, entered, done)
-    if len(out) < len(graph):
-        # Keys no output reaches: each is needed by another, so a cycle is among them; a walk
-        # from each key not yet entered finds it.
-        for key in graph:
-            if key not in entered:
-                _walk(graph, [key], out, entered, done)
-    return out
-
-
-def _walk(graph: dict, starts: list, out: list, entered: set, done: set) -> None:
-    """Depth-first post order from ``starts``; a dependency on a key whose subtree is still
-    being walked (entered, not done: on the current path) is a cycle, refused by name."""
-    stack = [(k, False) for k in reversed(starts)]
-    while stack:
-        key, expanded = stack.pop()
-        if expanded:
-            out.append(key)
-            done.add(key)
+    for start in chain((k for k in graph if k not in needed), graph):
+        # Outputs first; then keys no output reaches (each needed by another: a cycle is
+        # among them, which the walk finds).
+        if start in deps:
             continue
-        if key in entered:
-            continue
-        entered.add(key)
-        stack.append((key, True))
-        for d in graph[key].dependencies:
-            if d not in graph:
-                continue
-            if d not in entered:
-                stack.append((d, False))
-            elif d not in done:
-                path = [k for k, on_path in stack if on_path]
-                cycle = path[path.index(d):] + [d]
-                raise ShoalError(
-                    "the graph has a cycle: " + " -> ".join(map(repr, cycle)) + "; a task cannot "
-                    "depend on its own result: check how these keys refer to each other"
-                )
+        first = graph[start].dependencies
+        deps[start] = first
+        stack = [(start, iter(first))]
+        while stack:
+            key, pending = stack[-1]
+            for d in pending:
+                if d in deps:
+                    if d not in done:
+                        path = [k for k, _ in stack]
+                        cycle = path[path.index(d):] + [d]
+                        raise ShoalError(
+                            "the graph has a cycle: " + " -> ".join(map(repr, cycle)) + "; a task "
+                            "cannot depend on its own result: check how these keys refer to each other"
+                        )
+                    continue
+                node = graph.get(d)
+                if node is None:
+                    continue
+                ds = node.dependencies
+                deps[d] = ds
+                stack.append((d, iter(ds)))
+                break
+            else:
+                stack.pop()
+                out.append(key)
+                done.add(key)
+    return out, deps
 
 
 def _dumps_node(obj) -> bytes:

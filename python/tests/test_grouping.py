@@ -32,7 +32,8 @@ def test_tree_becomes_whole_subtrees_under_the_cap():
     groups = grouped(deps, order, {(4, 0)}, cap=7)
     sizes = sorted(len(g.members) for g in groups)
     assert sizes == [3, 7, 7, 7, 7]
-    assert groups[0].members == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (2, 0)]
+    # Each joined subtree's members, then their consumer (sanity_check: a valid run order).
+    assert groups[0].members == [(0, 0), (0, 1), (1, 0), (0, 2), (0, 3), (1, 1), (2, 0)]
     assert groups[-1].members == [(3, 0), (3, 1), (4, 0)]
     assert groups[-1].inputs == [(2, 0), (2, 1), (2, 2), (2, 3)]
 
