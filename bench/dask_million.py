@@ -88,17 +88,6 @@ def nodes_of(collection) -> int:
     return len(graph)
 
 
-def _timed(phases: dict, name: str, func):
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return func(*args, **kwargs)
-        finally:
-            phases[name] = phases.get(name, 0.0) + time.perf_counter() - start
-
-    return wrapper
-
-
 def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -127,6 +116,8 @@ def child(scheduler: str, graph: str, size: int) -> dict:
                     (value,) = dask.compute(collection, scheduler=client)
                     out["seconds"] = time.perf_counter() - start
     else:
+        from dask_phases import timed
+
         import shoal
         from shoal import client as shoal_client
         from shoal import dask_hook
@@ -137,10 +128,10 @@ def child(scheduler: str, graph: str, size: int) -> dict:
                 phases: dict = {}
                 # Dask's own: the expression's annotations (which materialise its graph) and
                 # the materialisation itself.
-                dask_hook.annotations_of = _timed(phases, "materialize", dask_hook.annotations_of)
-                dask_hook.materialize = _timed(phases, "materialize", dask_hook.materialize)
-                dask_hook.submit = _timed(phases, "submit", dask_hook.submit)
-                shoal_client.Client.get = _timed(phases, "get", shoal_client.Client.get)
+                dask_hook.annotations_of = timed(phases, "materialize", dask_hook.annotations_of)
+                dask_hook.materialize = timed(phases, "materialize", dask_hook.materialize)
+                dask_hook.submit = timed(phases, "submit", dask_hook.submit)
+                shoal_client.Client.get = timed(phases, "get", shoal_client.Client.get)
                 start = time.perf_counter()
                 (value,) = dask.compute(collection, scheduler=client)
                 total = time.perf_counter() - start
