@@ -8,7 +8,7 @@ SHOAL := $(TARGET_DIR)/release/shoal
 .PHONY: all build test lint fmt unit demo bench toolchain python-deps python-test protos \
 	e2e-deps e2e-build e2e-up e2e-down e2e e2e-control-plane images crds crds-check \
 	operator-static skew-bin browser-deps e2e-hub-deps dashboard-vendor dashboard-check monitoring-test \
-	wheel wheel-test
+	wheel wheel-test native
 PYTHON ?= python3
 
 all: build
@@ -48,9 +48,17 @@ unit: toolchain
 
 # Python: pinned packages from PyPI and this checkout's shoal package in development mode
 # (a few seconds when they are already there).
-python-deps:
+python-deps: native
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r python/requirements-test.txt
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps -e python
+
+# shoal._native (python/native, pyo3): the Dask hook's order and grouping in Rust, copied into
+# the package (the editable install and the wheel take it from there). When it cannot be
+# built, a warning says so and the Python path runs (`SHOAL_NATIVE=0` forces that path).
+NATIVE_SO := python/shoal/_native.abi3.so
+native: toolchain
+	@$(CARGO) build --release --quiet -p shoal-native && cp $(TARGET_DIR)/release/lib_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO) || \
+		{ rm -f $(NATIVE_SO); echo "warning: shoal._native was not built; the Dask hook uses its Python path"; }
 
 # What the browser tests drive: Debian's Chromium (apt, as root) and configurable-http-proxy
 # (npm, into a cache keyed by its version); Playwright comes with the Python packages.
@@ -92,6 +100,8 @@ protos: python-deps
 python-test: python-deps build browser-deps
 	$(PYTHON) python/gen_protos.py --check
 	SHOAL_BIN=$(SHOAL) SHOAL_CHP=$(CHP) $(PYTHON) -m pytest -q python/tests
+	@echo "== the Dask hook again on its pure-Python path (SHOAL_NATIVE=0) =="
+	SHOAL_NATIVE=0 SHOAL_BIN=$(SHOAL) $(PYTHON) -m pytest -q python/tests/test_dask.py python/tests/test_grouping.py
 
 test: lint unit python-test wheel-test e2e-control-plane monitoring-test
 
@@ -100,7 +110,7 @@ test: lint unit python-test wheel-test e2e-control-plane monitoring-test
 # compiles with the release profile in $(TARGET_DIR), so after `make build` it only packs.
 MATURIN_VERSION := 1.16.0
 WHEEL_DIR := $(CURDIR)/dist
-wheel: toolchain
+wheel: toolchain native
 	@$(PYTHON) -m maturin --version 2>/dev/null | grep -qx "maturin $(MATURIN_VERSION)" || \
 		$(PYTHON) -m pip install --quiet --disable-pip-version-check maturin==$(MATURIN_VERSION)
 	@rm -f $(WHEEL_DIR)/shoal-*.whl

@@ -41,6 +41,8 @@ from shoal.cluster import find_binary
 
 checkout = sys.argv[1]
 assert not shoal.__file__.startswith(checkout), f"imported from the checkout: {shoal.__file__}"
+from shoal import _grouping
+assert _grouping.native() is not None, "shoal._native does not import from the wheel"
 binary = find_binary()
 expected = os.path.join(sysconfig.get_path("scripts"), "shoal")
 assert binary == expected, f"find_binary() gave {binary}, not the wheel's {expected}"
@@ -92,6 +94,7 @@ def main() -> int:
     version = wheel.name.split("-")[1]
     check("the wheel carries the shoal binary", f"shoal-{version}.data/scripts/shoal" in names)
     check("the wheel carries the gRPC stubs", "shoal/v1/client_pb2.py" in names)
+    check("the wheel carries shoal._native", "shoal/_native.abi3.so" in names)
 
     base_path = "/usr/local/bin:/usr/bin:/bin"
     toolchain = [t for t in ("cargo", "rustc", "rustup") if shutil.which(t, path=base_path)]

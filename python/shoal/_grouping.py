@@ -10,11 +10,13 @@ cores, so grouping never serializes work that could have run side by side: a gra
 ``n`` nodes on ``c`` cores gets groups of at most ``n / (16 c)`` nodes.
 
 Pure: plain data in, plain data out; no Dask imports. Not here: how a group is pickled
-(``dask_hook``) or run (``executor``).
+(``dask_hook``) or run (``executor``). The same grouping in Rust, for graphs of millions of
+nodes, is ``shoal._native`` (``python/native``; see :func:`native`).
 """
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass
 from itertools import chain
@@ -38,6 +40,18 @@ class Group:
     @property
     def sink(self):
         return self.members[-1]
+
+
+def native():
+    """``shoal._native`` (the same order and grouping in Rust, ``python/native``) when it
+    was built and is not turned off with ``SHOAL_NATIVE=0``; else None (the Python path)."""
+    if os.environ.get("SHOAL_NATIVE", "1") == "0":
+        return None
+    try:
+        from shoal import _native
+    except ImportError:
+        return None
+    return _native
 
 
 def size_cap(nodes: int, cores: int) -> int:

@@ -183,18 +183,7 @@ def _submit(client, graph: dict, wanted: list, annotations: dict) -> tuple[dict,
             raise KeyError(f"requested key {k!r} is neither in the graph nor held by this client")
     if not graph:
         return held, 0
-    ordered, deps = _order_and_deps(graph)
-    cap = _group_cap(client, len(ordered))
-    labels = {k: _label(annotations[k]) for k in ordered if k in annotations} if annotations else None
-    groups = _grouping.group_subtrees(deps, ordered, wanted_set, cap, labels)
-    priority = {k: i for i, k in enumerate(ordered)}
-    if annotations:
-        # Dask runs higher priorities first; Shoal lower ones. Within one user priority,
-        # the depth-first order still decides.
-        user = {k: int(a.get("priority") or 0) for k, a in annotations.items() if k in priority}
-        ranks = {p: r for r, p in enumerate(sorted(set(user.values()) | {0}, reverse=True))}
-        n = len(ordered)
-        priority = {k: ranks[user.get(k, 0)] * n + i for k, i in priority.items()}
+    groups, priority = _plan(graph, wanted_set, _group_cap(client, len(graph)), annotations)
     index = {g.sink: i for i, g in enumerate(groups)}
     skeys = [shoal_key(g.sink) for g in groups]
     encoder = _NodeEncoder()
@@ -214,6 +203,32 @@ def _submit(client, graph: dict, wanted: list, annotations: dict) -> tuple[dict,
     result = dict(zip(wanted_in, futures))
     result.update(held)
     return result, len(groups)
+
+
+def _plan(graph: dict, wanted: set, cap: int, annotations: dict) -> tuple[list, dict]:
+    """The graph's groups (``_grouping``) in the order of their sinks, and each sink's
+    priority: its place in the depth-first order, ranked first by the user's ``priority``
+    annotation. The native plan (``shoal._native``, when built) computes the same groups
+    and order as the Python path for graphs without annotations; a cycle takes the Python
+    path, which names its keys."""
+    native = _grouping.native()
+    if native is not None and not annotations:
+        planned = native.plan(graph, wanted, cap)
+        if planned is not None:
+            groups = [_grouping.Group(members, inputs) for members, inputs, _ in planned]
+            return groups, {g.sink: position for g, (_, _, position) in zip(groups, planned)}
+    ordered, deps = _order_and_deps(graph)
+    labels = {k: _label(annotations[k]) for k in ordered if k in annotations} if annotations else None
+    groups = _grouping.group_subtrees(deps, ordered, wanted, cap, labels)
+    priority = {k: i for i, k in enumerate(ordered)}
+    if annotations:
+        # Dask runs higher priorities first; Shoal lower ones. Within one user priority,
+        # the depth-first order still decides.
+        user = {k: int(a.get("priority") or 0) for k, a in annotations.items() if k in priority}
+        ranks = {p: r for r, p in enumerate(sorted(set(user.values()) | {0}, reverse=True))}
+        n = len(ordered)
+        priority = {k: ranks[user.get(k, 0)] * n + i for k, i in priority.items()}
+    return groups, {g.sink: priority[g.sink] for g in groups}
 
 
 def _group_cap(client, nodes: int) -> int:

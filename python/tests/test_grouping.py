@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from shoal import _grouping
 
 
@@ -118,3 +120,54 @@ def test_different_annotations_never_share_a_group():
     assert [g.members for g in groups if (0, 0) in g.members] == [[(0, 0)]]
     unlabelled = grouped(deps, order, {(2, 0)}, 7)
     assert len(unlabelled) == 1 and len(groups) > 1
+
+
+class _Node:
+    """A graph node as the plans read it: only its ``dependencies``."""
+
+    def __init__(self, deps) -> None:
+        self.dependencies = frozenset(deps)
+
+
+def _plans(graph: dict, wanted: set, cap: int):
+    """The Python plan and the native one of a graph, as comparable data."""
+    from shoal import dask_hook
+
+    ordered, deps = dask_hook._order_and_deps(graph)
+    groups = _grouping.group_subtrees(deps, ordered, wanted, cap)
+    _grouping.sanity_check(deps, ordered, wanted, cap, groups)
+    python = [(g.members, g.inputs, ordered.index(g.sink)) for g in groups]
+    native = [tuple(entry) for entry in _grouping.native().plan(graph, wanted, cap)]
+    return python, native
+
+
+@pytest.mark.skipif(_grouping.native() is None, reason="shoal._native is not built (make native)")
+def test_native_plan_equals_the_python_plan():
+    """On random DAGs (with outside keys, tuple and int keys, wanted sets and caps) the
+    native plan gives exactly the Python path's groups, inputs and sink positions."""
+    rng = random.Random(11)
+    for _ in range(300):
+        n = rng.randint(1, 80)
+        keys = [rng.choice([f"k{i}", ("k", i), i]) for i in range(n)]
+        graph: dict = {}
+        for i, k in enumerate(keys):
+            deps = rng.sample(keys[:i], min(i, rng.choice([0, 1, 1, 1, 2, 3])))
+            if rng.random() < 0.05:
+                deps.append("outside")
+            graph[k] = _Node(deps)
+        wanted = {k for k in keys if rng.random() < 0.1} | {keys[-1]}
+        python, native = _plans(graph, wanted, rng.randint(1, 12))
+        assert native == python
+
+
+@pytest.mark.skipif(_grouping.native() is None, reason="shoal._native is not built (make native)")
+def test_native_plan_leaves_cycles_to_the_python_path():
+    """A cyclic graph gives no native plan (the Python path raises, naming the cycle)."""
+    graph = {"a": _Node(["b"]), "b": _Node(["a"]), "c": _Node([])}
+    assert _grouping.native().plan(graph, {"c"}, 4) is None
+
+
+def test_native_is_off_with_shoal_native_0(monkeypatch):
+    """``SHOAL_NATIVE=0`` turns the native plan off: the Python path runs."""
+    monkeypatch.setenv("SHOAL_NATIVE", "0")
+    assert _grouping.native() is None
