@@ -42,6 +42,19 @@ def _classes():
     return ts, frozenset(calls)
 
 
+def encoder():
+    """An encoder for one submission: ``shoal._native.Encoder`` (the same encoding in Rust)
+    when it was built and is not turned off (``SHOAL_NATIVE=0``), else :class:`Encoder`."""
+    from shoal._grouping import native
+
+    module = native()
+    if module is None:
+        return Encoder()
+    from dask import _task_spec
+
+    return module.Encoder(_task_spec)
+
+
 class Encoder:
     """Encodes the nodes of one submission. Inner graphs of fused nodes, which Dask shares
     between the nodes of a layer, are encoded once (and so pickle once per task)."""

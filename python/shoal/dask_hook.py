@@ -329,7 +329,7 @@ class _NodeEncoder:
         # Encoded blob entries, in the order they were first used.
         self.blobs: list[bytes] = []
         # The Dask nodes as plain tuples (see ``_dask_nodes``).
-        self.nodes = _dask_nodes.Encoder()
+        self.nodes = _dask_nodes.encoder()
 
     def encode(self, spec: tuple, nodes: list) -> tuple[bytes, int]:
         """``spec`` (holding ``nodes``) pickled; when the function most of the nodes call

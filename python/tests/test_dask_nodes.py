@@ -17,7 +17,26 @@ from dask._task_spec import Alias, DataNode, Dict, GraphNode, List, Task, TaskRe
 from shoal import _dask_nodes, _grouping, dask_hook
 
 
-def _run_both(graph: dict, inputs: dict | None = None):
+def _encoders():
+    """The Python encoder, and the native one when it is built."""
+    from dask import _task_spec
+
+    out = [_dask_nodes.Encoder]
+    if _grouping.native() is not None:
+        out.append(lambda: _grouping.native().Encoder(_task_spec))
+    return out
+
+
+@pytest.fixture(params=["python", "native"])
+def make_encoder(request):
+    """Each encoder in turn (the native one skipped when it is not built)."""
+    encoders = _encoders()
+    if request.param == "native" and len(encoders) == 1:
+        pytest.skip("shoal._native is not built (make native)")
+    return encoders[0] if request.param == "python" else encoders[1]
+
+
+def _run_both(graph: dict, inputs: dict | None = None, make_encoder=_dask_nodes.Encoder):
     """The graph's output by Dask, and by the encoding: grouped as ``dask_hook`` groups it
     (no size cap), each group encoded, pickled and run on its inputs."""
     inputs = inputs or {}
@@ -28,7 +47,7 @@ def _run_both(graph: dict, inputs: dict | None = None):
         expected[k] = node({d: expected[d] for d in node.dependencies})
     deps = {k: graph[k].dependencies for k in order}
     groups = _grouping.group_subtrees(deps, order, {order[-1]}, len(order))
-    encoder = _dask_nodes.Encoder()
+    encoder = make_encoder()
     values = dict(inputs)
     for g in groups:
         keys, nodes = pickle.loads(pickle.dumps(encoder.group(graph, g.members, g.inputs), protocol=5))
@@ -40,7 +59,7 @@ def _together(*args):
     return args
 
 
-def test_calls_refs_kwargs_and_containers_evaluate_as_dask_does():
+def test_calls_refs_kwargs_and_containers_evaluate_as_dask_does(make_encoder):
     """Task arguments by reference, keyword arguments by reference, nested tasks,
     containers (List, Tuple, Dict), DataNodes and Aliases give Dask's values."""
     graph = {
@@ -51,18 +70,18 @@ def test_calls_refs_kwargs_and_containers_evaluate_as_dask_does():
         "e": Task("e", _together, Tuple(TaskRef("a"), 1), Dict(k=TaskRef("b")), TaskRef("c"), TaskRef("d")),
         "f": Alias("f", "e"),
     }
-    expected, got = _run_both(graph)
+    expected, got = _run_both(graph, make_encoder=make_encoder)
     assert got == expected == ((3, 1), {"k": 7}, {"x": 7, "y": 5}, [-3, 3, 7])
 
 
-def test_inputs_come_first_in_their_order():
+def test_inputs_come_first_in_their_order(make_encoder):
     """A group's inputs (values from other tasks) are read by slot, in the task's input order."""
     graph = {"z": Task("z", operator.sub, TaskRef("x"), TaskRef("y"))}
-    expected, got = _run_both(graph, {"x": 10, "y": 4})
+    expected, got = _run_both(graph, {"x": 10, "y": 4}, make_encoder)
     assert got == expected == 6
 
 
-def test_fused_subgraph_runs_without_execute_graph():
+def test_fused_subgraph_runs_without_execute_graph(make_encoder):
     """A blockwise-fused node (``_execute_subgraph``) gives its inner output; inner nodes the
     output does not need are not run; the shared inner graph is encoded once."""
     ran = []
@@ -81,21 +100,21 @@ def test_fused_subgraph_runs_without_execute_graph():
         "q": Task("q", _execute_subgraph, inner, "out", ("in0", "in1"), TaskRef("p"), DataNode(None, 1)),
         "r": Task("r", _execute_subgraph, inner, "out", ("in0", "in1"), TaskRef("q"), DataNode(None, 2)),
     }
-    encoder = _dask_nodes.Encoder()
+    encoder = make_encoder()
     keys, nodes = encoder.group(graph, ["p", "q", "r"], [])
-    assert len(encoder.plans) == 1
+    assert nodes[1][0][1] is nodes[2][0][1], "the shared inner graph is encoded once"
     assert _dask_nodes.run_group(*pickle.loads(pickle.dumps((keys, nodes))), [], "t") == ((5 + 1) * 2 + 2) * 2
     assert ran == []
 
 
-def test_members_are_released_after_their_consumer():
+def test_members_are_released_after_their_consumer(make_encoder):
     """A member's slot is emptied once its one consumer in the group has run."""
     graph = {
         "a": DataNode("a", np.ones(3)),
         "b": Task("b", np.sum, TaskRef("a")),
         "c": Task("c", operator.add, TaskRef("b"), 1),
     }
-    _, nodes = _dask_nodes.Encoder().group(graph, ["a", "b", "c"], [])
+    _, nodes = make_encoder().group(graph, ["a", "b", "c"], [])
     assert [release for _, release in nodes] == [(), (0,), (1,)]
 
 
@@ -113,25 +132,25 @@ class _Doubler(GraphNode):
         return 2 * values[self.source]
 
 
-def test_unknown_nodes_run_as_dask_runs_them():
+def test_unknown_nodes_run_as_dask_runs_them(make_encoder):
     """A GraphNode subclass outside the encoding runs through its own ``__call__``, with
     the values of its dependencies."""
     graph = {"a": DataNode("a", 21), "b": _Doubler("b", "a")}
-    expected, got = _run_both(graph)
+    expected, got = _run_both(graph, make_encoder=make_encoder)
     assert got == expected == 42
 
 
-def test_errors_name_the_dask_key():
+def test_errors_name_the_dask_key(make_encoder):
     """An exception in a group names the Dask key of the node that raised it."""
     graph = {"a": DataNode("a", 1), "b": Task("b", operator.truediv, TaskRef("a"), 0)}
-    keys, nodes = _dask_nodes.Encoder().group(graph, ["a", "b"], [])
+    keys, nodes = make_encoder().group(graph, ["a", "b"], [])
     with pytest.raises(ZeroDivisionError) as info:
         _dask_nodes.run_group(keys, nodes, [], "task-x")
     assert "'b'" in "".join(info.value.__notes__) and "task-x" in "".join(info.value.__notes__)
 
 
 @pytest.mark.parametrize("which", ["array", "dataframe"])
-def test_real_collections_match_dask(which):
+def test_real_collections_match_dask(which, make_encoder):
     """The whole materialized graph of an array reduction and a dataframe group-by, run in
     depth-first order as one group, equals Dask's own evaluation."""
     if which == "array":
@@ -144,8 +163,35 @@ def test_real_collections_match_dask(which):
         expr = dask_hook._collections_expr([collection], True)
         keys = dask_hook._flatten(list(expr.__dask_keys__()))
         graph, _ = dask_hook.materialize(expr, keys)
-    expected, got = _run_both(graph)
+    expected, got = _run_both(graph, make_encoder=make_encoder)
     if which == "array":
         np.testing.assert_array_equal(got, expected)
     else:
         pd.testing.assert_series_equal(got, expected)
+
+
+@pytest.mark.skipif(_grouping.native() is None, reason="shoal._native is not built (make native)")
+@pytest.mark.parametrize("which", ["array", "dataframe", "delayed"])
+def test_native_encoding_pickles_to_the_same_bytes(which):
+    """The native encoder's groups pickle to exactly the Python encoder's bytes, on real
+    array, dataframe and delayed graphs grouped as the hook groups them."""
+    from dask import _task_spec
+
+    if which == "array":
+        x = da.ones((30, 30), chunks=4)
+        collection = (x + x.T).mean(axis=1)
+    elif which == "dataframe":
+        pdf = pd.DataFrame({"a": np.arange(200) % 5, "x": np.arange(200.0)})
+        collection = dd.from_pandas(pdf, npartitions=6).groupby("a").x.sum()
+    else:
+        parts = [dask.delayed(operator.add)(i, 1) for i in range(20)]
+        collection = dask.delayed(sum)(parts)
+    with dask.config.set({"dataframe.shuffle.method": "tasks"}):
+        expr = dask_hook._collections_expr([collection], True)
+        keys = dask_hook._flatten(list(expr.__dask_keys__()))
+        graph, _ = dask_hook.materialize(expr, keys)
+    groups, _ = dask_hook._plan(graph, set(keys), 8, {})
+    python, native = _dask_nodes.Encoder(), _grouping.native().Encoder(_task_spec)
+    for g in groups:
+        expected = pickle.dumps(python.group(graph, g.members, g.inputs), protocol=5)
+        assert pickle.dumps(native.group(graph, g.members, g.inputs), protocol=5) == expected, g.sink

@@ -5,9 +5,12 @@
 //! Python path takes about 8 µs on a graph of two million nodes.
 //!
 //! Keys become ids once, through one Python dict; the walk and the grouping are plain Rust
-//! over arrays (`Graph`, `post_order`, `group`). Not here: annotations (graphs with them take
+//! over arrays (`Graph`, `post_order`, `group`). `encode::Encoder` is the nodes' plain-tuple
+//! encoding (`shoal._dask_nodes`) in Rust. Not here: annotations (graphs with them take
 //! the Python path), the cycle's error message (a cycle returns `None`, and the Python
 //! path names its keys), the encoding of the nodes.
+
+mod encode;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet, PyList, PyTuple};
@@ -182,6 +185,9 @@ fn dependencies<'py>(node: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyAny>
 #[pymodule]
 mod _native {
     use super::*;
+
+    #[pymodule_export]
+    use crate::encode::Encoder;
 
     /// `plan(graph, wanted, cap)`: the groups of a Dask graph (``{key: node}``, each node
     /// with ``dependencies``) as ``[(members, inputs, position)]`` in the order of their
