@@ -184,25 +184,61 @@ def _submit(client, graph: dict, wanted: list, annotations: dict) -> tuple[dict,
     if not graph:
         return held, 0
     groups, priority = _plan(graph, wanted_set, _group_cap(client, len(graph)), annotations)
-    index = {g.sink: i for i, g in enumerate(groups)}
+    batch_of = _batches(groups)
+    position = {g.sink: i for i, g in enumerate(groups)}
+    # Sinks a later submission reads: held (wanted) until the whole graph is submitted.
+    bridge = {d for i, g in enumerate(groups) for d in g.inputs if batch_of[position.get(d, i)] != batch_of[i]}
     skeys = [shoal_key(g.sink) for g in groups]
     encoder = _NodeEncoder()
-    tasks = []
-    blobs_before: dict[int, list[bytes]] = {}
+    result: dict = {}
+    bridges: list = []
+    start = 0
     with pickled_as_refs():
-        for i, g in enumerate(groups):
-            new_blobs = len(encoder.blobs)
-            options = _options(annotations.get(g.sink)) if annotations else {}
-            tasks.append(
-                _encode(graph, g, skeys[i], index, priority[g.sink], g.sink in wanted_set, encoder, options)
-            )
-            if len(encoder.blobs) > new_blobs:
-                blobs_before[i] = [encoder.blobs[-1]]
-    wanted_in = [g.sink for g in groups if g.sink in wanted_set]
-    futures = client._submit(skeys, tasks, [shoal_key(k) for k in wanted_in], blobs_before)
-    result = dict(zip(wanted_in, futures))
+        while start < len(groups):
+            end = start
+            while end < len(groups) and batch_of[end] == batch_of[start]:
+                end += 1
+            index = {groups[i].sink: i - start for i in range(start, end)}
+            tasks = []
+            blobs_before: dict[int, list[bytes]] = {}
+            for i in range(start, end):
+                g = groups[i]
+                new_blobs = len(encoder.blobs)
+                options = _options(annotations.get(g.sink)) if annotations else {}
+                hold = g.sink in wanted_set or g.sink in bridge
+                tasks.append(_encode(graph, g, skeys[i], index, position, priority[g.sink], hold, encoder, options))
+                if len(encoder.blobs) > new_blobs:
+                    blobs_before[i - start] = [encoder.blobs[-1]]
+            held_keys = [groups[i].sink for i in range(start, end) if groups[i].sink in wanted_set or groups[i].sink in bridge]
+            futures = client._submit(skeys[start:end], tasks, [shoal_key(k) for k in held_keys], blobs_before)
+            for k, f in zip(held_keys, futures):
+                if k in wanted_set:
+                    result[k] = f
+                else:
+                    bridges.append(f)
+            start = end
+    del bridges  # the later submissions hold what they read
     result.update(held)
     return result, len(groups)
+
+
+# A large graph goes in several submissions, so that the cluster runs the first groups
+# while the client encodes the rest: the first of about FIRST_BATCH_NODES nodes, each next
+# one twice the size of the one before, up to MAX_BATCH_NODES.
+FIRST_BATCH_NODES = 20_000
+MAX_BATCH_NODES = 320_000
+
+
+def _batches(groups: list) -> list[int]:
+    """The submission each group goes in (groups in sink order, whole groups per batch)."""
+    out = []
+    batch, size, limit = 0, 0, FIRST_BATCH_NODES
+    for g in groups:
+        if size >= limit:
+            batch, size, limit = batch + 1, 0, min(2 * limit, MAX_BATCH_NODES)
+        out.append(batch)
+        size += len(g.members)
+    return out
 
 
 def _plan(graph: dict, wanted: set, cap: int, annotations: dict) -> tuple[list, dict]:
@@ -385,31 +421,38 @@ def _encode(
     group: _grouping.Group,
     skey: str,
     index: dict,
+    position: dict,
     priority: int,
     wanted: bool,
     encoder: _NodeEncoder,
     options: dict | None = None,
 ) -> bytes:
-    """One group of nodes as an encoded task: inputs are its in-graph dependencies (by
-    ordinal) then the keys it needs from outside the graph (held Futures). Its payload is
-    ``("dask-nodes", keys, nodes)``: the member keys and their ``_dask_nodes`` encodings
-    in run order."""
+    """One group of nodes as an encoded task: inputs are its dependencies in the same
+    submission (``index``: by ordinal), then the keys it needs from earlier submissions of
+    the graph (``position``: every group's sink) or from outside it (held Futures), by
+    key. Its payload is ``("dask-nodes", keys, nodes)``: the member keys and their
+    ``_dask_nodes`` encodings in run order."""
     inside, external = [], []
     for d in group.inputs:
         (inside if d in index else external).append(d)
     inside.sort(key=index.__getitem__)
+    existing = []
     for d in external:
+        if d in position:
+            existing.append(shoal_key(d))
+            continue
         if not isinstance(d, str):
             needer = next(m for m in group.members if d in graph[m].dependencies)
             raise ValueError(
                 f"Dask task {needer!r} depends on {d!r}, which is neither in the graph nor a "
                 "shoal Future; compute it in the same graph"
             )
+        existing.append(d)
     nodes = [graph[m] for m in group.members]
     spec = ("dask-nodes", *encoder.nodes.group(graph, group.members, inside + external))
     pickled, shared = encoder.encode(spec, nodes)
     payload = _wire.python_payload(pickled, shared)
-    return _wire.task(skey, payload, [index[d] for d in inside], external, priority, wanted, **(options or {}))
+    return _wire.task(skey, payload, [index[d] for d in inside], existing, priority, wanted, **(options or {}))
 
 
 def get(client, dsk, keys, **kwargs):

@@ -194,6 +194,19 @@ def test_dependency_outside_the_graph_names_the_node_that_needs_it():
         dask_hook.submit(RecordingClient(), graph, ["c"])
 
 
+def test_large_graph_in_several_submissions(client, monkeypatch, grouping):
+    """A graph submitted in batches (later submissions read earlier ones' outputs by key)
+    gives the same result, and everything held between the submissions is released."""
+    monkeypatch.setattr(dask_hook, "FIRST_BATCH_NODES", 7)
+    monkeypatch.setattr(dask_hook, "MAX_BATCH_NODES", 20)
+    root = pairwise_tree(64)
+    assert root.compute(scheduler=client) == sum(range(1, 65))
+    x = da.arange(3_000, chunks=50)
+    assert (x * 2).sum().compute(scheduler=client) == 2 * sum(range(3_000))
+    client._flush_releases()
+    assert not client._states
+
+
 def test_results_are_released_after_get(client):
     """get releases everything it submitted: the client holds no keys afterwards."""
     client.get({"a": 1, "b": (inc, "a")}, ["b"])
