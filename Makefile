@@ -194,6 +194,7 @@ e2e-hub-deps: python-deps browser-deps
 e2e: e2e-deps wheel operator-static skew-bin python-deps e2e-hub-deps
 	@$(IMAGE_BINS) SHOAL_CHP=$(CHP) $(E2E)/e2e.sh full
 
-# The control-plane tier alone (part of `make test`).
-e2e-control-plane: e2e-deps toolchain
+# The control-plane tier alone (part of `make test`). pytest collects every e2e module, the
+# notebook test's too, so the Hub's host packages are installed here as well.
+e2e-control-plane: e2e-deps toolchain e2e-hub-deps
 	@$(E2E)/e2e.sh control-plane
