@@ -56,18 +56,20 @@ def encoder():
 
 
 class Encoder:
-    """Encodes the nodes of one submission. Inner graphs of fused nodes, which Dask shares
-    between the nodes of a layer, are encoded once (and so pickle once per task)."""
+    """Encodes the nodes of one submission, a group at a time. Inner graphs of fused nodes,
+    which Dask shares between the nodes of a layer, are encoded once per group (and so
+    pickle once per task)."""
 
     def __init__(self) -> None:
         self.ts, self.calls = _classes()
-        # (id(inner graph), outkey, inkeys) -> (inner graph, its plan)
+        # id(inner graph) -> (inner graph, outkey, inkeys, its plan), for one group.
         self.plans: dict = {}
 
     def group(self, graph: dict, members: list, inputs: list) -> tuple[tuple, tuple]:
         """``(keys, nodes)`` of a group: its member keys and, per member, ``(e, release)``:
         its encoding over the group's slots and the slots of members no longer needed once
         it has run (its dependencies inside the group: each has it as its one consumer)."""
+        self.plans.clear()
         slot = {k: i for i, k in enumerate(inputs)}
         base = len(inputs)
         inside = set(members) if len(members) > 1 else ()
@@ -131,16 +133,16 @@ class Encoder:
 
     def _subgraph(self, task, slot: dict):
         inner, outkey, inkeys = task.args[:3]
-        memo = (id(inner), outkey, tuple(inkeys))
-        entry = self.plans.get(memo)
-        if entry is None:
-            entry = (inner, self._plan(inner, outkey, inkeys))
-            self.plans[memo] = entry
+        inkeys = tuple(inkeys)
+        entry = self.plans.get(id(inner))
+        if entry is None or entry[1] != outkey or entry[2] != inkeys:
+            entry = (inner, outkey, inkeys, self._plan(inner, outkey, inkeys))
+            self.plans[id(inner)] = entry
         deps = tuple(self._encode(a, slot) if isinstance(a, (self.ts.GraphNode, self.ts.TaskRef)) else (DATA, a)
                      for a in task.args[3:])
         if len(deps) != len(inkeys):
             raise ValueError("inner graph inputs and dependencies differ in number")
-        return (SUB, entry[1], deps)
+        return (SUB, entry[3], deps)
 
     def _plan(self, inner: dict, outkey, inkeys) -> tuple:
         local = {k: i for i, k in enumerate(inkeys)}

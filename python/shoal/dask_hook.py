@@ -367,13 +367,14 @@ class _NodeEncoder:
         # The Dask nodes as plain tuples (see ``_dask_nodes``).
         self.nodes = _dask_nodes.encoder()
 
-    def encode(self, spec: tuple, nodes: list) -> tuple[bytes, int]:
-        """``spec`` (holding ``nodes``) pickled; when the function most of the nodes call
-        must travel by value, with that function left out as the task's shared blob."""
+    def encode(self, spec: tuple, graph: dict, members: list) -> tuple[bytes, int]:
+        """``spec`` (holding the nodes of ``members``) pickled; when the function most of
+        the nodes call must travel by value, with that function left out as the task's
+        shared blob."""
         if self.by_value:
             return _dumps_node(spec), 0
         # Once a function has gone by value, specs calling it skip the plain attempt.
-        func = _most_common_func(nodes) if self.functions else None
+        func = _most_common_func(graph, members) if self.functions else None
         if func is None or id(func) not in self.functions:
             try:
                 data = pickle.dumps(spec, protocol=5)
@@ -382,7 +383,7 @@ class _NodeEncoder:
             else:
                 if b"__main__" not in data:
                     return data, 0
-            func = func or _most_common_func(nodes)
+            func = func or _most_common_func(graph, members)
             if func is None:
                 return _dumps_node(spec), 0
         entry = self.functions.get(id(func))
@@ -403,13 +404,14 @@ class _NodeEncoder:
         return data, entry[0]
 
 
-def _most_common_func(nodes: list):
-    """The function most of ``nodes`` call (the one worth sending once), or None."""
+def _most_common_func(graph: dict, members: list):
+    """The function most of the nodes of ``members`` call (the one worth sending once), or
+    None."""
     from dask._task_spec import Task
 
     counts: dict = {}
     funcs: dict = {}
-    for node in nodes:
+    for node in map(graph.__getitem__, members):
         if isinstance(node, Task):
             counts[id(node.func)] = counts.get(id(node.func), 0) + 1
             funcs[id(node.func)] = node.func
@@ -448,9 +450,8 @@ def _encode(
                 "shoal Future; compute it in the same graph"
             )
         existing.append(d)
-    nodes = [graph[m] for m in group.members]
     spec = ("dask-nodes", *encoder.nodes.group(graph, group.members, inside + external))
-    pickled, shared = encoder.encode(spec, nodes)
+    pickled, shared = encoder.encode(spec, graph, group.members)
     payload = _wire.python_payload(pickled, shared)
     return _wire.task(skey, payload, [index[d] for d in inside], existing, priority, wanted, **(options or {}))
 

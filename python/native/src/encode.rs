@@ -42,8 +42,9 @@ pub struct Encoder {
     graph_node: Py<PyAny>,
     calls: Vec<Py<PyAny>>,
     subgraph: Py<PyAny>,
-    /// `(id(inner), outkey, inkeys)` -> `(inner, plan)`: inner graphs Dask shares between
-    /// the nodes of a layer are encoded once (and kept alive, so ids stay theirs).
+    /// `id(inner)` -> `(inner, outkey, inkeys, plan)` within one group: inner graphs Dask
+    /// shares between the nodes of a layer are encoded once per group (and kept alive, so
+    /// ids stay theirs); cleared with each group, so that it never holds a whole graph.
     plans: Py<PyDict>,
 }
 
@@ -55,6 +56,7 @@ struct Names<'py> {
     args: Bound<'py, PyString>,
     kwargs: Bound<'py, PyString>,
     dependencies: Bound<'py, PyString>,
+    slot_dependencies: Bound<'py, PyString>,
 }
 
 impl<'py> Names<'py> {
@@ -67,6 +69,7 @@ impl<'py> Names<'py> {
             args: pyo3::intern!(py, "args").clone(),
             kwargs: pyo3::intern!(py, "kwargs").clone(),
             dependencies: pyo3::intern!(py, "dependencies").clone(),
+            slot_dependencies: pyo3::intern!(py, "_dependencies").clone(),
         }
     }
 }
@@ -89,6 +92,22 @@ fn tag(py: Python<'_>, t: u8) -> Bound<'_, PyAny> {
 }
 
 impl Encoder {
+    /// A known node's dependencies: the `_dependencies` slot behind `GraphNode.dependencies`
+    /// (a Python property: reading the slot saves a call per node), the property for others.
+    fn dependencies<'py>(
+        &self,
+        n: &Names<'py>,
+        node: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = node.get_type();
+        let t = t.as_any();
+        if self.calls.iter().any(|c| t.is(c)) || t.is(&self.alias) || t.is(&self.data_node) {
+            node.getattr(&n.slot_dependencies)
+        } else {
+            node.getattr(&n.dependencies)
+        }
+    }
+
     fn node<'py>(
         &self,
         py: Python<'py>,
@@ -233,18 +252,26 @@ impl Encoder {
         let inner = items.get_item(0)?;
         let outkey = items.get_item(1)?;
         let inkeys = PyTuple::new(py, iterate(&items.get_item(2)?)?)?;
-        let id = (inner.as_ptr() as usize).into_pyobject(py)?.into_any();
-        let memo = PyTuple::new(py, [id, outkey.clone(), inkeys.clone().into_any()])?;
-        let plan = match self.plans.bind(py).get_item(&memo)? {
-            Some(entry) => entry
-                .cast::<PyTuple>()
-                .map_err(|_| Miss::Shape)?
-                .get_item(1)?,
+        let plans = self.plans.bind(py);
+        let id = (inner.as_ptr() as usize).into_pyobject(py)?;
+        let mut plan = None;
+        if let Some(entry) = plans.get_item(&id)? {
+            let entry = entry.cast::<PyTuple>().map_err(|_| Miss::Shape)?;
+            if entry.get_item(1)?.eq(&outkey)? && entry.get_item(2)?.eq(&inkeys)? {
+                plan = Some(entry.get_item(3)?);
+            }
+        }
+        let plan = match plan {
+            Some(plan) => plan,
             None => {
                 let plan = self.plan(py, n, &inner, &outkey, &inkeys)?;
-                self.plans
-                    .bind(py)
-                    .set_item(&memo, PyTuple::new(py, [inner.clone(), plan.clone()])?)?;
+                let entry = [
+                    inner.clone(),
+                    outkey.clone(),
+                    inkeys.clone().into_any(),
+                    plan.clone(),
+                ];
+                plans.set_item(&id, PyTuple::new(py, entry)?)?;
                 plan
             }
         };
@@ -291,7 +318,7 @@ impl Encoder {
             entered.add(&key)?;
             let node = inner.get_item(&key)?.ok_or(Miss::Shape)?;
             stack.push((key, true));
-            for d in iterate(&node.getattr(&n.dependencies)?)? {
+            for d in iterate(&self.dependencies(n, &node)?)? {
                 if !entered.contains(&d)? && !local.contains(&d)? {
                     stack.push((d, false));
                 }
@@ -337,6 +364,7 @@ impl Encoder {
         inputs: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyTuple>> {
         let n = Names::new(py);
+        self.plans.bind(py).clear();
         let slot = PyDict::new(py);
         let mut base = 0usize;
         for k in inputs.try_iter()? {
@@ -357,7 +385,7 @@ impl Encoder {
                 .ok_or_else(|| PyValueError::new_err(format!("{key} is not in the graph")))?;
             let e = self.node(py, &n, &node, &slot)?;
             let mut release = Vec::new();
-            for d in iterate(&node.getattr(&n.dependencies)?)? {
+            for d in iterate(&self.dependencies(&n, &node)?)? {
                 if inside.contains(&d)? {
                     release.push(slot.get_item(&d)?.ok_or_else(|| {
                         PyValueError::new_err(format!("{d} runs after its consumer"))
