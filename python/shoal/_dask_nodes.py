@@ -186,8 +186,10 @@ def run(e, vals: list) -> Any:
         return func(*args)
     if tag == SUB:
         _, plan, deps = e
-        local = [vals[x] if type(x) is int else run(x, vals) for x in deps]
+        local: list = []
         append = local.append
+        for x in deps:  # a loop, not a comprehension: no function call per node
+            append(vals[x] if type(x) is int else run(x, vals))
         for x in plan:
             append(run(x, local))
         return local[-1]
