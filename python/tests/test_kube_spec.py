@@ -239,6 +239,21 @@ def test_startup_failure_reads_stuck_pods_scheduler_first():
     assert "available to the nodes" in S.failure_fix("ErrImageNeverPull", "shoal.dev/shoal:0.1.0")
 
 
+def test_startup_failure_waits_out_a_retried_config_error():
+    """A CreateContainerConfigError the kubelet retries (its secret cache still syncing) ends
+    the wait only after RETRY_PATIENCE seconds of the same reason; without the caller's
+    record of first sightings it ends it at once."""
+    c = cluster_obj()
+    stuck = [pod("c1-scheduler", {"reason": "CreateContainerConfigError", "message": "failed to sync secret cache"})]
+    seen: dict = {}
+    assert S.startup_failure(c, stuck, waiting_since=seen, now=100.0) is None
+    assert S.startup_failure(c, stuck, waiting_since=seen, now=100.0 + S.RETRY_PATIENCE - 1) is None
+    assert S.startup_failure(c, [pod("c1-scheduler", {"reason": "ContainerCreating"})], waiting_since=seen, now=110.0) is None
+    failure = S.startup_failure(c, stuck, waiting_since=seen, now=100.0 + S.RETRY_PATIENCE)
+    assert (failure.pod, failure.reason) == ("c1-scheduler", "CreateContainerConfigError")
+    assert S.startup_failure(c, stuck).reason == "CreateContainerConfigError"
+
+
 def test_startup_failure_of_a_failed_cluster_carries_its_condition():
     """Phase Failed ends the wait with the cluster's own (Valid condition) message."""
     c = cluster_obj(status={

@@ -309,6 +309,7 @@ class KubeCluster:
         display = StartDisplay(f"ShoalCluster {self.name}", progress)
         deadline = time.monotonic() + timeout
         degraded_since: float | None = None
+        waiting_since: dict = {}
         while True:
             cluster = self._api.get_cluster(self.name)
             if cluster is None:
@@ -327,7 +328,7 @@ class KubeCluster:
             applied = S.condition(cluster.get("status") or {}, "Applied")
             degraded = (cluster.get("status") or {}).get("phase") == "Degraded" and applied and S.failing(applied)
             degraded_since = (degraded_since or now) if degraded else None
-            failure = S.startup_failure(cluster, pods, now - degraded_since if degraded_since else 0.0)
+            failure = S.startup_failure(cluster, pods, now - degraded_since if degraded_since else 0.0, waiting_since, now)
             if failure is not None or time.monotonic() >= deadline:
                 display.finish(S.progress_line(cluster) + (f" | {failure.reason}" if failure else " | timed out"))
                 raise self._start_error(cluster, pods, failure, timeout, image)

@@ -47,6 +47,12 @@ STUCK_REASONS = frozenset({
     "CreateContainerError",
     "RunContainerError",
 })
+#: Of those, the ones the kubelet retries at each sync and that a busy node shows for a
+#: moment (``CreateContainerConfigError: failed to sync secret cache: timed out waiting for
+#: the condition`` while its informer starts): stuck only once they last RETRY_PATIENCE.
+RETRIED_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+#: Seconds a retried reason must last before the start is given up.
+RETRY_PATIENCE = 30.0
 
 
 # ---- names --------------------------------------------------------------------------
@@ -359,10 +365,19 @@ class StartFailure:
 APPLY_PATIENCE = 30.0
 
 
-def startup_failure(cluster: dict, pods: list[dict], degraded_for: float = 0.0) -> StartFailure | None:
+def startup_failure(
+    cluster: dict,
+    pods: list[dict],
+    degraded_for: float = 0.0,
+    waiting_since: dict | None = None,
+    now: float = 0.0,
+) -> StartFailure | None:
     """The failure that waiting will not fix, scheduler pod first; None while the start
     may still succeed. ``degraded_for``: seconds the cluster has been Degraded with its
-    ``Applied`` condition False (the operator cannot create its objects, e.g. RBAC)."""
+    ``Applied`` condition False (the operator cannot create its objects, e.g. RBAC).
+    ``waiting_since``: the caller's ``{(pod, container, reason): time first seen}`` across
+    polls, which this records into; a reason of ``RETRIED_REASONS`` is a failure only once
+    seen for ``RETRY_PATIENCE`` seconds up to ``now`` (without it, at once)."""
     status = cluster.get("status") or {}
     if status.get("phase") == "Failed":
         return StartFailure("", "Failed", status_message(status) or "the operator marked the cluster Failed")
@@ -380,6 +395,10 @@ def startup_failure(cluster: dict, pods: list[dict], degraded_for: float = 0.0) 
             waiting = (cs.get("state") or {}).get("waiting") or {}
             reason = waiting.get("reason", "")
             if reason in STUCK_REASONS:
+                if reason in RETRIED_REASONS and waiting_since is not None:
+                    first = waiting_since.setdefault((pod_name, cs.get("name"), reason), now)
+                    if now - first < RETRY_PATIENCE:
+                        continue
                 message = waiting.get("message") or ""
                 last = ((cs.get("lastState") or {}).get("terminated")) or {}
                 if reason == "CrashLoopBackOff" and last:
