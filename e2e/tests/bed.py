@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 
+import grpc
+
 import shoal
 
 WORKER_POD = """
@@ -95,7 +97,25 @@ def connect(kubectl, cluster: str) -> shoal.Client:
         ),
         timeout=180,
     )
-    return shoal.Client(address(kubectl, cluster), token=token(kubectl, cluster))
+    target, secret = address(kubectl, cluster), token(kubectl, cluster)
+    refused: list[str] = []
+
+    def handshake():
+        # A ready scheduler can still be out of reach through its Service for a moment:
+        # kube-proxy has not programmed the new clusterIP yet, or still sends a reused one
+        # to the backend it had before (a CI run got HTTP 404 from some other server there).
+        try:
+            return shoal.Client(target, token=secret)
+        except shoal.SchedulerError as e:
+            if e.code not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED, grpc.StatusCode.DEADLINE_EXCEEDED):
+                raise
+            refused.append(str(e))
+            return None
+
+    try:
+        return kubectl.wait_until(f"a handshake with the scheduler of {cluster} at {target}", handshake, timeout=60)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the last refusal: {refused[-1] if refused else 'none'}") from None
 
 
 def pod_ip(kubectl, name: str) -> str:
