@@ -58,11 +58,14 @@ def encoder():
 class Encoder:
     """Encodes the nodes of one submission, a group at a time. Inner graphs of fused nodes,
     which Dask shares between the nodes of a layer, are encoded once per group (and so
-    pickle once per task)."""
+    pickle once per task); so is a fused node with the same arguments as the one before it
+    of its inner graph (see ``_same``), such as every chunk of ``da.ones``: the group then
+    holds, pickles and runs one encoded node for all of them."""
 
     def __init__(self) -> None:
         self.ts, self.calls = _classes()
-        # id(inner graph) -> (inner graph, outkey, inkeys, its plan), for one group.
+        # id(inner graph) -> [inner graph, outkey, inkeys, its plan, the last node's
+        # arguments after inkeys, that node's encoding], for one group.
         self.plans: dict = {}
 
     def group(self, graph: dict, members: list, inputs: list) -> tuple[tuple, tuple]:
@@ -136,13 +139,32 @@ class Encoder:
         inkeys = tuple(inkeys)
         entry = self.plans.get(id(inner))
         if entry is None or entry[1] != outkey or entry[2] != inkeys:
-            entry = (inner, outkey, inkeys, self._plan(inner, outkey, inkeys))
+            entry = [inner, outkey, inkeys, self._plan(inner, outkey, inkeys), (), None]
             self.plans[id(inner)] = entry
+        args = task.args[3:]
+        last = entry[4]
+        if entry[5] is not None and len(args) == len(last) and all(map(self._same, args, last)):
+            # The same arguments as the node before: within a group they encode the same.
+            return entry[5]
         deps = tuple(self._encode(a, slot) if isinstance(a, (self.ts.GraphNode, self.ts.TaskRef)) else (DATA, a)
-                     for a in task.args[3:])
+                     for a in args)
         if len(deps) != len(inkeys):
             raise ValueError("inner graph inputs and dependencies differ in number")
-        return (SUB, entry[3], deps)
+        entry[4], entry[5] = args, (SUB, entry[3], deps)
+        return entry[5]
+
+    def _same(self, a, b) -> bool:
+        """Whether arguments ``a`` and ``b`` of a fused node encode the same in one group:
+        one object, or data nodes of one value or of equal shapes (tuples of ints, as Dask
+        gives each chunk of ``da.ones`` its own)."""
+        if a is b:
+            return True
+        if type(a) is not self.ts.DataNode or type(b) is not self.ts.DataNode:
+            return False
+        x, y = a.value, b.value
+        if x is y:
+            return True
+        return type(x) is tuple and type(y) is tuple and _is_shape(x) and _is_shape(y) and x == y
 
     def _plan(self, inner: dict, outkey, inkeys) -> tuple:
         local = {k: i for i, k in enumerate(inkeys)}
@@ -164,6 +186,13 @@ class Encoder:
             plan.append(self._encode(inner[key], local))
             local[key] = len(local)
         return tuple(plan)
+
+
+def _is_shape(value: tuple) -> bool:
+    for v in value:
+        if type(v) is not int:
+            return False
+    return True
 
 
 def run(e, vals: list) -> Any:
@@ -189,9 +218,18 @@ def run(e, vals: list) -> Any:
         local: list = []
         append = local.append
         for x in deps:  # a loop, not a comprehension: no function call per node
-            append(vals[x] if type(x) is int else run(x, vals))
+            append(vals[x] if type(x) is int else x[1] if x[0] == DATA else run(x, vals))
         for x in plan:
-            append(run(x, local))
+            if type(x) is not int and x[0] == CALL and not x[5]:
+                # A call without computed keywords, the usual inner node: run here.
+                _, func, args, kwargs, dyn_args, _ = x
+                if dyn_args:
+                    args = list(args)
+                    for i, y in dyn_args:
+                        args[i] = local[y] if type(y) is int else run(y, local)
+                append(func(*args, **kwargs) if kwargs else func(*args))
+            else:
+                append(run(x, local))
         return local[-1]
     if tag == DATA:
         return e[1]

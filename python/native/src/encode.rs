@@ -5,7 +5,7 @@
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFrozenSet, PySet, PyString, PyTuple};
+use pyo3::types::{PyDict, PyFrozenSet, PyInt, PyList, PySet, PyString, PyTuple};
 
 /// The tags of `shoal._dask_nodes` (`CALL, SUB, DATA, NODE`).
 const CALL: u8 = 0;
@@ -42,9 +42,11 @@ pub struct Encoder {
     graph_node: Py<PyAny>,
     calls: Vec<Py<PyAny>>,
     subgraph: Py<PyAny>,
-    /// `id(inner)` -> `(inner, outkey, inkeys, plan)` within one group: inner graphs Dask
-    /// shares between the nodes of a layer are encoded once per group (and kept alive, so
-    /// ids stay theirs); cleared with each group, so that it never holds a whole graph.
+    /// `id(inner)` -> `[inner, outkey, inkeys, plan, last arguments, last encoding]` within
+    /// one group: inner graphs Dask shares between the nodes of a layer are encoded once per
+    /// group (and kept alive, so ids stay theirs), and a node with the same arguments as the
+    /// one before it is that node's encoding; cleared with each group, so that it never holds
+    /// a whole graph.
     plans: Py<PyDict>,
 }
 
@@ -254,29 +256,51 @@ impl Encoder {
         let inkeys = PyTuple::new(py, iterate(&items.get_item(2)?)?)?;
         let plans = self.plans.bind(py);
         let id = (inner.as_ptr() as usize).into_pyobject(py)?;
-        let mut plan = None;
-        if let Some(entry) = plans.get_item(&id)? {
-            let entry = entry.cast::<PyTuple>().map_err(|_| Miss::Shape)?;
-            if entry.get_item(1)?.eq(&outkey)? && entry.get_item(2)?.eq(&inkeys)? {
-                plan = Some(entry.get_item(3)?);
+        let mut entry = None;
+        if let Some(found) = plans.get_item(&id)? {
+            let found = found.cast_into::<PyList>().map_err(|_| Miss::Shape)?;
+            if found.get_item(1)?.eq(&outkey)? && found.get_item(2)?.eq(&inkeys)? {
+                entry = Some(found);
             }
         }
-        let plan = match plan {
-            Some(plan) => plan,
+        let entry = match entry {
+            Some(entry) => entry,
             None => {
                 let plan = self.plan(py, n, &inner, &outkey, &inkeys)?;
-                let entry = [
-                    inner.clone(),
-                    outkey.clone(),
-                    inkeys.clone().into_any(),
-                    plan.clone(),
-                ];
-                plans.set_item(&id, PyTuple::new(py, entry)?)?;
-                plan
+                let entry = PyList::new(
+                    py,
+                    [
+                        inner.clone(),
+                        outkey.clone(),
+                        inkeys.clone().into_any(),
+                        plan,
+                        PyTuple::empty(py).into_any(),
+                        py.None().into_bound(py),
+                    ],
+                )?;
+                plans.set_item(&id, &entry)?;
+                entry
             }
         };
+        let args = items.get_slice(3, items.len());
+        let last = entry.get_item(5)?;
+        if !last.is_none() {
+            let before = entry.get_item(4)?;
+            let before = before.cast::<PyTuple>().map_err(|_| Miss::Shape)?;
+            let mut same = before.len() == args.len();
+            for (a, b) in args.iter().zip(before.iter()) {
+                if !same {
+                    break;
+                }
+                same = self.same(n, &a, &b)?;
+            }
+            if same {
+                // The same arguments as the node before: within a group they encode the same.
+                return Ok(last);
+            }
+        }
         let mut deps = Vec::new();
-        for a in items.iter().skip(3) {
+        for a in args.iter() {
             if self.is_node(py, &a)? {
                 deps.push(self.encode(py, n, &a, slot)?);
             } else {
@@ -286,7 +310,38 @@ impl Encoder {
         if deps.len() != inkeys.len() {
             return Err(Miss::Shape);
         }
-        Ok(tuple(py, vec![tag(py, SUB), plan, tuple(py, deps)?])?)
+        let encoded = tuple(py, vec![tag(py, SUB), entry.get_item(3)?, tuple(py, deps)?])?;
+        entry.set_item(4, args)?;
+        entry.set_item(5, &encoded)?;
+        Ok(encoded)
+    }
+
+    /// Whether arguments `a` and `b` of a fused node encode the same in one group: one
+    /// object, or data nodes of one value or of equal shapes (`_dask_nodes.Encoder._same`).
+    fn same<'py>(
+        &self,
+        n: &Names<'py>,
+        a: &Bound<'py, PyAny>,
+        b: &Bound<'py, PyAny>,
+    ) -> PyResult<bool> {
+        if a.is(b) {
+            return Ok(true);
+        }
+        if !a.get_type().is(&self.data_node) || !b.get_type().is(&self.data_node) {
+            return Ok(false);
+        }
+        let (x, y) = (a.getattr(&n.value)?, b.getattr(&n.value)?);
+        if x.is(&y) {
+            return Ok(true);
+        }
+        let (Ok(x), Ok(y)) = (x.cast_exact::<PyTuple>(), y.cast_exact::<PyTuple>()) else {
+            return Ok(false);
+        };
+        let ints = |t: &Bound<'py, PyTuple>| t.iter().all(|v| v.is_exact_instance_of::<PyInt>());
+        if x.len() != y.len() || !ints(x) || !ints(y) {
+            return Ok(false);
+        }
+        x.eq(y)
     }
 
     /// The inner nodes `outkey` needs, in dependency order, over local slots (the inputs
