@@ -11,7 +11,10 @@ Each (scheduler, graph, size) runs in its own process, so that peak RSS is its o
 Shoal (``LocalCluster``, 2 workers), Dask's ``sync`` and ``threads`` schedulers, and
 dask.distributed (2 worker processes x 1 thread, ``worker-saturation: inf``) at the smaller
 size only (it does not finish the larger one in 10 minutes here). Every process warms up
-on a small graph of the same kind first; results are checked against the exact value.
+on a small graph of the same kind first; results are checked against the exact value. One
+more process per row runs Dask's own optimisation and materialisation alone, with no
+scheduler: its peak RSS is the least memory a client of any scheduler needs for that graph,
+printed beside Shoal's and Dask sync's.
 
 For Shoal the phases of the same ``dask.compute`` are measured: Dask's own optimisation and
 materialisation (``dask.compute`` up to ``Client.get``, then the expression's annotations and
@@ -100,6 +103,20 @@ def child(scheduler: str, graph: str, size: int) -> dict:
     warm, _ = make(64)
     collection, expected = make(size)
     out: dict = {}
+    if scheduler == "graph":
+        # Dask's own optimisation and materialisation, and no scheduler: the least memory
+        # any scheduler of this collection needs in the client.
+        from dask._expr import FinalizeCompute
+        from dask._task_spec import convert_legacy_graph
+        from dask.base import collections_to_expr
+
+        start = time.perf_counter()
+        expr = FinalizeCompute(collections_to_expr([collection], True)).optimize()
+        graph = convert_legacy_graph(dict(expr.__dask_graph__()))
+        out["seconds"] = time.perf_counter() - start
+        out["peak_rss_mb"] = _peak_rss_mb()
+        out["nodes"] = len(graph)
+        return out
     if scheduler in ("sync", "threads"):
         dask.compute(warm, scheduler=scheduler)
         start = time.perf_counter()
@@ -185,7 +202,8 @@ def main() -> None:
     small, large = (2_500, 10_000) if args.quick else (100_000, 1_000_000)
     header = (
         f"{'graph':>6} {'size':>9} {'nodes':>9} | {'dask sync':>16} {'dask threads':>16} {'distributed':>16} "
-        f"| {'shoal':>16} {'dask part':>9} {'submit':>7} {'rest':>7} {'own/node':>9} {'speedup':>7} {'peak RSS':>9}"
+        f"| {'shoal':>16} {'dask part':>9} {'submit':>7} {'rest':>7} {'own/node':>9} {'speedup':>7} "
+        f"| {'RSS shoal':>9} {'dask sync':>9} {'dask graph':>10}"
     )
     print(header)
     print("-" * len(header), flush=True)
@@ -196,13 +214,15 @@ def main() -> None:
             sync = run_child("sync", graph, size)
             threads = run_child("threads", graph, size)
             dist = run_child("distributed", graph, size) if size == small else None
+            bound = run_child("graph", graph, size)
             nodes = shoal["nodes"]
             best = min(r["seconds"] for r in (sync, threads, dist) if r and "seconds" in r)
             speedup = best / shoal["seconds"]
             print(
                 f"{graph:>6} {size:>9,} {nodes:>9,} | {_cell(sync, nodes)} {_cell(threads, nodes)} {_cell(dist, nodes)} "
                 f"| {_cell(shoal, nodes)} {shoal['dask_part']:>8.1f}s {shoal['submit']:>6.1f}s {shoal['rest']:>6.1f}s "
-                f"{shoal['own_us_per_node']:>7.2f}us {speedup:>6.2f}x {shoal['peak_rss_mb']:>7.0f}MB",
+                f"{shoal['own_us_per_node']:>7.2f}us {speedup:>6.2f}x "
+                f"| {shoal['peak_rss_mb']:>7.0f}MB {sync['peak_rss_mb']:>7.0f}MB {bound['peak_rss_mb']:>8.0f}MB",
                 flush=True,
             )
             if size == large:
@@ -211,7 +231,8 @@ def main() -> None:
         "(seconds of the whole dask.compute, graphs built beforehand; dask part = Dask's own optimise + "
         "materialise inside Shoal's compute; submit = Shoal's grouping + encoding + submission; rest = "
         "execution + gather; own/node = (shoal - dask part) / nodes; speedup = fastest Dask / shoal; "
-        "peak RSS = the Shoal client process's)"
+        "RSS = peak resident memory of the Shoal client process, of Dask's sync scheduler, and of Dask's own "
+        "optimisation + materialisation with no scheduler (dask graph: what any scheduler's client needs))"
     )
     print(f"shoal_us_per_node={max(u for u, _ in last):.2f} speedup_vs_dask_best={min(s for _, s in last):.2f}")
 
