@@ -57,42 +57,71 @@ impl DataClients {
         }
     }
 
-    /// Fetches objects from one worker.
+    /// Fetches objects from one worker, whole.
     pub async fn fetch(&self, address: &str, tasks: Vec<u64>) -> Result<Fetched, ClientError> {
-        let mut client = self.client(address).await?;
-        let result = async {
-            let mut stream = client.fetch(v1::FetchParams { tasks }).await?.into_inner();
-            let mut out = Fetched::default();
-            let mut partial: HashMap<u64, BytesMut> = HashMap::new();
-            while let Some(chunk) = stream.message().await? {
-                for piece in chunk.pieces {
-                    if piece.missing {
-                        out.missing.push(piece.task);
-                    } else if piece.offset == 0 && piece.data.len() as u64 == piece.total_size {
-                        out.objects.insert(piece.task, piece.data);
-                    } else {
-                        let buf = partial
-                            .entry(piece.task)
-                            .or_insert_with(|| BytesMut::with_capacity(piece.total_size as usize));
-                        buf.extend_from_slice(&piece.data);
-                        if buf.len() as u64 == piece.total_size
-                            && let Some(done) = partial.remove(&piece.task)
-                        {
-                            out.objects.insert(piece.task, done.freeze());
-                        }
+        let mut pieces = self.pieces(address, tasks).await?;
+        let mut out = Fetched::default();
+        let mut partial: HashMap<u64, BytesMut> = HashMap::new();
+        while let Some(chunk) = pieces.next().await? {
+            for piece in chunk.pieces {
+                if piece.missing {
+                    out.missing.push(piece.task);
+                } else if piece.offset == 0 && piece.data.len() as u64 == piece.total_size {
+                    out.objects.insert(piece.task, piece.data);
+                } else {
+                    let buf = partial
+                        .entry(piece.task)
+                        .or_insert_with(|| BytesMut::with_capacity(piece.total_size as usize));
+                    buf.extend_from_slice(&piece.data);
+                    if buf.len() as u64 == piece.total_size
+                        && let Some(done) = partial.remove(&piece.task)
+                    {
+                        out.objects.insert(piece.task, done.freeze());
                     }
                 }
             }
-            Ok::<_, tonic::Status>(out)
         }
-        .await;
-        result.map_err(|s| {
-            self.forget(address);
-            ClientError::Refused {
-                call: "fetch",
-                code: s.code(),
-                message: format!("from {address}: {}", s.message()),
-            }
-        })
+        Ok(out)
+    }
+
+    /// Fetches objects from one worker as the pieces it sends them in (at most 1 MiB
+    /// each, an object's in order): for a caller that passes them on without holding whole
+    /// objects, such as the scheduler's gather proxy.
+    pub async fn pieces(&self, address: &str, tasks: Vec<u64>) -> Result<Pieces, ClientError> {
+        let mut client = self.client(address).await?;
+        match client.fetch(v1::FetchParams { tasks }).await {
+            Ok(stream) => Ok(Pieces {
+                stream: stream.into_inner(),
+                address: address.to_string(),
+                clients: self.clone(),
+            }),
+            Err(s) => Err(self.refused(address, s)),
+        }
+    }
+
+    fn refused(&self, address: &str, s: tonic::Status) -> ClientError {
+        self.forget(address);
+        ClientError::Refused {
+            call: "fetch",
+            code: s.code(),
+            message: format!("from {address}: {}", s.message()),
+        }
+    }
+}
+
+/// The pieces of a fetch, chunk by chunk.
+pub struct Pieces {
+    stream: tonic::Streaming<v1::FetchChunk>,
+    address: String,
+    clients: DataClients,
+}
+
+impl Pieces {
+    /// The next chunk of pieces, or None at the end.
+    pub async fn next(&mut self) -> Result<Option<v1::FetchChunk>, ClientError> {
+        self.stream
+            .message()
+            .await
+            .map_err(|s| self.clients.refused(&self.address, s))
     }
 }

@@ -1,6 +1,7 @@
 //! The gather proxy: clients fetch results through the scheduler (so it works through a
 //! port-forward). Locations come from the core; the bytes come from the workers' data
-//! plane and are streamed back in chunks.
+//! plane and are streamed back in chunks as they arrive, a large value in its pieces, so
+//! that no value is ever whole in the scheduler and none is limited by a message's size.
 
 use std::collections::HashMap;
 
@@ -43,42 +44,58 @@ pub async fn gather(
             for batch in items.chunks(KEYS_PER_FETCH) {
                 let index: HashMap<u64, u32> = batch.iter().copied().collect();
                 let ids = batch.iter().map(|(id, _)| *id).collect();
-                let fetched = match data.fetch(&address, ids).await {
-                    Ok(f) => f,
+                let unavailable = |e| {
+                    Status::unavailable(format!("cannot gather from the worker at {address}: {e}"))
+                };
+                let mut pieces = match data.pieces(&address, ids).await {
+                    Ok(p) => p,
                     Err(e) => {
-                        let status = Status::unavailable(format!(
-                            "cannot gather from the worker at {address}: {e}"
-                        ));
-                        let _ = tx.send(Err(status)).await;
+                        let _ = tx.send(Err(unavailable(e))).await;
                         return;
                     }
                 };
                 let key_of = |id: &u64| index.get(id).map(|&i| keys[i as usize].as_str());
-                if !fetched.missing.is_empty() {
-                    let names: Vec<&str> =
-                        fetched.missing.iter().filter_map(key_of).take(5).collect();
+                // Pieces go on as they come (a large value never whole in the scheduler),
+                // gathered into chunks of about CHUNK_BYTES.
+                let mut missing = Vec::new();
+                let mut chunk = v1::GatherChunk::default();
+                let mut bytes = 0;
+                loop {
+                    let fetched = match pieces.next().await {
+                        Ok(Some(fetched)) => fetched,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(unavailable(e))).await;
+                            return;
+                        }
+                    };
+                    for piece in fetched.pieces {
+                        if piece.missing {
+                            missing.push(piece.task);
+                            continue;
+                        }
+                        bytes += piece.data.len() + 32;
+                        chunk.values.push(v1::KeyValue {
+                            key: key_of(&piece.task).unwrap_or_default().to_string(),
+                            data: piece.data,
+                            offset: piece.offset,
+                            total_size: piece.total_size,
+                        });
+                        if bytes >= CHUNK_BYTES {
+                            bytes = 0;
+                            if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+                if !missing.is_empty() {
+                    let names: Vec<&str> = missing.iter().filter_map(key_of).take(5).collect();
                     let status = Status::not_found(format!(
                         "the worker at {address} no longer holds {names:?}; they were lost or released"
                     ));
                     let _ = tx.send(Err(status)).await;
                     return;
-                }
-                let mut chunk = v1::GatherChunk::default();
-                let mut bytes = 0;
-                for (id, value) in fetched.objects {
-                    bytes += value.len() + 32;
-                    chunk.values.push(v1::KeyValue {
-                        key: key_of(&id).unwrap_or_default().to_string(),
-                        total_size: value.len() as u64,
-                        data: value,
-                        offset: 0,
-                    });
-                    if bytes >= CHUNK_BYTES {
-                        bytes = 0;
-                        if tx.send(Ok(std::mem::take(&mut chunk))).await.is_err() {
-                            return;
-                        }
-                    }
                 }
                 if !chunk.values.is_empty() && tx.send(Ok(chunk)).await.is_err() {
                     return;
