@@ -14,6 +14,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .bytes(".shoal.v1.ObjectPiece.data")
         .bytes(".shoal.v1.KeyValue.data")
+        // Values between a worker and its executors: shared with the store, never copied.
+        .bytes(".shoal.v1.ExecTask.inputs")
+        .bytes(".shoal.v1.ExecutorReply.value")
         // Rarely set: boxed, so every TaskError (and Result carrying one) stays small.
         .boxed(".shoal.v1.TaskError.memory")
         .compile_fds(descriptors)?;

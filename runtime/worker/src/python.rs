@@ -292,7 +292,7 @@ impl Pool {
                     task: job.task.task,
                     key: job.task.key.clone(),
                     payload: Some(payload),
-                    inputs: job.task.inputs.iter().map(|b| b.to_vec()).collect(),
+                    inputs: job.task.inputs.clone(),
                     input_tasks: job.task.input_tasks.clone(),
                 });
                 process.inflight.push_back(InFlight {
@@ -349,7 +349,7 @@ impl Pool {
                 let duration = Duration::from_micros(reply.duration_us);
                 let result = match reply.error {
                     Some(error) => Err(error),
-                    None => Ok(Bytes::from(reply.value)),
+                    None => Ok(reply.value),
                 };
                 let _ = front.done.send(ExecOutcome {
                     task: front.task,
@@ -544,10 +544,10 @@ fn crash_hint(status: Option<std::process::ExitStatus>) -> &'static str {
 
 /// One request as a frame: a 4-byte little-endian length, then the message.
 fn frame(request: &v1::ExecutorRequest) -> Vec<u8> {
-    let body = request.encode_to_vec();
-    let mut frame = Vec::with_capacity(body.len() + 4);
-    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    frame.extend_from_slice(&body);
+    let len = request.encoded_len();
+    let mut frame = Vec::with_capacity(len + 4);
+    frame.extend_from_slice(&(len as u32).to_le_bytes());
+    request.encode_raw(&mut frame);
     frame
 }
 
@@ -574,7 +574,8 @@ async fn read_replies(
         if stdout.read_exact(&mut body).await.is_err() {
             break;
         }
-        match v1::ExecutorReply::decode(body.as_slice()) {
+        // Decoded from `Bytes`: the value is a slice of the frame, not a copy.
+        match v1::ExecutorReply::decode(Bytes::from(body)) {
             Ok(reply) => {
                 let _ = events.send(ProcEvent::Reply(index, generation, reply));
             }
