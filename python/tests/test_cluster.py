@@ -19,6 +19,16 @@ def test_banner_is_parsed(cluster):
     assert cluster.dashboard_link.startswith("http://127.0.0.1:") and "/status?token=" in cluster.dashboard_link
 
 
+def test_workers_share_the_machines_memory(cluster):
+    """Each of the local workers gets its share of the machine's memory as its limit, so
+    that together they never claim more than the machine has."""
+    physical = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with cluster.get_client() as client:
+        limits = [w.memory_limit for w in client.cluster_info().workers]
+    assert len(limits) == 2 and all(limits), limits
+    assert sum(limits) <= physical, (limits, physical)
+
+
 def test_close_stops_the_process(monkeypatch):
     """close() stops the `shoal local` process (SIGTERM by PID); a second close is harmless."""
     with shoal.LocalCluster(n_workers=1) as c:

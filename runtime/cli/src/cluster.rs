@@ -204,17 +204,26 @@ impl LocalCluster {
             }
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         }
+        // The machine's memory is shared by the workers, as Dask's local cluster shares it:
+        // each would otherwise take all of it as its limit, and none would spill or pause
+        // before the machine ran out. SHOAL_MEMORY_LIMIT, when set, applies to each.
+        let share = (std::env::var_os("SHOAL_MEMORY_LIMIT").is_none())
+            .then(|| (shoal_worker::default_limit() / u64::from(workers.max(1))).to_string());
         for i in 0..workers {
-            let child = Command::new(&exe)
-                .args([
-                    "worker",
-                    "--scheduler",
-                    &cluster.address,
-                    "--name",
-                    &format!("local-worker-{i}"),
-                    "--cores",
-                    &cores.to_string(),
-                ])
+            let mut command = Command::new(&exe);
+            command.args([
+                "worker",
+                "--scheduler",
+                &cluster.address,
+                "--name",
+                &format!("local-worker-{i}"),
+                "--cores",
+                &cores.to_string(),
+            ]);
+            if let Some(share) = &share {
+                command.args(["--memory-limit", share]);
+            }
+            let child = command
                 .env("SHOAL_TOKEN", token.secret())
                 .kill_on_drop(true)
                 .spawn()
