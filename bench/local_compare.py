@@ -28,7 +28,7 @@ each time and the ratios (ratio = the other's time / Shoal's time); the last lin
 ``min_ratio_vs_threads=<x> min_ratio_vs_distributed=<y> geomean_vs_distributed=<z>``.
 Nothing is asserted.
 
-    python bench/local_compare.py              # about 5 minutes here
+    python bench/local_compare.py              # about 4 minutes here
     python bench/local_compare.py --repeat 3   # best of three everywhere
 """
 

@@ -34,4 +34,3 @@ def test_a_1_gib_result_is_fetched_between_workers_and_gathered(cluster):
         assert read.result(timeout=300) == (GIB, b"\x07", b"\x01\x02", GIB - 2)
         value = big.result(timeout=300)
         assert len(value) == GIB and value[-2:] == b"\x01\x02"
-        del value

@@ -289,10 +289,7 @@ impl Encoder {
             let before = before.cast::<PyTuple>().map_err(|_| Miss::Shape)?;
             let mut same = before.len() == args.len();
             for (a, b) in args.iter().zip(before.iter()) {
-                if !same {
-                    break;
-                }
-                same = self.same(n, &a, &b)?;
+                same = same && self.same(n, &a, &b)?;
             }
             if same {
                 // The same arguments as the node before: within a group they encode the same.
