@@ -15,7 +15,8 @@ Formats (the first element is the format tag):
   list, tuple or dict argument) are replaced by the task's i-th input.
 
 Values (results and inputs) are pickled with protocol 5, falling back to cloudpickle for
-objects plain pickle cannot take (lambdas, classes defined in ``__main__``).
+objects plain pickle cannot take (lambdas, classes defined in ``__main__``); ``loads`` also
+reads the objects of ``_objects`` (large buffers out of band).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ import pickle
 from typing import Any
 
 import cloudpickle
+
+from shoal._objects import dumps, loads
+
+__all__ = ["Dep", "blob_id", "dumps", "dumps_code", "dumps_sharing", "loads", "loads_sharing", "substitute"]
 
 
 class Dep:
@@ -41,18 +46,6 @@ class Dep:
 
     def __repr__(self) -> str:
         return f"Dep({self.index})"
-
-
-def dumps(value: Any) -> bytes:
-    """Pickles a value (protocol 5), with cloudpickle when plain pickle cannot."""
-    try:
-        return pickle.dumps(value, protocol=5)
-    except Exception:  # noqa: BLE001 - whatever plain pickle refuses, cloudpickle may take
-        return cloudpickle.dumps(value, protocol=5)
-
-
-def loads(data: bytes) -> Any:
-    return pickle.loads(data)
 
 
 def dumps_code(obj: Any) -> bytes:

@@ -763,7 +763,7 @@ class Client:
                 )
             for k, data in parts.items():
                 try:
-                    out[k] = _payload.loads(data)
+                    out[k] = _payload.loads(data, writable=True)
                 except Exception as e:
                     raise ShoalError(
                         f"cannot unpickle the result of task {k!r} ({type(e).__name__}: {e}); "

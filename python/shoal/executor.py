@@ -6,6 +6,15 @@ stdout (replies): frames of a 4-byte little-endian length and one protobuf messa
 in the order sent and each reply is written as soon as its task ends. ``print`` output of
 tasks goes to stderr (the worker's log), never into the frame stream.
 
+Results with large buffers (numpy arrays, pandas blocks, Arrow buffers) are written straight
+into the worker's shared-memory store (``SHOAL_STORE_DIR``, ``_objects.write_object``) and
+only the reply's flag says so; the worker hands such values to the tasks that read them as
+references, and this process maps the file read-only (from ``SHOAL_SPILL_DIR`` once the
+worker spilled it): a numpy input is a view of the one shared copy. So **inputs are
+read-only**: writing into such an array raises ``ValueError: assignment destination is
+read-only``, and a task copies what it changes (``x = x.copy()``), as Dask asks of tasks
+anyway (the tasks reading one key share one object).
+
 Values read or made here are kept by task id (slot and generation: one key of one graph,
 unique for the worker's lifetime), never by their bytes, least recently used dropped first
 (64 MiB of pickles at most, and a sixteenth of the executor's memory limit,
@@ -28,7 +37,7 @@ import time
 import traceback
 from collections import OrderedDict
 
-from shoal import _dask_nodes, _payload
+from shoal import _dask_nodes, _objects, _payload
 from shoal.v1 import common_pb2, executor_pb2
 
 _LEN = struct.Struct("<I")
@@ -77,6 +86,25 @@ class ValueCache:
         self.entries.move_to_end(task)
         return entry[0]
 
+    def load_file(self, task: int, paths: tuple[str, ...]):
+        """The value of ``task`` in the store's files: kept, or read from the first of
+        ``paths`` that exists (and kept, counted by the private memory it took: a mapped
+        object's arrays are shared pages, and cost only their pickle stream)."""
+        entry = self.entries.get(task, _MISSING)
+        if entry is not _MISSING:
+            self.entries.move_to_end(task)
+            return entry[0]
+        for path in paths[:-1]:
+            try:
+                value, size = _objects.load_file(path)
+                break
+            except FileNotFoundError:
+                continue
+        else:
+            value, size = _objects.load_file(paths[-1])
+        self.keep(task, size, value)
+        return value
+
     def keep(self, task: int, size: int, value) -> None:
         """Keeps ``value`` of ``task`` (``size`` pickled bytes), dropping the oldest over the budget."""
         if size > self.budget // 4 or task in self.entries:
@@ -96,19 +124,39 @@ class ValueCache:
 
 
 class Executor:
-    def __init__(self, worker: str, cache_bytes: int = VALUE_CACHE_BYTES) -> None:
+    def __init__(
+        self,
+        worker: str,
+        cache_bytes: int = VALUE_CACHE_BYTES,
+        store_dir: str | None = None,
+        spill_dir: str | None = None,
+    ) -> None:
         self.worker = worker
         self.shared: dict[int, object] = {}
         self.values = ValueCache(cache_bytes)
+        self.store_dir = store_dir
+        self.spill_dir = spill_dir
+
+    def _inputs(self, task: executor_pb2.ExecTask) -> list:
+        if len(task.input_tasks) != len(task.inputs):
+            # a worker that sends no input ids: nothing can be shared safely
+            return [_payload.loads(x) for x in task.inputs]
+        in_store = task.in_store if len(task.in_store) == len(task.inputs) else ()
+        inputs = []
+        for i, (tid, data) in enumerate(zip(task.input_tasks, task.inputs)):
+            if in_store and in_store[i]:
+                name = f"{tid:016x}"
+                paths = tuple(os.path.join(d, name) for d in (self.store_dir, self.spill_dir) if d)
+                inputs.append(self.values.load_file(tid, paths))
+            else:
+                inputs.append(self.values.loads(tid, data))
+        return inputs
 
     def run(self, task: executor_pb2.ExecTask) -> executor_pb2.ExecutorReply:
         start = time.perf_counter()
         reply = executor_pb2.ExecutorReply(task=task.task)
         try:
-            if len(task.input_tasks) == len(task.inputs):
-                inputs = [self.values.loads(i, x) for i, x in zip(task.input_tasks, task.inputs)]
-            else:  # a worker that sends no input ids: nothing can be shared safely
-                inputs = [_payload.loads(x) for x in task.inputs]
+            inputs = self._inputs(task)
             if task.payload.shared:
                 shared = self.shared[task.payload.shared]
                 if isinstance(shared, _Unloadable):
@@ -128,12 +176,25 @@ class Executor:
                 result = _dask_nodes.run_group(keys, nodes, inputs, task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
-            data = _payload.dumps(result)
-            self.values.keep(task.task, len(data), result)
-            reply.value = data
+            if self.store_dir is None:
+                data = _payload.dumps(result)
+            else:
+                data = _objects.write_object(result, self.store_dir, f"{task.task:016x}")
+            if data is None:
+                # In the store: readers here map it like any other (read-only, as elsewhere).
+                reply.in_store = True
+            else:
+                self.values.keep(task.task, len(data), result)
+                reply.value = data
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
+            if isinstance(exc, ValueError) and "read-only" in str(exc):
+                exc.add_note(
+                    "Task inputs are shared with other tasks and large arrays among them are "
+                    "read-only views of the worker's shared memory: copy an input before "
+                    "changing it in place (x = x.copy())."
+                )
             reply.error.CopyFrom(self._error(task.key, exc))
         reply.duration_us = int((time.perf_counter() - start) * 1e6)
         return reply
@@ -179,7 +240,12 @@ def main() -> None:
     replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     limit = int(os.environ.get("SHOAL_EXECUTOR_MEMORY_LIMIT") or 0)
-    executor = Executor(os.environ.get("SHOAL_WORKER_NAME", "unknown"), cache_budget(limit))
+    executor = Executor(
+        os.environ.get("SHOAL_WORKER_NAME", "unknown"),
+        cache_budget(limit),
+        store_dir=os.environ.get("SHOAL_STORE_DIR") or None,
+        spill_dir=os.environ.get("SHOAL_SPILL_DIR") or None,
+    )
     while True:
         header = _read_exact(requests, 4)
         if header is None:

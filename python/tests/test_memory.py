@@ -112,7 +112,13 @@ def test_results_beyond_memory_complete_by_spilling(cluster):
         blocks = [client.submit(block, i, size, key=f"block-{i}") for i in range(16)]
         lengths = client.gather([client.submit(length, b) for b in blocks], timeout=300)
         assert lengths == [size] * 16
-        info = [w for w in client.cluster_info().workers if w.name == "w0"][0]
+        # The figures come with the worker's next heartbeat after the last result.
+        deadline = time.monotonic() + 30
+        while True:
+            info = [w for w in client.cluster_info().workers if w.name == "w0"][0]
+            if info.running == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         assert info.stored_bytes >= 16 * size
         assert info.spilled_bytes >= 16 * size - 0.3 * 1024 * MIB
         first, last = client.gather([blocks[0], blocks[-1]], timeout=120)

@@ -182,6 +182,31 @@ pub(crate) fn scratch() -> (Volume, VolumeMount) {
     )
 }
 
+/// A memory-backed volume at /dev/shm for the worker's shared-memory store (containers
+/// get a 64 MiB /dev/shm otherwise), at most the container's memory limit: its files
+/// count against that limit, as the worker's memory policy counts them.
+fn shared_memory(resources: Option<&ResourceRequirements>) -> (Volume, VolumeMount) {
+    let limit = resources
+        .and_then(|r| r.limits.as_ref())
+        .and_then(|l| l.get("memory"))
+        .cloned();
+    (
+        Volume {
+            name: "shm".to_owned(),
+            empty_dir: Some(EmptyDirVolumeSource {
+                medium: Some("Memory".to_owned()),
+                size_limit: limit,
+            }),
+            ..Volume::default()
+        },
+        VolumeMount {
+            name: "shm".to_owned(),
+            mount_path: "/dev/shm".to_owned(),
+            ..VolumeMount::default()
+        },
+    )
+}
+
 /// `spec` running `container` the way every Shoal pod runs: the hardening above (non-root,
 /// no capabilities, read-only root with the scratch volume at /tmp), no service-account
 /// token and no service links.
@@ -368,34 +393,44 @@ pub fn worker_pod(
     }
     env_vars.extend(memory_threshold_env(group.pool.memory_thresholds.as_ref()));
     env_vars.extend(group.pool.env.iter().map(|(k, v)| env(k, v)));
+    let resources = resources(group, raised);
+    let (shm_volume, shm_mount) = shared_memory(resources.as_ref());
 
+    let mut spec = hardened(
+        Container {
+            name: "worker".to_owned(),
+            image: Some(image.to_owned()),
+            image_pull_policy: Some(pull_policy(cluster)),
+            command: Some(command),
+            env: Some(env_vars),
+            ports: Some(vec![
+                container_port("data", names::WORKER_DATA_PORT),
+                container_port("http", names::WORKER_METRICS_PORT),
+            ]),
+            readiness_probe: Some(http_probe("/readyz", "http")),
+            resources,
+            ..Container::default()
+        },
+        PodSpec {
+            restart_policy: Some("Never".to_owned()),
+            node_selector: (!group.pool.node_selector.is_empty())
+                .then(|| group.pool.node_selector.clone()),
+            tolerations: (!group.pool.tolerations.is_empty())
+                .then(|| group.pool.tolerations.clone()),
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        },
+    );
+    spec.volumes.get_or_insert_with(Vec::new).push(shm_volume);
+    for container in &mut spec.containers {
+        container
+            .volume_mounts
+            .get_or_insert_with(Vec::new)
+            .push(shm_mount.clone());
+    }
     Pod {
         metadata,
-        spec: Some(hardened(
-            Container {
-                name: "worker".to_owned(),
-                image: Some(image.to_owned()),
-                image_pull_policy: Some(pull_policy(cluster)),
-                command: Some(command),
-                env: Some(env_vars),
-                ports: Some(vec![
-                    container_port("data", names::WORKER_DATA_PORT),
-                    container_port("http", names::WORKER_METRICS_PORT),
-                ]),
-                readiness_probe: Some(http_probe("/readyz", "http")),
-                resources: resources(group, raised),
-                ..Container::default()
-            },
-            PodSpec {
-                restart_policy: Some("Never".to_owned()),
-                node_selector: (!group.pool.node_selector.is_empty())
-                    .then(|| group.pool.node_selector.clone()),
-                tolerations: (!group.pool.tolerations.is_empty())
-                    .then(|| group.pool.tolerations.clone()),
-                termination_grace_period_seconds: Some(30),
-                ..PodSpec::default()
-            },
-        )),
+        spec: Some(spec),
         ..Pod::default()
     }
 }
@@ -561,6 +596,42 @@ mod tests {
         c.groups[0].pool.memory_thresholds = None;
         let plain = env_of(worker_pod(&c, &c.groups[0], 0, "img", None));
         assert!(!plain.keys().any(|k| k.starts_with("SHOAL_MEMORY_")));
+    }
+
+    /// Worker pods get a memory-backed /dev/shm for the shared-memory store, bounded by
+    /// the container's memory limit (raised with it), unbounded without one.
+    #[test]
+    fn worker_pods_get_a_memory_backed_dev_shm_inside_the_limit() {
+        let shm = |pod: Pod| {
+            let spec = pod.spec.expect("spec");
+            let mount = spec.containers[0]
+                .volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| m.mount_path == "/dev/shm")
+                .expect("mounted at /dev/shm")
+                .name
+                .clone();
+            let volume = spec
+                .volumes
+                .into_iter()
+                .flatten()
+                .find(|v| v.name == mount)
+                .expect("the mounted volume");
+            volume.empty_dir.expect("an emptyDir")
+        };
+        let mut c = validated();
+        c.groups[0].pool.resources = Some(crate::fixtures::memory("256Mi", Some("200Mi")));
+        let dir = shm(worker_pod(&c, &c.groups[0], 0, "img", None));
+        assert_eq!(dir.medium.as_deref(), Some("Memory"));
+        assert_eq!(dir.size_limit.map(|q| q.0).as_deref(), Some("256Mi"));
+        let raised = shm(worker_pod(&c, &c.groups[0], 0, "img", Some(384 << 20)));
+        assert_eq!(raised.size_limit.map(|q| q.0).as_deref(), Some("384Mi"));
+        c.groups[0].pool.resources = None;
+        assert_eq!(
+            shm(worker_pod(&c, &c.groups[0], 0, "img", None)).size_limit,
+            None
+        );
     }
 
     /// A raised memory limit replaces the spec's; the request stays, never above the limit.

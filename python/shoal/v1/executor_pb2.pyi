@@ -18,27 +18,31 @@ class ExecutorRequest(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[ExecTask, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ..., released: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExecTask(_message.Message):
-    __slots__ = ("task", "key", "payload", "inputs", "input_tasks")
+    __slots__ = ("task", "key", "payload", "inputs", "input_tasks", "in_store")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TASKS_FIELD_NUMBER: _ClassVar[int]
+    IN_STORE_FIELD_NUMBER: _ClassVar[int]
     task: int
     key: str
     payload: _common_pb2.PythonTask
     inputs: _containers.RepeatedScalarFieldContainer[bytes]
     input_tasks: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ..., input_tasks: _Optional[_Iterable[int]] = ...) -> None: ...
+    in_store: _containers.RepeatedScalarFieldContainer[bool]
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ..., input_tasks: _Optional[_Iterable[int]] = ..., in_store: _Optional[_Iterable[bool]] = ...) -> None: ...
 
 class ExecutorReply(_message.Message):
-    __slots__ = ("task", "value", "error", "duration_us")
+    __slots__ = ("task", "value", "error", "duration_us", "in_store")
     TASK_FIELD_NUMBER: _ClassVar[int]
     VALUE_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DURATION_US_FIELD_NUMBER: _ClassVar[int]
+    IN_STORE_FIELD_NUMBER: _ClassVar[int]
     task: int
     value: bytes
     error: _common_pb2.TaskError
     duration_us: int
-    def __init__(self, task: _Optional[int] = ..., value: _Optional[bytes] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., duration_us: _Optional[int] = ...) -> None: ...
+    in_store: bool
+    def __init__(self, task: _Optional[int] = ..., value: _Optional[bytes] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., duration_us: _Optional[int] = ..., in_store: _Optional[bool] = ...) -> None: ...

@@ -97,6 +97,15 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
     memory.validate().map_err(|e| {
         format!("{e} (--memory-target/--memory-spill/--memory-pause/--memory-terminate or SHOAL_MEMORY_*)")
     })?;
+    let python = (args.python != "none").then_some(args.python);
+    let shared_dir = match args.shared_memory_dir.as_str() {
+        "none" | "" => None,
+        _ if python.is_none() => None,
+        base => Some(
+            shoal_worker::prepare_shared_dir(std::path::Path::new(base), &name)
+                .map_err(|e| e.to_string())?,
+        ),
+    };
     let config = WorkerConfig {
         scheduler: args.scheduler,
         token,
@@ -109,10 +118,11 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
             .unwrap_or_else(shoal_worker::default_limit),
         memory,
         spill_dir: spill_dir.clone(),
+        shared_dir: shared_dir.clone(),
         listen: args.listen,
         advertise_host: args.advertise_host,
         metrics_listen: args.metrics_listen,
-        python: (args.python != "none").then_some(args.python),
+        python,
     };
     let result = tokio::select! {
         r = shoal_worker::run(config) => r.map_err(|e| e.to_string()),
@@ -122,6 +132,9 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
         }
     };
     let _ = std::fs::remove_dir_all(spill_dir);
+    if let Some(dir) = shared_dir {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     result
 }
 

@@ -120,6 +120,11 @@ struct WorkerArgs {
     /// Where results spill when memory runs short.
     #[arg(long)]
     spill_dir: Option<PathBuf>,
+    /// A tmpfs under which the worker makes its shared-memory store (executors write
+    /// results there and map their inputs read-only); "none" sends values through the
+    /// executors' pipes instead.
+    #[arg(long, env = "SHOAL_SHARED_MEMORY_DIR", default_value = "/dev/shm")]
+    shared_memory_dir: String,
     /// Metrics and health listen address (unauthenticated), e.g. 0.0.0.0:8788.
     #[arg(long)]
     metrics_listen: Option<String>,

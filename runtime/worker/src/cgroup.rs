@@ -221,12 +221,15 @@ impl Probe {
         Probe { cgroup, cpu }
     }
 
-    /// Bytes in use now; `executor_pids` are the executor processes' ids.
-    pub fn used(&self, executor_pids: impl Iterator<Item = u32>) -> u64 {
+    /// Bytes in use now; `executor_pids` are the executor processes' ids, `shared` the
+    /// bytes of the store's shared-memory files. Without a cgroup: each process's private
+    /// resident memory, and the shared files once (a file several processes map is in the
+    /// resident size of each).
+    pub fn used(&self, executor_pids: impl Iterator<Item = u32>, shared: u64) -> u64 {
         if let Some(used) = self.cgroup.as_ref().and_then(Cgroup::working_set) {
             return used;
         }
-        resident_bytes(std::process::id()) + executor_pids.map(resident_bytes).sum::<u64>()
+        private_bytes(std::process::id()) + executor_pids.map(private_bytes).sum::<u64>() + shared
     }
 
     /// CPU time used so far in microseconds; `executor_pids` are the executor processes'
@@ -248,7 +251,9 @@ impl Probe {
     pub fn source(&self) -> String {
         match &self.cgroup {
             Some(Cgroup::V1(dir) | Cgroup::V2(dir)) => format!("cgroup {}", dir.display()),
-            None => "the worker's and its executors' resident memory".into(),
+            None => "the worker's and its executors' private resident memory, and the \
+                 shared-memory store"
+                .into(),
         }
     }
 
@@ -281,12 +286,18 @@ fn stat_field(dir: &Path, name: &str) -> Option<u64> {
     })
 }
 
-/// Resident set size of a process in bytes (0 when it is gone).
-pub fn resident_bytes(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/statm"))
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
+/// Resident memory of a process in bytes that is its own: the resident set less the
+/// pages it shares with files and shared memory (0 when it is gone).
+pub fn private_bytes(pid: u32) -> u64 {
+    let Ok(statm) = std::fs::read_to_string(format!("/proc/{pid}/statm")) else {
+        return 0;
+    };
+    let mut fields = statm
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse::<u64>().unwrap_or(0));
+    let (resident, shared) = (fields.next().unwrap_or(0), fields.next().unwrap_or(0));
+    resident.saturating_sub(shared) * 4096
 }
 
 /// Physical memory of the machine in bytes (0 when unknown).

@@ -21,6 +21,9 @@ pub struct WorkerConfig {
     pub memory_limit: u64,
     pub memory: crate::memory::Thresholds,
     pub spill_dir: PathBuf,
+    /// The shared-memory directory (on tmpfs, e.g. under /dev/shm) executors write results
+    /// into and map inputs from; `None`: values travel as bytes through the executors' pipes.
+    pub shared_dir: Option<PathBuf>,
     /// Data-plane listen address ("127.0.0.1:0" picks a port).
     pub listen: String,
     /// Host peers use to reach the data plane (defaults to the listen host).

@@ -187,6 +187,7 @@ impl WorkerCore {
             }
             Msg::Registered(_) | Msg::Shutdown(_) => {}
         }
+        self.tell_moved(store, fx);
         self.pump(store, fx);
     }
 
@@ -427,9 +428,17 @@ impl WorkerCore {
     }
 
     fn start(&mut self, assignment: v1::TaskAssignment, store: &Store, fx: &mut impl Effects) {
+        let python = is_python(&assignment);
         let mut inputs = Vec::with_capacity(assignment.inputs.len());
+        let mut in_store = Vec::with_capacity(assignment.inputs.len());
         let mut lost = None;
         for input in &assignment.inputs {
+            // An executor maps a result in the store's files itself: no bytes to send.
+            if python && store.in_files(input.task) {
+                inputs.push(Bytes::new());
+                in_store.push(true);
+                continue;
+            }
             if let Some(data) = store.get(input.task) {
                 inputs.push(data);
             } else if let Some((data, _)) = self.fetched.get(&input.task) {
@@ -438,6 +447,7 @@ impl WorkerCore {
                 lost = Some(input.task);
                 break;
             }
+            in_store.push(false);
         }
         self.drop_fetched_inputs(&assignment);
         if let Some(input) = lost {
@@ -448,7 +458,6 @@ impl WorkerCore {
             self.input_failed(&assignment, input, message);
             return;
         }
-        let python = is_python(&assignment);
         self.running.insert(assignment.task, assignment.key.clone());
         if !python {
             self.builtin_tasks.insert(assignment.task);
@@ -466,6 +475,7 @@ impl WorkerCore {
             shared,
             payload,
             inputs,
+            in_store,
             input_tasks: assignment.inputs.iter().map(|i| i.task).collect(),
         };
         fx.start(task, python);
@@ -486,9 +496,14 @@ impl WorkerCore {
         }
         let error = match outcome.result {
             Ok(data) => {
-                let size = data.len() as u64;
-                match store.put(outcome.task, data) {
-                    Ok(()) => {
+                let stored = if outcome.in_store {
+                    store.adopt(outcome.task)
+                } else {
+                    let size = data.len() as u64;
+                    store.put(outcome.task, data).map(|()| size)
+                };
+                match stored {
+                    Ok(size) => {
                         self.outbox.finished.push(v1::TaskFinished {
                             task: outcome.task,
                             size,
@@ -497,7 +512,7 @@ impl WorkerCore {
                         return;
                     }
                     Err(e) => v1::TaskError {
-                        kind: "SpillFailed".into(),
+                        kind: e.kind().into(),
                         message: e.to_string(),
                         worker: self.name.clone(),
                         ..Default::default()
@@ -530,6 +545,15 @@ impl WorkerCore {
         self.ready = keep.into();
         for a in &drop {
             self.drop_fetched_inputs(a);
+        }
+    }
+
+    /// Executors let go of their mappings of results that spilled from shared memory
+    /// (they read them from the spill directory next time), so that the memory is freed.
+    fn tell_moved(&mut self, store: &mut Store, fx: &mut impl Effects) {
+        let moved = store.take_moved();
+        if !moved.is_empty() {
+            fx.released(&moved);
         }
     }
 
@@ -585,6 +609,7 @@ impl WorkerCore {
             self.memory.stopped_tasks += 1;
             fx.stop(task, error);
         }
+        self.tell_moved(store, fx);
         self.pump(store, fx);
     }
 

@@ -10,13 +10,15 @@ use shoal_proto::v1::builtin_task::Op;
 use tokio::sync::mpsc;
 
 /// A task ready to run: its payload, the shared blob it uses, and its inputs in
-/// dependency order, each with the wire id of the task that made it.
+/// dependency order, each with the wire id of the task that made it and whether it is in
+/// the store's files (its bytes are then empty: the executor reads the file itself).
 pub struct ExecTask {
     pub task: u64,
     pub key: String,
     pub payload: v1::TaskPayload,
     pub shared: Option<(u64, Bytes)>,
     pub inputs: Vec<Bytes>,
+    pub in_store: Vec<bool>,
     pub input_tasks: Vec<u64>,
 }
 
@@ -24,6 +26,9 @@ pub struct ExecTask {
 pub struct ExecOutcome {
     pub task: u64,
     pub result: Result<Bytes, v1::TaskError>,
+    /// The executor wrote the result into the store's shared-memory directory (`result`
+    /// is then empty).
+    pub in_store: bool,
     pub duration: Duration,
 }
 
@@ -104,6 +109,7 @@ impl Executor for BuiltinExecutor {
                 let _ = done.send(ExecOutcome {
                     task: id,
                     result: Err(error),
+                    in_store: false,
                     duration: started.elapsed(),
                 });
                 return;
@@ -118,6 +124,7 @@ impl Executor for BuiltinExecutor {
                     let _ = done.send(ExecOutcome {
                         task: id,
                         result: Ok(Bytes::new()),
+                        in_store: false,
                         duration: started.elapsed(),
                     });
                 });
@@ -135,6 +142,7 @@ impl Executor for BuiltinExecutor {
         let _ = done.send(ExecOutcome {
             task: id,
             result,
+            in_store: false,
             duration: started.elapsed(),
         });
     }

@@ -14,6 +14,7 @@ pub mod memory;
 mod metrics;
 mod python;
 mod session;
+mod shared;
 mod store;
 
 pub use config::WorkerConfig;
@@ -21,4 +22,5 @@ pub use executor::{BuiltinExecutor, ExecOutcome, ExecTask, Executor};
 pub use memory::{Thresholds, default_limit};
 pub use python::{PythonConfig, PythonPool};
 pub use session::{WorkerError, run};
+pub use shared::{SharedDirError, prepare as prepare_shared_dir};
 pub use store::Store;

@@ -9,6 +9,7 @@
 //! Not here: what a payload means (python/shoal/executor.py), scheduling (the worker loop).
 
 use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -38,11 +39,17 @@ pub struct PythonConfig {
     /// The worker's cgroup, if it has a limit: an executor killed by the kernel's OOM
     /// killer is told apart from other crashes by its `oom_kill` count.
     pub cgroup: Option<crate::cgroup::Cgroup>,
+    /// The store's shared-memory directory (`None`: results come back as bytes).
+    pub store_dir: Option<PathBuf>,
+    /// The store's spill directory (executors read spilled inputs from it).
+    pub spill_dir: PathBuf,
 }
 
 struct Job {
     task: ExecTask,
     done: mpsc::UnboundedSender<ExecOutcome>,
+    /// Whether an executor already died while writing this task's result.
+    rewritten: bool,
 }
 
 /// What the pool is asked to do.
@@ -77,9 +84,11 @@ impl PythonPool {
 
 impl Executor for PythonPool {
     fn start(&self, task: ExecTask, done: mpsc::UnboundedSender<ExecOutcome>) {
-        if let Err(mpsc::error::SendError(PoolMsg::Run(job))) =
-            self.jobs.send(PoolMsg::Run(Job { task, done }))
-        {
+        if let Err(mpsc::error::SendError(PoolMsg::Run(job))) = self.jobs.send(PoolMsg::Run(Job {
+            task,
+            done,
+            rewritten: false,
+        })) {
             let error = v1::TaskError {
                 kind: "ExecutorUnavailable".into(),
                 message: "the Python executor pool has stopped".into(),
@@ -88,6 +97,7 @@ impl Executor for PythonPool {
             let _ = job.done.send(ExecOutcome {
                 task: job.task.task,
                 result: Err(error),
+                in_store: false,
                 duration: Duration::ZERO,
             });
         }
@@ -116,6 +126,7 @@ struct InFlight {
     done: mpsc::UnboundedSender<ExecOutcome>,
     /// Kept so the task can run elsewhere if the process dies before starting it.
     job: ExecTask,
+    rewritten: bool,
     sent: Instant,
 }
 
@@ -126,12 +137,14 @@ struct Process {
     frames: mpsc::UnboundedSender<Vec<u8>>,
     inflight: VecDeque<InFlight>,
     sent_blobs: HashSet<u64>,
+    /// Values it was sent or made, not released since: it may hold them live (a hint).
+    holds: HashSet<u64>,
     /// Set when the worker stopped it for memory: the error of its running task.
     killed_for: Option<v1::TaskError>,
 }
 
 enum ProcEvent {
-    Reply(usize, u64, v1::ExecutorReply),
+    Reply(usize, u64, Box<v1::ExecutorReply>),
     Exited(usize, u64),
 }
 
@@ -189,9 +202,16 @@ impl Pool {
     }
 
     fn spawn(&mut self, index: usize) -> Result<(), String> {
-        let mut child = Command::new(&self.config.program)
+        let mut command = Command::new(&self.config.program);
+        command
             .args(["-u", "-m", "shoal.executor"])
             .env("SHOAL_WORKER_NAME", &self.config.worker_name)
+            .env("SHOAL_SPILL_DIR", &self.config.spill_dir);
+        match &self.config.store_dir {
+            Some(dir) => command.env("SHOAL_STORE_DIR", dir),
+            None => command.env_remove("SHOAL_STORE_DIR"),
+        };
+        let mut child = command
             .env(
                 "SHOAL_EXECUTOR_MEMORY_LIMIT",
                 self.config.memory_limit.to_string(),
@@ -234,6 +254,7 @@ impl Pool {
             frames: frames_tx,
             inflight: VecDeque::new(),
             sent_blobs: HashSet::new(),
+            holds: HashSet::new(),
             killed_for: None,
         });
         Ok(())
@@ -242,6 +263,11 @@ impl Pool {
     /// Tells every live process to forget the released values (a hint: a process that
     /// missed it only keeps them longer, within its cache budget).
     fn release(&mut self, tasks: Vec<u64>) {
+        for process in self.slots.iter_mut().flatten() {
+            for task in &tasks {
+                process.holds.remove(task);
+            }
+        }
         let frame = frame(&v1::ExecutorRequest {
             released: tasks,
             ..Default::default()
@@ -251,13 +277,33 @@ impl Pool {
         }
     }
 
+    /// The process to send the next job to: the least busy, and among those the one
+    /// holding most of the job's inputs live (so they are not loaded again).
+    fn pick(&self, job: &Job) -> usize {
+        (0..self.slots.len())
+            .min_by_key(|&i| match &self.slots[i] {
+                None => (0, usize::MAX),
+                Some(p) => {
+                    let held = job
+                        .task
+                        .input_tasks
+                        .iter()
+                        .filter(|t| p.holds.contains(t))
+                        .count();
+                    (p.inflight.len(), usize::MAX - held)
+                }
+            })
+            .unwrap_or(0)
+    }
+
     /// Sends queued jobs to the least busy processes (starting processes as needed).
     fn dispatch(&mut self) {
         while !self.queue.is_empty() {
             let ahead = (self.queue.len() / self.slots.len()).clamp(1, MAX_AHEAD);
-            let index = (0..self.slots.len())
-                .min_by_key(|&i| self.slots[i].as_ref().map_or(0, |p| p.inflight.len()))
-                .unwrap_or(0);
+            let index = match self.queue.front() {
+                Some(job) => self.pick(job),
+                None => return,
+            };
             if self.slots[index].is_none()
                 && let Err(message) = self.spawn(index)
             {
@@ -288,18 +334,22 @@ impl Pool {
                     Some(v1::task_payload::Kind::Python(p)) => p.clone(),
                     _ => v1::PythonTask::default(),
                 };
+                process.holds.extend(job.task.input_tasks.iter().copied());
+                process.holds.insert(job.task.task);
                 request.tasks.push(v1::ExecTask {
                     task: job.task.task,
                     key: job.task.key.clone(),
                     payload: Some(payload),
                     inputs: job.task.inputs.clone(),
                     input_tasks: job.task.input_tasks.clone(),
+                    in_store: job.task.in_store.clone(),
                 });
                 process.inflight.push_back(InFlight {
                     task: job.task.task,
                     key: job.task.key.clone(),
                     done: job.done,
                     job: job.task,
+                    rewritten: job.rewritten,
                     sent: Instant::now(),
                 });
             }
@@ -321,6 +371,7 @@ impl Pool {
             let _ = job.done.send(ExecOutcome {
                 task: job.task.task,
                 result: Err(error),
+                in_store: false,
                 duration: Duration::ZERO,
             });
         }
@@ -354,6 +405,7 @@ impl Pool {
                 let _ = front.done.send(ExecOutcome {
                     task: front.task,
                     result,
+                    in_store: reply.in_store,
                     duration,
                 });
             }
@@ -368,8 +420,33 @@ impl Pool {
                 let status = process.child.wait().await.ok();
                 let stopped = process.killed_for.take();
                 let mut inflight = std::mem::take(&mut process.inflight);
+                let writing = self.remove_unsealed(process.pid, inflight.front().map(|f| f.task));
                 if let Some(running) = inflight.pop_front() {
                     let ran = running.sent.elapsed();
+                    if writing && !running.rewritten && stopped.is_none() {
+                        // The task's code ran to its end; its executor died storing the
+                        // value (a kill, a full /dev/shm): run it once more.
+                        tracing::warn!(
+                            worker = self.config.worker_name,
+                            task = running.key,
+                            pid = process.pid,
+                            cause = describe_exit(status),
+                            "python executor died while writing a result to the shared-memory \
+                             store; the half-written file was deleted and the task runs again"
+                        );
+                        inflight.push_front(InFlight {
+                            rewritten: true,
+                            ..running
+                        });
+                        for waiting in inflight.into_iter().rev() {
+                            self.queue.push_front(Job {
+                                task: waiting.job,
+                                done: waiting.done,
+                                rewritten: waiting.rewritten,
+                            });
+                        }
+                        return;
+                    }
                     let error = match stopped {
                         Some(mut error) => {
                             error.detail = format!(
@@ -388,6 +465,7 @@ impl Pool {
                     let _ = running.done.send(ExecOutcome {
                         task: running.task,
                         result: Err(error),
+                        in_store: false,
                         duration: ran,
                     });
                 }
@@ -396,10 +474,36 @@ impl Pool {
                     self.queue.push_front(Job {
                         task: waiting.job,
                         done: waiting.done,
+                        rewritten: waiting.rewritten,
                     });
                 }
             }
         }
+    }
+
+    /// Deletes what a dead executor left in the shared-memory directory: its unsealed
+    /// (half-written) files, and the sealed file of the task it was running, whose reply
+    /// never came. Returns whether it was writing that task's result.
+    fn remove_unsealed(&self, pid: u32, running: Option<u64>) -> bool {
+        let Some(dir) = &self.config.store_dir else {
+            return false;
+        };
+        let prefix = format!(".tmp-{pid}-");
+        let mut writing = false;
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+                    continue;
+                };
+                writing |= running.is_some_and(|t| rest == crate::store::file_name(t));
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+        if let Some(task) = running {
+            let _ = std::fs::remove_file(dir.join(crate::store::file_name(task)));
+        }
+        writing
     }
 
     /// Whether the kernel's OOM killer killed a process of this worker's cgroup since the
@@ -577,7 +681,7 @@ async fn read_replies(
         // Decoded from `Bytes`: the value is a slice of the frame, not a copy.
         match v1::ExecutorReply::decode(Bytes::from(body)) {
             Ok(reply) => {
-                let _ = events.send(ProcEvent::Reply(index, generation, reply));
+                let _ = events.send(ProcEvent::Reply(index, generation, Box::new(reply)));
             }
             Err(e) => {
                 tracing::error!(error = %e, "undecodable reply from a python executor");

@@ -85,9 +85,14 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         metrics.serve(listener);
     }
     let spill_above = config.memory.store_target(config.memory_limit);
+    let shared_dir = config
+        .shared_dir
+        .clone()
+        .filter(|_| config.python.is_some());
     let store = Arc::new(Mutex::new(Store::new(
         config.spill_dir.clone(),
         spill_above,
+        shared_dir.clone(),
     )));
 
     let data_plane = DataPlaneServer::new(DataPlaneService {
@@ -163,6 +168,8 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
                     worker_name: config.name.clone(),
                     memory_limit: config.memory_limit,
                     cgroup,
+                    store_dir: shared_dir.clone(),
+                    spill_dir: config.spill_dir.clone(),
                 })
             }),
         },
@@ -364,11 +371,13 @@ impl Session {
             .map(|&(pid, task)| ExecutorMemory {
                 pid,
                 task,
-                resident: crate::cgroup::resident_bytes(pid),
+                resident: crate::cgroup::private_bytes(pid),
             })
             .collect();
-        let used = self.probe.used(processes.iter().map(|&(pid, _)| pid));
         let mut store = lock(&self.store);
+        let used = self
+            .probe
+            .used(processes.iter().map(|&(pid, _)| pid), store.shared_bytes());
         let sample = Sample {
             used,
             limit: self.memory_limit,

@@ -1,24 +1,60 @@
-//! The object store: task results by wire id, in memory until the in-memory bytes pass a
-//! threshold, then the oldest results spill to files. Reads of spilled results come from
-//! disk (they are not brought back). Not a cache: objects live until the scheduler
-//! releases them.
+//! The object store: task results by wire id. A result is in one of three places: in the
+//! worker's memory (bytes a builtin made, or fetched from a peer), in the worker's
+//! shared-memory directory (a file an executor wrote and sealed: executors map it
+//! read-only, nothing is copied through the worker), or spilled to a file on disk. Once
+//! the in-memory and shared bytes pass a threshold, the oldest results spill. Reads of
+//! spilled results come from disk (they are not brought back). Not a cache: objects live
+//! until the scheduler releases them.
+//!
+//! Not here: the format of a value's bytes (opaque to the worker; Python's is in
+//! python/shoal/_objects.py), choosing what to spill under memory pressure (memory.rs).
 
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+/// Where one result is.
+enum Object {
+    Memory(Bytes),
+    /// A sealed file of this many bytes in the shared-memory directory.
+    Shared(u64),
+    /// A file of this many bytes in the spill directory.
+    Spilled(u64),
+}
+
+/// Where a result can be read from, handed out so that it is read outside the store's lock.
+pub enum Located {
+    Memory(Bytes),
+    File(PathBuf),
+}
+
+impl Located {
+    pub fn read(self) -> io::Result<Bytes> {
+        match self {
+            Located::Memory(data) => Ok(data),
+            Located::File(path) => std::fs::read(path).map(Bytes::from),
+        }
+    }
+}
+
 pub struct Store {
-    memory: HashMap<u64, Bytes>,
-    /// Insertion order of in-memory objects (entries of removed objects are skipped).
+    objects: HashMap<u64, Object>,
+    /// Insertion order of in-memory and shared objects (entries of removed or spilled
+    /// objects are skipped).
     order: VecDeque<u64>,
     memory_bytes: u64,
-    spilled: HashMap<u64, u64>,
+    shared_bytes: u64,
     spilled_bytes: u64,
     spill_dir: PathBuf,
-    /// In-memory bytes above which objects spill.
+    /// The shared-memory directory executors write results into (`None`: results come
+    /// back as bytes).
+    shared_dir: Option<PathBuf>,
+    /// In-memory plus shared bytes above which objects spill.
     spill_above: u64,
+    /// Results that left shared memory since `take_moved` was last called.
+    moved: Vec<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,38 +66,96 @@ pub enum StoreError {
         #[source]
         source: io::Error,
     },
+    #[error(
+        "the executor said it wrote result {id:x} to the shared-memory store, but {path} \
+         cannot be read: {source}"
+    )]
+    Adopt {
+        id: u64,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl StoreError {
+    /// The error kind a task failed with, for its `TaskError` and metric labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Spill { .. } => "SpillFailed",
+            StoreError::Adopt { .. } => "StoreFailed",
+        }
+    }
+}
+
+/// The name of a result's file, in the shared-memory and the spill directory alike.
+pub fn file_name(id: u64) -> String {
+    format!("{id:016x}")
 }
 
 impl Store {
-    pub fn new(spill_dir: PathBuf, spill_above: u64) -> Self {
+    pub fn new(spill_dir: PathBuf, spill_above: u64, shared_dir: Option<PathBuf>) -> Self {
         Store {
-            memory: HashMap::new(),
+            objects: HashMap::new(),
             order: VecDeque::new(),
             memory_bytes: 0,
-            spilled: HashMap::new(),
+            shared_bytes: 0,
             spilled_bytes: 0,
             spill_dir,
+            shared_dir,
             spill_above,
+            moved: Vec::new(),
         }
     }
 
-    fn path(&self, id: u64) -> PathBuf {
-        self.spill_dir.join(format!("{id:016x}"))
+    pub fn shared_dir(&self) -> Option<&Path> {
+        self.shared_dir.as_deref()
+    }
+
+    fn spill_path(&self, id: u64) -> PathBuf {
+        self.spill_dir.join(file_name(id))
+    }
+
+    fn shared_path(&self, id: u64) -> Option<PathBuf> {
+        self.shared_dir.as_ref().map(|d| d.join(file_name(id)))
     }
 
     pub fn put(&mut self, id: u64, data: Bytes) -> Result<(), StoreError> {
         self.remove(id);
         self.memory_bytes += data.len() as u64;
-        self.memory.insert(id, data);
+        self.objects.insert(id, Object::Memory(data));
         self.order.push_back(id);
         self.spill()
+    }
+
+    /// Takes in the sealed file an executor wrote for `id` in the shared-memory
+    /// directory; returns its size.
+    pub fn adopt(&mut self, id: u64) -> Result<u64, StoreError> {
+        let path = self
+            .shared_path(id)
+            .unwrap_or_else(|| PathBuf::from(file_name(id)));
+        let size = std::fs::metadata(&path)
+            .map_err(|source| StoreError::Adopt {
+                id,
+                path: path.clone(),
+                source,
+            })?
+            .len();
+        if let Some(old) = self.objects.remove(&id) {
+            self.forget(id, old, false);
+        }
+        self.shared_bytes += size;
+        self.objects.insert(id, Object::Shared(size));
+        self.order.push_back(id);
+        self.spill()?;
+        Ok(size)
     }
 
     fn spill(&mut self) -> Result<(), StoreError> {
         self.spill_while_above(self.spill_above).map(|_| ())
     }
 
-    /// Spills the oldest in-memory results until at most `bytes` of them remain in memory
+    /// Spills the oldest in-memory and shared results until at most `bytes` of them remain
     /// (the memory policy's answer to the pod using too much). Returns the bytes spilled.
     pub fn spill_down_to(&mut self, bytes: u64) -> Result<u64, StoreError> {
         self.spill_while_above(bytes)
@@ -69,58 +163,115 @@ impl Store {
 
     fn spill_while_above(&mut self, above: u64) -> Result<u64, StoreError> {
         let before = self.spilled_bytes;
-        while self.memory_bytes > above {
+        while self.memory_bytes + self.shared_bytes > above {
             let Some(id) = self.order.pop_front() else {
                 break;
             };
-            let Some(data) = self.memory.remove(&id) else {
-                continue;
+            let path = self.spill_path(id);
+            let written = match self.objects.get(&id) {
+                Some(Object::Memory(data)) => std::fs::create_dir_all(&self.spill_dir)
+                    .and_then(|()| std::fs::write(&path, data))
+                    .map(|()| data.len() as u64),
+                // Copied before the shared file goes: an executor that has just been told
+                // to read it finds it in the spill directory instead.
+                Some(Object::Shared(size)) => {
+                    let size = *size;
+                    let from = self.shared_path(id).unwrap_or_default();
+                    std::fs::create_dir_all(&self.spill_dir)
+                        .and_then(|()| std::fs::copy(&from, &path))
+                        .map(|_| size)
+                }
+                Some(Object::Spilled(_)) | None => continue,
             };
-            let path = self.path(id);
-            if let Err(source) =
-                std::fs::create_dir_all(&self.spill_dir).and_then(|()| std::fs::write(&path, &data))
-            {
-                self.memory.insert(id, data);
-                self.order.push_front(id);
-                return Err(StoreError::Spill { id, path, source });
+            let size = match written {
+                Ok(size) => size,
+                Err(source) => {
+                    self.order.push_front(id);
+                    return Err(StoreError::Spill { id, path, source });
+                }
+            };
+            if let Some(old) = self.objects.insert(id, Object::Spilled(size)) {
+                self.forget(id, old, true);
             }
-            self.memory_bytes -= data.len() as u64;
-            self.spilled_bytes += data.len() as u64;
-            self.spilled.insert(id, data.len() as u64);
-            tracing::debug!(id, bytes = data.len(), "spilled a result to disk");
+            self.spilled_bytes += size;
+            tracing::debug!(id, bytes = size, "spilled a result to disk");
         }
-        if self.order.len() > 2 * self.memory.len() + 1024 {
-            let memory = &self.memory;
-            self.order.retain(|id| memory.contains_key(id));
+        if self.order.len() > 2 * self.objects.len() + 1024 {
+            let objects = &self.objects;
+            self.order.retain(|id| {
+                matches!(objects.get(id), Some(Object::Memory(_) | Object::Shared(_)))
+            });
         }
         Ok(self.spilled_bytes - before)
     }
 
+    /// Drops the accounting (and the file) of an object that left its place.
+    fn forget(&mut self, id: u64, old: Object, moved: bool) {
+        match old {
+            Object::Memory(data) => self.memory_bytes -= data.len() as u64,
+            Object::Shared(size) => {
+                self.shared_bytes -= size;
+                if let Some(path) = self.shared_path(id) {
+                    let _ = std::fs::remove_file(path);
+                }
+                if moved {
+                    self.moved.push(id);
+                }
+            }
+            Object::Spilled(size) => {
+                self.spilled_bytes -= size;
+                let _ = std::fs::remove_file(self.spill_path(id));
+            }
+        }
+    }
+
+    /// Where `id` can be read from (read it outside the store's lock).
+    pub fn locate(&self, id: u64) -> Option<Located> {
+        match self.objects.get(&id)? {
+            Object::Memory(data) => Some(Located::Memory(data.clone())),
+            Object::Shared(_) => self.shared_path(id).map(Located::File),
+            Object::Spilled(_) => Some(Located::File(self.spill_path(id))),
+        }
+    }
+
+    /// The bytes of `id` (read from its file if it has one).
     pub fn get(&self, id: u64) -> Option<Bytes> {
-        if let Some(data) = self.memory.get(&id) {
-            return Some(data.clone());
-        }
-        if self.spilled.contains_key(&id) {
-            return std::fs::read(self.path(id)).ok().map(Bytes::from);
-        }
-        None
+        self.locate(id)?.read().ok()
+    }
+
+    /// Whether `id` is in a file an executor can map itself: in the shared-memory
+    /// directory, or in the spill directory after it was spilled from there.
+    pub fn in_files(&self, id: u64) -> bool {
+        matches!(
+            self.objects.get(&id),
+            Some(Object::Shared(_) | Object::Spilled(_))
+        )
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.memory.contains_key(&id) || self.spilled.contains_key(&id)
+        self.objects.contains_key(&id)
     }
 
     pub fn remove(&mut self, id: u64) {
-        if let Some(data) = self.memory.remove(&id) {
-            self.memory_bytes -= data.len() as u64;
-        } else if let Some(size) = self.spilled.remove(&id) {
-            self.spilled_bytes -= size;
-            let _ = std::fs::remove_file(self.path(id));
+        if let Some(old) = self.objects.remove(&id) {
+            self.forget(id, old, false);
         }
     }
 
+    /// Results that left shared memory for disk since the last call (executors holding
+    /// a mapping of them should let it go).
+    pub fn take_moved(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.moved)
+    }
+
+    /// Bytes of results held in memory: the worker's own and the shared-memory files.
     pub fn memory_bytes(&self) -> u64 {
-        self.memory_bytes
+        self.memory_bytes + self.shared_bytes
+    }
+
+    /// Bytes of results in the shared-memory directory (counted in `memory_bytes` too).
+    pub fn shared_bytes(&self) -> u64 {
+        self.shared_bytes
     }
 
     pub fn spilled_bytes(&self) -> u64 {
@@ -128,7 +279,7 @@ impl Store {
     }
 
     pub fn len(&self) -> usize {
-        self.memory.len() + self.spilled.len()
+        self.objects.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -145,7 +296,7 @@ mod tests {
     #[test]
     fn spills_oldest_and_reads_back() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::new(dir.path().to_path_buf(), 100);
+        let mut store = Store::new(dir.path().to_path_buf(), 100, None);
         store.put(1, Bytes::from(vec![1u8; 60])).expect("put");
         store.put(2, Bytes::from(vec![2u8; 60])).expect("put");
         assert_eq!(store.spilled_bytes(), 60);
@@ -162,7 +313,7 @@ mod tests {
     #[test]
     fn spills_down_to_a_figure() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::new(dir.path().to_path_buf(), u64::MAX);
+        let mut store = Store::new(dir.path().to_path_buf(), u64::MAX, None);
         for id in 1..=4 {
             store
                 .put(id, Bytes::from(vec![id as u8; 100]))
@@ -172,5 +323,40 @@ mod tests {
         assert_eq!((store.memory_bytes(), store.spilled_bytes()), (100, 300));
         assert_eq!(store.get(1).expect("spilled is readable")[0], 1);
         assert_eq!(store.spill_down_to(150).expect("spill"), 0);
+    }
+
+    /// A shared file is adopted at its size, spills to disk with equal bytes (the shared
+    /// file gone, the move reported), and removal deletes whichever file holds it.
+    #[test]
+    fn shared_files_are_adopted_spilled_and_removed() {
+        let spill = tempfile::tempdir().expect("tempdir");
+        let shared = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::new(
+            spill.path().to_path_buf(),
+            u64::MAX,
+            Some(shared.path().to_path_buf()),
+        );
+        let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(shared.path().join(file_name(7)), &data).expect("write");
+        assert_eq!(store.adopt(7).expect("adopt"), 1000);
+        assert!(store.in_files(7));
+        assert_eq!(store.memory_bytes(), 1000);
+        assert_eq!(store.get(7).expect("readable"), data);
+        assert_eq!(store.spill_down_to(0).expect("spill"), 1000);
+        assert!(!shared.path().join(file_name(7)).exists());
+        assert_eq!(store.take_moved(), vec![7]);
+        assert!(
+            store.in_files(7),
+            "a spilled shared result is still read from a file"
+        );
+        assert_eq!(store.get(7).expect("readable after spilling"), data);
+        store.remove(7);
+        assert_eq!(std::fs::read_dir(spill.path()).expect("dir").count(), 0);
+        assert!(store.is_empty() && store.spilled_bytes() == 0);
+        assert!(
+            store.adopt(8).is_err(),
+            "no file: a clear error, nothing stored"
+        );
+        assert!(!store.contains(8));
     }
 }

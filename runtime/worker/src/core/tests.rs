@@ -59,7 +59,7 @@ impl Bed {
         let dir = tempfile::tempdir().expect("tempdir");
         Bed {
             core: WorkerCore::new("w1".into(), cores, Thresholds::default()),
-            store: Store::new(dir.path().to_path_buf(), u64::MAX),
+            store: Store::new(dir.path().to_path_buf(), u64::MAX, None),
             fx: Recorder::default(),
             now_us: 1_000_000,
             _dir: dir,
@@ -82,6 +82,7 @@ impl Bed {
         let outcome = ExecOutcome {
             task,
             result,
+            in_store: false,
             duration: Duration::from_millis(1),
         };
         self.core.on_outcome(outcome, &mut self.store);

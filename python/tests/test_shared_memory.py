@@ -1,0 +1,219 @@
+"""The worker's shared-memory store: results with large buffers are written once by the
+executor that made them into the worker's directory under /dev/shm and mapped read-only by
+the executors that read them; a crash mid-write leaves nothing visible; values go when
+nothing needs them; spilling moves them to disk and back intact; inputs are read-only.
+
+Each test starts its own one-worker cluster (two executors), so that its figures and its
+store directory are its own."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+from conftest import local_cluster
+
+MIB = 2**20
+CHUNK = 2 * MIB // 8  # float64 elements in a 2 MiB chunk
+
+
+def make_chunk(seed: int = 0) -> np.ndarray:
+    return np.arange(CHUNK, dtype=np.float64) + seed
+
+
+def worker_pid() -> int:
+    return os.getppid()
+
+
+def mapping_of(address: int) -> dict:
+    """The /proc/self/smaps entry (path and kB fields) of the mapping holding ``address``."""
+    with open("/proc/self/smaps") as f:
+        lines = f.read().splitlines()
+    entry = None
+    for line in lines:
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and ":" not in head[0]:
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            entry = {"path": head[5] if len(head) > 5 else "", "inside": lo <= address < hi}
+            continue
+        if entry is not None and entry["inside"] and head[0].endswith(":"):
+            if head[0] == "VmFlags:":
+                return entry
+            entry[head[0][:-1]] = int(head[1])
+    raise AssertionError(f"no mapping holds {address:#x}")
+
+
+def where_is(x: np.ndarray, i: int) -> dict:
+    """Run by each reader: where its input's data lives, and what that mapping costs."""
+    found = mapping_of(x.__array_interface__["data"][0])
+    return {"pid": os.getpid(), "path": found["path"], "writeable": x.flags.writeable,
+            "anonymous_kb": found["Anonymous"], "rss_kb": found["Rss"],
+            "sum": float(x.sum()), "reader": i}
+
+
+def private_kb(pid: int) -> int:
+    """Anonymous (private, not file-backed) resident memory of a process, in kB."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+
+def store_dir(pid: int) -> str:
+    (found,) = glob.glob(f"/dev/shm/shoal-*-{pid}")
+    return found
+
+
+def wait_for(check, what: str, seconds: float = 20.0):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+
+
+@pytest.fixture
+def client():
+    with local_cluster(n_workers=1, cores=2) as cluster, cluster.get_client() as c:
+        yield c
+
+
+def test_a_2mb_chunk_read_by_8_tasks_exists_once(client):
+    """One copy in shared memory, mapped by each executor once: no reader, executor or
+    the worker holds a private copy of it."""
+    pid = client.submit(worker_pid).result()
+    before = private_kb(pid)
+    chunk = client.submit(make_chunk, key="chunk")
+    readers = [client.submit(where_is, chunk, i, key=f"reader-{i}") for i in range(8)]
+    seen = client.gather(readers)
+    directory = store_dir(pid)
+    files = os.listdir(directory)
+    assert len(files) == 1, files
+    size = os.path.getsize(os.path.join(directory, files[0]))
+    assert 2 * MIB <= size < 2 * MIB + 4096, size
+    expected = float(make_chunk().sum())
+    for s in seen:
+        assert s["path"] == os.path.join(directory, files[0]), s
+        assert s["writeable"] is False, s
+        # The pages it reads are the file's (tmpfs pages count as dirty, so Private_Dirty
+        # only says no other process maps them yet); a private copy would be anonymous.
+        assert s["anonymous_kb"] == 0 and s["rss_kb"] * 1024 <= size + 4096, s
+        assert s["sum"] == expected
+    executors = {s["pid"] for s in seen}
+    # Each executor maps the file once, however many of the readers it ran.
+    for executor in executors:
+        with open(f"/proc/{executor}/maps") as f:
+            maps = [line for line in f if line.rstrip().endswith(files[0])]
+        assert len(maps) == 1, maps
+    grown = private_kb(pid) - before
+    print(f"worker private growth {grown} kB; executors {sorted(executors)}; file {size} B")
+    assert grown < 2 * 1024, f"the worker's private memory grew {grown} kB: a copy of the chunk"
+
+
+class KillOnce:
+    """Kills the process pickling it, the first time only (a file records that it did)."""
+
+    def __init__(self, gate: str) -> None:
+        self.gate = gate
+
+    def __reduce__(self):
+        if not os.path.exists(self.gate):
+            open(self.gate, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return (KillOnce, (self.gate,))
+
+
+def big_then_kill(gate: str):
+    return make_chunk(1), KillOnce(gate)
+
+
+def test_an_executor_killed_while_writing_a_result_leaves_the_store_clean_and_reruns(client, tmp_path):
+    """The half-written file is deleted, nothing of it is visible, and the task runs once
+    more and gives its value."""
+    gate = str(tmp_path / "killed")
+    pid = client.submit(worker_pid).result()
+    future = client.submit(big_then_kill, gate, key="dies-writing")
+    value, again = future.result()
+    assert os.path.exists(gate), "the executor was never killed"
+    np.testing.assert_array_equal(value, make_chunk(1))
+    assert isinstance(again, KillOnce)
+    files = os.listdir(store_dir(pid))
+    assert not [f for f in files if f.startswith(".tmp-")], files
+    assert len(files) == 1, files  # the task's one sealed result
+
+
+def test_a_value_is_freed_once_nothing_needs_it(client):
+    """After a graph, and once the client lets go of its result, the store is back to
+    idle: no files, no stored bytes."""
+    pid = client.submit(worker_pid).result()
+    directory = store_dir(pid)
+    chunks = [client.submit(make_chunk, i, key=f"part-{i}") for i in range(10)]
+    total = client.submit(lambda *xs: float(sum(x.sum() for x in xs)), *chunks, key="total")
+    assert total.result() == sum(float(make_chunk(i).sum()) for i in range(10))
+    del chunks, total
+    wait_for(lambda: not os.listdir(directory), "the store's directory to empty")
+    info = wait_for(
+        lambda: (w := client.cluster_info().workers[0]).stored_bytes == 0 and w,
+        "the worker to report no stored bytes",
+    )
+    assert info.stored_bytes == 0
+
+
+def checksums(*xs) -> list[float]:
+    return [float(x.sum()) for x in xs]
+
+
+def test_spilling_from_shared_memory_to_disk_and_back_gives_equal_values(monkeypatch):
+    """Results past the store's target leave /dev/shm for the spill directory; tasks and
+    the client read them back equal."""
+    monkeypatch.setenv("SHOAL_MEMORY_LIMIT", str(40 * MIB))
+    monkeypatch.setenv("SHOAL_MEMORY_TARGET", "0.3")
+    monkeypatch.setenv("SHOAL_MEMORY_SPILL", "0")
+    monkeypatch.setenv("SHOAL_MEMORY_PAUSE", "0")
+    monkeypatch.setenv("SHOAL_MEMORY_TERMINATE", "0")
+    with local_cluster(n_workers=1, cores=2) as cluster, cluster.get_client() as c:
+        pid = c.submit(worker_pid).result()
+        chunks = [c.submit(make_chunk, i, key=f"spilled-{i}") for i in range(10)]
+        c.gather(chunks)
+        wait_for(
+            lambda: c.cluster_info().workers[0].spilled_bytes >= 5 * 2 * MIB,
+            "the worker to report 10 MiB spilled",
+        )
+        assert len(os.listdir(store_dir(pid))) <= 6
+        expected = [float(make_chunk(i).sum()) for i in range(10)]
+        assert c.submit(checksums, *chunks, key="read-back").result() == expected
+        for i, value in enumerate(c.gather(chunks)):
+            np.testing.assert_array_equal(value, make_chunk(i))
+
+
+def add_one_in_place(x: np.ndarray) -> float:
+    x += 1
+    return float(x.sum())
+
+
+def add_one_to_a_copy(x: np.ndarray) -> float:
+    x = x.copy()
+    x += 1
+    return float(x.sum())
+
+
+def total_of(x: np.ndarray, _after) -> float:
+    return float(x.sum())
+
+
+def test_a_task_changing_its_input_in_place_changes_no_other_tasks_input(client):
+    """Large inputs are read-only views: an in-place write fails with how to fix it, the
+    next reader sees the value unchanged, and a task that copies first may change it."""
+    chunk = client.submit(make_chunk, key="shared-chunk")
+    bad = client.submit(add_one_in_place, chunk, key="in-place")
+    with pytest.raises(ValueError, match="read-only") as raised:
+        bad.result()
+    assert "x = x.copy()" in "".join(getattr(raised.value, "__notes__", [])) + str(raised.value)
+    good = client.submit(add_one_to_a_copy, chunk, key="copy-first")
+    base = float(make_chunk().sum())
+    assert good.result() == base + CHUNK
+    assert client.submit(total_of, chunk, good, key="after").result() == base
