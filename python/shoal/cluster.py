@@ -79,9 +79,17 @@ def _installed_binaries() -> list[str]:
 
 
 class LocalCluster:
-    """A scheduler and ``n_workers`` workers of ``cores`` cores each, on this machine."""
+    """A scheduler and ``n_workers`` workers of ``cores`` cores each, on this machine.
 
-    def __init__(self, n_workers: int = 2, cores: int = 1, timeout: float = 60.0, binary: str | None = None) -> None:
+    The default is one worker with one executor per core (``cores``: the machine's cores,
+    divided between the workers): its executors share one shared-memory store, so no value
+    is copied between workers (measured against 2 workers x 1 core in the README)."""
+
+    def __init__(
+        self, n_workers: int = 1, cores: int | None = None, timeout: float = 60.0, binary: str | None = None
+    ) -> None:
+        if cores is None:
+            cores = max(1, len(os.sched_getaffinity(0)) // max(1, n_workers))
         if n_workers < 1 or cores < 1:
             raise ValueError(f"n_workers and cores must be at least 1 (got {n_workers}, {cores})")
         self.n_workers = n_workers

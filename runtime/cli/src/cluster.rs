@@ -279,14 +279,21 @@ pub async fn run_local(args: LocalArgs) -> Result<(), String> {
         Some(t) => t,
         None => token::generate(),
     };
+    let available = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let cores = args
+        .cores
+        .unwrap_or_else(|| (available / args.workers.max(1)).max(1));
     let cluster = LocalCluster::start(
         args.workers,
-        args.cores,
+        cores,
         token.clone(),
         Some((args.listen, args.http_listen)),
     )
     .await?;
-    println!("Shoal local cluster: {} workers", args.workers);
+    println!(
+        "Shoal local cluster: {} workers x {cores} cores",
+        args.workers
+    );
     println!("  scheduler: {}", cluster.address);
     if let Some(http) = &cluster.http_address {
         println!("  metrics:   http://{http}/metrics");

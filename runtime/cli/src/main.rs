@@ -138,11 +138,13 @@ struct WorkerArgs {
 
 #[derive(Args)]
 struct LocalArgs {
-    #[arg(long, default_value_t = 2)]
-    workers: u32,
-    /// Cores per worker.
+    /// Worker processes. One is the default: its executors (one per core) share its
+    /// shared-memory store, so no value crosses between workers (see the README).
     #[arg(long, default_value_t = 1)]
-    cores: u32,
+    workers: u32,
+    /// Cores per worker (default: the machine's cores, divided between the workers).
+    #[arg(long)]
+    cores: Option<u32>,
     #[arg(long, default_value = "127.0.0.1:8786")]
     listen: String,
     #[arg(long, default_value = "127.0.0.1:8787")]

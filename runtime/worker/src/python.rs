@@ -25,6 +25,13 @@ use crate::executor::{ExecOutcome, ExecTask, Executor};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
+/// Thread-count variables of numeric libraries, set to 1 for executors unless set.
+const SINGLE_THREADED: [&str; 4] = [
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+];
 /// How often the list of processes and their running tasks is published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -211,6 +218,14 @@ impl Pool {
             Some(dir) => command.env("SHOAL_STORE_DIR", dir),
             None => command.env_remove("SHOAL_STORE_DIR"),
         };
+        // One task at a time per executor, one executor per core: numeric libraries'
+        // own thread pools would oversubscribe the cores (OpenBLAS threads spin), as
+        // Dask's nannies also set for their workers. A variable already set is kept.
+        for var in SINGLE_THREADED {
+            if std::env::var_os(var).is_none() {
+                command.env(var, "1");
+            }
+        }
         let mut child = command
             .env(
                 "SHOAL_EXECUTOR_MEMORY_LIMIT",
