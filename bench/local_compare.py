@@ -21,7 +21,8 @@ tasks costs more than scheduling them:
 Each workload's collection is built once and computed on each scheduler: Dask's threaded
 scheduler (one thread per core), dask.distributed (``LocalCluster``, 2 worker processes x 1
 thread, ``worker-saturation: inf``, as tuned in ``bench/dask_compare.py``) and
-``shoal.LocalCluster()`` with its defaults; each cluster first runs every workload once
+``shoal.LocalCluster()`` with its defaults (one worker, an executor per core; or
+``--shoal-workers N --shoal-cores C``); each cluster first runs every workload once
 untimed (processes started, modules imported, code paths warm), then the timed runs
 (``--repeat N``: the best of N). Results are checked equal. One row per workload prints
 each time and the ratios (ratio = the other's time / Shoal's time); the last line is
@@ -30,6 +31,7 @@ Nothing is asserted.
 
     python bench/local_compare.py              # about 4 minutes here
     python bench/local_compare.py --repeat 3   # best of three everywhere
+    python bench/local_compare.py --shoal-workers 2 --shoal-cores 1   # another topology
 """
 
 from __future__ import annotations
@@ -150,8 +152,8 @@ def run_distributed(work: list[Workload], repeat: int) -> list[tuple[float, Any]
                 return run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
 
 
-def run_shoal(work: list[Workload], repeat: int) -> list[tuple[float, Any]]:
-    with shoal.LocalCluster() as cluster:
+def run_shoal(work: list[Workload], repeat: int, topology: dict) -> list[tuple[float, Any]]:
+    with shoal.LocalCluster(**topology) as cluster:
         with cluster.get_client() as client:
             return run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
 
@@ -159,12 +161,15 @@ def run_shoal(work: list[Workload], repeat: int) -> list[tuple[float, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each workload per scheduler, the best kept")
+    parser.add_argument("--shoal-workers", type=int, help="Shoal's workers (default: LocalCluster's)")
+    parser.add_argument("--shoal-cores", type=int, help="cores per Shoal worker (default: LocalCluster's)")
     args = parser.parse_args()
+    topology = {k: v for k, v in (("n_workers", args.shoal_workers), ("cores", args.shoal_cores)) if v}
     # Task-based shuffles everywhere: Shoal has no p2p shuffle, and the comparison is of
     # the same graph.
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):
         work = workloads()
-        shoal_runs = run_shoal(work, args.repeat)
+        shoal_runs = run_shoal(work, args.repeat, topology)
         threads = run_threads(work, args.repeat)
         distributed = run_distributed(work, args.repeat)
     header = (

@@ -148,16 +148,19 @@ def loads(data, writable: bool = False) -> Any:
     return pickle.loads(view[stream_at:stream_at + stream_len], buffers=buffers)
 
 
-def load_file(path: str) -> tuple[Any, int]:
+def load_file(path: str, writable: bool = False) -> tuple[Any, int]:
     """The value in a file of the store, and about how many bytes of private memory it
     took. An object is mapped read-only: its arrays are views of the shared pages, so
     reading it copies nothing (only its pickle stream is private), and writing to them
-    raises. A plain pickle is read as usual: a private copy of the whole file."""
+    raises. With ``writable`` (the client's results) it is mapped copy-on-write: still no
+    copy, and a page written becomes the reader's own. A plain pickle is read as usual: a
+    private copy of the whole file."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             return loads(b""), 0
-        mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        access = mmap.ACCESS_COPY if writable else mmap.ACCESS_READ
+        mapping = mmap.mmap(f.fileno(), 0, access=access)
     if mapping[:8] != MAGIC:
         try:
             return pickle.loads(mapping), size

@@ -29,7 +29,7 @@ from typing import Any
 
 import grpc
 
-from shoal import __version__, _payload, _wire
+from shoal import __version__, _objects, _payload, _wire
 from shoal.errors import (
     AuthenticationError,
     CancelledError,
@@ -157,6 +157,9 @@ class Client:
                 "SHOAL_TOKEN (`shoal local` prints the token it generated)"
             )
         self.address = address
+        # On the workers' machine (a loopback address): values in their shared-memory
+        # store are read from its files, not streamed through the scheduler.
+        self._local_files = _is_loopback(address)
         self.name = name or f"python-client@{socket.gethostname()}"
         self._metadata = (("authorization", f"Bearer {token.strip()}"),)
         self._closed = False
@@ -762,6 +765,12 @@ class Client:
                     f"(first: {missing[0]!r}); gather them again"
                 )
             for k, data in parts.items():
+                if isinstance(data, _InFile):
+                    try:
+                        out[k] = _objects.load_file(data.path, writable=True)[0]
+                        continue
+                    except OSError:  # not this machine's file after all, or moved: stream it
+                        data = self._gather_batch([k], local_files=False)[k]
                 try:
                     out[k] = _payload.loads(data, writable=True)
                 except Exception as e:
@@ -771,16 +780,21 @@ class Client:
                     ) from e
         return out
 
-    def _gather_batch(self, batch: list[str]) -> dict[str, Any]:
+    def _gather_batch(self, batch: list[str], local_files: bool | None = None) -> dict[str, Any]:
         """One Gather call, retried for a few seconds while a finished key is missing (a
-        lost worker's results are being recomputed) or a worker is unreachable."""
+        lost worker's results are being recomputed) or a worker is unreachable. A value may
+        come as the path of a worker's file (``_InFile``) when the client is on its machine."""
+        if local_files is None:
+            local_files = self._local_files
+        params = client_pb2.GatherParams(session_id=self.session_id, keys=batch, local_files=local_files)
         for delay in _GATHER_RETRIES:
             parts: dict[str, Any] = {}
             try:
-                for chunk in self._stub.Gather(
-                    client_pb2.GatherParams(session_id=self.session_id, keys=batch), metadata=self._metadata
-                ):
+                for chunk in self._stub.Gather(params, metadata=self._metadata):
                     for v in chunk.values:
+                        if v.path:
+                            parts[v.key] = _InFile(v.path)
+                            continue
                         if v.offset == 0:
                             if v.total_size <= len(v.data):
                                 parts[v.key] = v.data
@@ -822,6 +836,20 @@ class Client:
         from shoal import dask_hook
 
         return dask_hook.persist(self, collections, optimize_graph=optimize_graph)
+
+
+class _InFile:
+    """A gathered value that is in a worker's file on this machine."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def _is_loopback(address: str) -> bool:
+    host = address.rsplit(":", 1)[0].strip("[]")
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _task_options(resources, retries, priority) -> dict:

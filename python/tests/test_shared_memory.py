@@ -217,3 +217,7 @@ def test_a_task_changing_its_input_in_place_changes_no_other_tasks_input(client)
     base = float(make_chunk().sum())
     assert good.result() == base + CHUNK
     assert client.submit(total_of, chunk, good, key="after").result() == base
+    # The client's copy is its own: read from the worker's file copy-on-write, writable.
+    mine = chunk.result()
+    mine += 1
+    assert client.submit(total_of, chunk, mine.sum(), key="after-client").result() == base

@@ -166,12 +166,14 @@ class KeyFailed(_message.Message):
     def __init__(self, key: _Optional[str] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ...) -> None: ...
 
 class GatherParams(_message.Message):
-    __slots__ = ("session_id", "keys")
+    __slots__ = ("session_id", "keys", "local_files")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_FILES_FIELD_NUMBER: _ClassVar[int]
     session_id: int
     keys: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, session_id: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ...) -> None: ...
+    local_files: bool
+    def __init__(self, session_id: _Optional[int] = ..., keys: _Optional[_Iterable[str]] = ..., local_files: _Optional[bool] = ...) -> None: ...
 
 class GatherChunk(_message.Message):
     __slots__ = ("values",)
@@ -180,16 +182,18 @@ class GatherChunk(_message.Message):
     def __init__(self, values: _Optional[_Iterable[_Union[KeyValue, _Mapping]]] = ...) -> None: ...
 
 class KeyValue(_message.Message):
-    __slots__ = ("key", "data", "offset", "total_size")
+    __slots__ = ("key", "data", "offset", "total_size", "path")
     KEY_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     key: str
     data: bytes
     offset: int
     total_size: int
-    def __init__(self, key: _Optional[str] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ...) -> None: ...
+    path: str
+    def __init__(self, key: _Optional[str] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., path: _Optional[str] = ...) -> None: ...
 
 class KeysParams(_message.Message):
     __slots__ = ("session_id", "keys")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/data.proto\x12\x08shoal.v1\"\x1c\n\x0b\x46\x65tchParams\x12\r\n\x05tasks\x18\x01 \x03(\x06\"3\n\nFetchChunk\x12%\n\x06pieces\x18\x01 \x03(\x0b\x32\x15.shoal.v1.ObjectPiece\"^\n\x0bObjectPiece\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\x12\x0f\n\x07missing\x18\x05 \x01(\x08\x32\x43\n\tDataPlane\x12\x36\n\x05\x46\x65tch\x12\x15.shoal.v1.FetchParams\x1a\x14.shoal.v1.FetchChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/data.proto\x12\x08shoal.v1\"+\n\x0b\x46\x65tchParams\x12\r\n\x05tasks\x18\x01 \x03(\x06\x12\r\n\x05\x66iles\x18\x02 \x01(\x08\"3\n\nFetchChunk\x12%\n\x06pieces\x18\x01 \x03(\x0b\x32\x15.shoal.v1.ObjectPiece\"l\n\x0bObjectPiece\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x12\n\ntotal_size\x18\x04 \x01(\x04\x12\x0f\n\x07missing\x18\x05 \x01(\x08\x12\x0c\n\x04path\x18\x06 \x01(\t2C\n\tDataPlane\x12\x36\n\x05\x46\x65tch\x12\x15.shoal.v1.FetchParams\x1a\x14.shoal.v1.FetchChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,11 +32,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.data_pb2', _global
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_FETCHPARAMS']._serialized_start=33
-  _globals['_FETCHPARAMS']._serialized_end=61
-  _globals['_FETCHCHUNK']._serialized_start=63
-  _globals['_FETCHCHUNK']._serialized_end=114
-  _globals['_OBJECTPIECE']._serialized_start=116
-  _globals['_OBJECTPIECE']._serialized_end=210
-  _globals['_DATAPLANE']._serialized_start=212
-  _globals['_DATAPLANE']._serialized_end=279
+  _globals['_FETCHPARAMS']._serialized_end=76
+  _globals['_FETCHCHUNK']._serialized_start=78
+  _globals['_FETCHCHUNK']._serialized_end=129
+  _globals['_OBJECTPIECE']._serialized_start=131
+  _globals['_OBJECTPIECE']._serialized_end=239
+  _globals['_DATAPLANE']._serialized_start=241
+  _globals['_DATAPLANE']._serialized_end=308
 # @@protoc_insertion_point(module_scope)

@@ -7,10 +7,12 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class FetchParams(_message.Message):
-    __slots__ = ("tasks",)
+    __slots__ = ("tasks", "files")
     TASKS_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     tasks: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, tasks: _Optional[_Iterable[int]] = ...) -> None: ...
+    files: bool
+    def __init__(self, tasks: _Optional[_Iterable[int]] = ..., files: _Optional[bool] = ...) -> None: ...
 
 class FetchChunk(_message.Message):
     __slots__ = ("pieces",)
@@ -19,15 +21,17 @@ class FetchChunk(_message.Message):
     def __init__(self, pieces: _Optional[_Iterable[_Union[ObjectPiece, _Mapping]]] = ...) -> None: ...
 
 class ObjectPiece(_message.Message):
-    __slots__ = ("task", "data", "offset", "total_size", "missing")
+    __slots__ = ("task", "data", "offset", "total_size", "missing", "path")
     TASK_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TOTAL_SIZE_FIELD_NUMBER: _ClassVar[int]
     MISSING_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
     task: int
     data: bytes
     offset: int
     total_size: int
     missing: bool
-    def __init__(self, task: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., missing: _Optional[bool] = ...) -> None: ...
+    path: str
+    def __init__(self, task: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., total_size: _Optional[int] = ..., missing: _Optional[bool] = ..., path: _Optional[str] = ...) -> None: ...

@@ -59,7 +59,7 @@ impl DataClients {
 
     /// Fetches objects from one worker, whole.
     pub async fn fetch(&self, address: &str, tasks: Vec<u64>) -> Result<Fetched, ClientError> {
-        let mut pieces = self.pieces(address, tasks).await?;
+        let mut pieces = self.pieces(address, tasks, false).await?;
         let mut out = Fetched::default();
         let mut partial: HashMap<u64, BytesMut> = HashMap::new();
         while let Some(chunk) = pieces.next().await? {
@@ -87,9 +87,14 @@ impl DataClients {
     /// Fetches objects from one worker as the pieces it sends them in (at most 1 MiB
     /// each, an object's in order): for a caller that passes them on without holding whole
     /// objects, such as the scheduler's gather proxy.
-    pub async fn pieces(&self, address: &str, tasks: Vec<u64>) -> Result<Pieces, ClientError> {
+    pub async fn pieces(
+        &self,
+        address: &str,
+        tasks: Vec<u64>,
+        files: bool,
+    ) -> Result<Pieces, ClientError> {
         let mut client = self.client(address).await?;
-        match client.fetch(v1::FetchParams { tasks }).await {
+        match client.fetch(v1::FetchParams { tasks, files }).await {
             Ok(stream) => Ok(Pieces {
                 stream: stream.into_inner(),
                 address: address.to_string(),

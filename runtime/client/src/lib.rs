@@ -228,6 +228,7 @@ impl Client {
                 .gather(v1::GatherParams {
                     session_id: self.session_id,
                     keys: batch.to_vec(),
+                    local_files: false,
                 })
                 .await
                 .map_err(|s| ClientError::status("gather", s))?

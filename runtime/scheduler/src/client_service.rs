@@ -205,8 +205,9 @@ impl Scheduler for ClientService {
         &self,
         request: Request<v1::GatherParams>,
     ) -> Result<Response<Self::GatherStream>, Status> {
-        let keys = request.into_inner().keys;
-        let stream = gather::gather(&self.actor, &self.data, keys).await?;
+        let params = request.into_inner();
+        let stream =
+            gather::gather(&self.actor, &self.data, params.keys, params.local_files).await?;
         Ok(Response::new(stream))
     }
 

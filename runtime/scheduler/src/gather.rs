@@ -2,6 +2,8 @@
 //! port-forward). Locations come from the core; the bytes come from the workers' data
 //! plane and are streamed back in chunks as they arrive, a large value in its pieces, so
 //! that no value is ever whole in the scheduler and none is limited by a message's size.
+//! A client on the workers' machine may ask for the paths of values in the workers' files
+//! instead, and read them itself.
 
 use std::collections::HashMap;
 
@@ -22,6 +24,7 @@ pub async fn gather(
     actor: &Actor,
     data: &DataClients,
     keys: Vec<String>,
+    files: bool,
 ) -> Result<ReceiverStream<Result<v1::GatherChunk, Status>>, Status> {
     let located = actor.request(|reply| Event::Locate { keys, reply }).await?;
     let Located {
@@ -47,7 +50,7 @@ pub async fn gather(
                 let unavailable = |e| {
                     Status::unavailable(format!("cannot gather from the worker at {address}: {e}"))
                 };
-                let mut pieces = match data.pieces(&address, ids).await {
+                let mut pieces = match data.pieces(&address, ids, files).await {
                     Ok(p) => p,
                     Err(e) => {
                         let _ = tx.send(Err(unavailable(e))).await;
@@ -80,6 +83,7 @@ pub async fn gather(
                             data: piece.data,
                             offset: piece.offset,
                             total_size: piece.total_size,
+                            path: piece.path,
                         });
                         if bytes >= CHUNK_BYTES {
                             bytes = 0;

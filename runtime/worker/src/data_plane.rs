@@ -1,18 +1,47 @@
 //! The data plane server: serves held results to peers and to the scheduler's gather
-//! proxy, in pieces of at most 1 MiB. Authenticated like every other call.
+//! proxy, in pieces of at most 1 MiB, or, when the caller is on this machine and asks, as
+//! the paths of the files that hold them. Authenticated like every other call. Files are
+//! read outside the store's lock.
 
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use shoal_proto::v1;
 use shoal_proto::v1::data_plane_server::DataPlane;
 use tonic::{Request, Response, Status};
 
-use crate::store::Store;
+use crate::store::{Located, Store};
 
 const PIECE_BYTES: usize = 1024 * 1024;
 
 pub struct DataPlaneService {
     pub store: Arc<Mutex<Store>>,
+}
+
+impl DataPlaneService {
+    fn locate(&self, id: u64) -> Result<Option<Located>, Status> {
+        let store = self
+            .store
+            .lock()
+            .map_err(|_| Status::internal("object store poisoned"))?;
+        Ok(store.locate(id))
+    }
+
+    /// The bytes of `id`, or `None` when it is not held. A file removed under the read
+    /// (the object spilled meanwhile) is located again.
+    fn read(&self, id: u64) -> Result<Option<Bytes>, Status> {
+        for _ in 0..3 {
+            match self.locate(id)? {
+                None => return Ok(None),
+                Some(located) => {
+                    if let Ok(data) = located.read() {
+                        return Ok(Some(data));
+                    }
+                }
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[tonic::async_trait]
@@ -23,19 +52,24 @@ impl DataPlane for DataPlaneService {
         &self,
         request: Request<v1::FetchParams>,
     ) -> Result<Response<Self::FetchStream>, Status> {
-        let ids = request.into_inner().tasks;
-        let objects: Vec<(u64, Option<bytes::Bytes>)> = {
-            let store = self
-                .store
-                .lock()
-                .map_err(|_| Status::internal("object store poisoned"))?;
-            ids.iter().map(|&id| (id, store.get(id))).collect()
-        };
+        let v1::FetchParams { tasks: ids, files } = request.into_inner();
         let mut chunks = Vec::new();
         let mut chunk = v1::FetchChunk::default();
         let mut bytes = 0;
-        for (id, data) in objects {
-            let Some(data) = data else {
+        for id in ids {
+            if files
+                && let Some(Located::File(path)) = self.locate(id)?
+                && let Ok(meta) = std::fs::metadata(&path)
+            {
+                chunk.pieces.push(v1::ObjectPiece {
+                    task: id,
+                    total_size: meta.len(),
+                    path: path.to_string_lossy().into_owned(),
+                    ..Default::default()
+                });
+                continue;
+            }
+            let Some(data) = self.read(id)? else {
                 chunk.pieces.push(v1::ObjectPiece {
                     task: id,
                     missing: true,
@@ -52,7 +86,7 @@ impl DataPlane for DataPlaneService {
                     data: data.slice(offset..end),
                     offset: offset as u64,
                     total_size: total as u64,
-                    missing: false,
+                    ..Default::default()
                 });
                 bytes += end - offset + 24;
                 if bytes >= PIECE_BYTES {
