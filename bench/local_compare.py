@@ -29,8 +29,15 @@ each time and the ratios (ratio = the other's time / Shoal's time); the last lin
 ``min_ratio_vs_threads=<x> min_ratio_vs_distributed=<y> geomean_vs_distributed=<z>``.
 Nothing is asserted.
 
-    python bench/local_compare.py              # about 4 minutes here
-    python bench/local_compare.py --repeat 3   # best of three everywhere
+Two more columns argue what the threaded scheduler's ratio can be: ``shared MiB``, the bytes
+of Shoal's results large enough to go into the worker's shared-memory store (from the task
+stream), and ``bound``, the ratio vs threads of a scheduler as fast as threads in all but
+putting each of those results into shared memory once, at the cost per byte measured here
+at the start (writing fresh /dev/shm pages, mapping and reading them), spread over the
+cores. Threads share results in one process and never pay it.
+
+    python bench/local_compare.py              # the best of 3 timed runs of each (default)
+    python bench/local_compare.py --repeat 1   # one timed run of each
     python bench/local_compare.py --shoal-workers 2 --shoal-cores 1   # another topology
 """
 
@@ -39,6 +46,9 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import mmap
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,15 +162,54 @@ def run_distributed(work: list[Workload], repeat: int) -> list[tuple[float, Any]
                 return run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
 
 
-def run_shoal(work: list[Workload], repeat: int, topology: dict) -> list[tuple[float, Any]]:
+def run_shoal(work: list[Workload], repeat: int, topology: dict) -> tuple[list[tuple[float, Any]], list[int]]:
+    """The timed runs, and per workload the bytes of its results large enough to go into
+    the shared-memory store (from the task stream of one more run)."""
     with shoal.LocalCluster(**topology) as cluster:
         with cluster.get_client() as client:
-            return run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
+            runs = run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
+            moved = []
+            for w in work:
+                start = time.time()
+                dask.compute(w.collection, scheduler=client)
+                stream = client.get_task_stream(start=start)
+                moved.append(sum(r["nbytes"] for r in stream if r["nbytes"] >= SHARED_MIN))
+            return runs, moved
+
+
+# Values with a buffer this large go to the shared-memory store (shoal._objects.MIN_BUFFER).
+SHARED_MIN = 64 * 1024
+
+
+def shared_memory_seconds_per_byte() -> float:
+    """What putting a value in shared memory costs here, per byte: writing it into fresh
+    pages of a /dev/shm file, and mapping and reading it elsewhere, less reading it in
+    private memory. A scheduler that keeps results outside the process that made them pays
+    this at least once per result; threads never do."""
+    data = np.random.default_rng(0).random(4 * 2**20 // 8)
+    rounds = 32
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as folder:
+        start = time.perf_counter()
+        for i in range(rounds):
+            path = os.path.join(folder, str(i))
+            with open(path, "wb") as f:
+                f.write(memoryview(data))
+            with open(path, "rb") as f:
+                mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            np.frombuffer(mapping, dtype=np.float64).sum()
+            mapping.close()
+            os.unlink(path)
+        shared = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in range(rounds):
+        data.sum()
+    private = time.perf_counter() - start
+    return max(0.0, shared - private) / (rounds * data.nbytes)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeat", type=int, default=1, help="timed runs of each workload per scheduler, the best kept")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each workload per scheduler, the best kept")
     parser.add_argument("--shoal-workers", type=int, help="Shoal's workers (default: LocalCluster's)")
     parser.add_argument("--shoal-cores", type=int, help="cores per Shoal worker (default: LocalCluster's)")
     args = parser.parse_args()
@@ -169,30 +218,38 @@ def main() -> None:
     # the same graph.
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):
         work = workloads()
-        shoal_runs = run_shoal(work, args.repeat, topology)
+        shoal_runs, moved = run_shoal(work, args.repeat, topology)
+        per_byte = shared_memory_seconds_per_byte()
         threads = run_threads(work, args.repeat)
         distributed = run_distributed(work, args.repeat)
+    cores = len(os.sched_getaffinity(0))
     header = (
         f"{'workload':26} | {'threads':>8} {'distributed':>11} {'shoal':>8} | "
-        f"{'vs threads':>10} {'vs distributed':>14}"
+        f"{'vs threads':>10} {'vs distributed':>14} | {'shared MiB':>10} {'bound':>6}"
     )
     print(header)
     print("-" * len(header))
     vs_threads, vs_distributed = [], []
-    for w, (ts, rs), (tt, rt), (td, rd) in zip(work, shoal_runs, threads, distributed):
+    for w, (ts, rs), (tt, rt), (td, rd), nbytes in zip(work, shoal_runs, threads, distributed, moved):
         if not (same(rs, rt) and same(rs, rd)):
             raise SystemExit(f"{w.name}: results differ between Shoal, Dask threads and dask.distributed")
         vs_threads.append(tt / ts)
         vs_distributed.append(td / ts)
+        bound = tt / (tt + nbytes * per_byte / cores)
         print(
             f"{w.name:26} | {tt:>7.2f}s {td:>10.2f}s {ts:>7.2f}s | "
-            f"{tt / ts:>9.2f}x {td / ts:>13.2f}x",
+            f"{tt / ts:>9.2f}x {td / ts:>13.2f}x | {nbytes / 2**20:>10.0f} {bound:>5.2f}x",
             flush=True,
         )
     geomean = math.exp(sum(map(math.log, vs_distributed)) / len(vs_distributed))
     print(
         "(wall seconds from dask.compute to the result in the client, the best of --repeat runs, "
         "collections built beforehand; ratio = the other scheduler's time / Shoal's time)"
+    )
+    print(
+        f"(shared MiB: Shoal's results that went into shared memory; bound: the best ratio vs "
+        f"threads for a scheduler that puts each of them there once, at the {per_byte * 2**30:.2f} s/GiB "
+        f"measured here, spread over {cores} cores, and is otherwise as fast as threads)"
     )
     print(
         f"min_ratio_vs_threads={min(vs_threads):.2f} min_ratio_vs_distributed={min(vs_distributed):.2f} "

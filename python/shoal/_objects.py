@@ -29,6 +29,7 @@ import mmap
 import os
 import pickle
 import struct
+import sys
 from typing import Any
 
 import cloudpickle
@@ -94,9 +95,54 @@ class _BufferWriter:
         self.table = []
 
 
+def _broadcast(compact, shape):
+    """A broadcast array again (read-only, as ``numpy.broadcast_to`` makes them)."""
+    import numpy
+
+    return numpy.broadcast_to(compact, shape)
+
+
+def _array(contiguous):
+    return contiguous
+
+
+class _Pickler(pickle.Pickler):
+    """Protocol 5, and large numpy arrays that are not contiguous out of band too: numpy
+    pickles those in band, as a copy of every element in the stream (a broadcast array of a
+    few bytes as its whole logical size, as Dask's reductions make them). A broadcast
+    array goes as its distinct elements, any other as one contiguous copy, the array
+    numpy's own pickle would give back."""
+
+    def reducer_override(self, obj):
+        if type(obj) is not _NDARRAY or obj.nbytes < MIN_BUFFER:
+            return NotImplemented
+        flags = obj.flags
+        if flags.c_contiguous or flags.f_contiguous or obj.dtype.hasobject:
+            return NotImplemented
+        if 0 in obj.strides:
+            index = tuple(slice(0, 1) if step == 0 else slice(None) for step in obj.strides)
+            return _broadcast, (_ascontiguous(obj[index]), obj.shape)
+        return _array, (_ascontiguous(obj),)
+
+
+_NDARRAY: type | None = None
+
+
+def _ascontiguous(array):
+    import numpy
+
+    return numpy.ascontiguousarray(array)
+
+
 def _pickle(value: Any, buffer_callback) -> bytes:
+    global _NDARRAY
+    if _NDARRAY is None and "numpy" in sys.modules:
+        _NDARRAY = sys.modules["numpy"].ndarray
     stream = io.BytesIO()
-    pickle.Pickler(stream, protocol=5, buffer_callback=buffer_callback).dump(value)
+    pickler = (_Pickler if _NDARRAY is not None else pickle.Pickler)(
+        stream, protocol=5, buffer_callback=buffer_callback
+    )
+    pickler.dump(value)
     return stream.getvalue()
 
 
