@@ -405,17 +405,46 @@ class _NodeEncoder:
 
 
 def _most_common_func(graph: dict, members: list):
-    """The function most of the nodes of ``members`` call (the one worth sending once), or
-    None."""
-    from dask._task_spec import Task
+    """The function worth sending once: the one most of the nodes of ``members`` call
+    (a blockwise-fused node: the nodes of its inner graph) among those that must travel
+    by value (a function of ``__main__``, a lambda, a local function), else among all;
+    None without calls."""
+    from dask._task_spec import Task, _execute_subgraph
 
     counts: dict = {}
     funcs: dict = {}
+    by_value: set = set()
+    inner_funcs: dict = {}  # id(inner graph) -> the functions its nodes call
+
+    def count(func) -> None:
+        key = id(func)
+        if key not in funcs:
+            funcs[key] = func
+            if _travels_by_value(func):
+                by_value.add(key)
+        counts[key] = counts.get(key, 0) + 1
+
     for node in map(graph.__getitem__, members):
-        if isinstance(node, Task):
-            counts[id(node.func)] = counts.get(id(node.func), 0) + 1
-            funcs[id(node.func)] = node.func
-    return funcs[max(counts, key=counts.__getitem__)] if counts else None
+        if not isinstance(node, Task):
+            continue
+        if node.func is _execute_subgraph and node.args and isinstance(node.args[0], dict):
+            inner = node.args[0]
+            called = inner_funcs.get(id(inner))
+            if called is None:
+                called = inner_funcs[id(inner)] = [n.func for n in inner.values() if isinstance(n, Task)]
+            for func in called:
+                count(func)
+        else:
+            count(node.func)
+    pool = by_value or counts
+    return funcs[max(pool, key=counts.__getitem__)] if pool else None
+
+
+def _travels_by_value(func) -> bool:
+    """Whether workers could not import ``func`` by reference."""
+    module = getattr(func, "__module__", None)
+    name = getattr(func, "__qualname__", "")
+    return module in (None, "__main__") or "<lambda>" in name or "<locals>" in name
 
 
 def _encode(

@@ -184,6 +184,22 @@ def test_function_sent_by_value_travels_once_per_submission():
     assert len(recorder.tasks) == 200 and recorder.blobs == []
 
 
+def test_a_function_by_value_inside_fused_nodes_travels_once():
+    """map_blocks of a lambda fused with its input (blockwise fusion): the lambda, inside
+    each fused node's inner graph, is the one shared blob, not pickled with every node."""
+    lookup = lambda block: block + 1  # noqa: E731 - a function workers cannot import
+    x = da.ones((64, 64), chunks=8).map_blocks(lookup)
+    graph = dict(x.__dask_graph__())
+    from dask.array.optimization import optimize
+
+    fused = dict(optimize(graph, list(graph)))
+    recorder = RecordingClient()
+    dask_hook.submit(recorder, fused, [k for k in fused if k[0] == x.name])
+    sent = client_pb2.GraphChunk.FromString(b"".join(recorder.tasks + recorder.blobs))
+    assert len(sent.blobs) == 1
+    assert {t.payload.python.shared for t in sent.tasks} == {sent.blobs[0].id}
+
+
 def test_dependency_outside_the_graph_names_the_node_that_needs_it():
     """A node depending on a key that is neither in the graph nor a Future is refused,
     naming that node (not the output of the group it would have run in)."""
