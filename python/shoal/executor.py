@@ -146,7 +146,8 @@ class Executor:
         for i, (tid, data) in enumerate(zip(task.input_tasks, task.inputs)):
             if in_store and in_store[i]:
                 name = f"{tid:016x}"
-                paths = tuple(os.path.join(d, name) for d in (self.store_dir, self.spill_dir) if d)
+                folders = (self.store_dir, self.store_dir and os.path.join(self.store_dir, "in"), self.spill_dir)
+                paths = tuple(os.path.join(d, name) for d in folders if d)
                 inputs.append(self.values.load_file(tid, paths))
             else:
                 inputs.append(self.values.loads(tid, data))

@@ -99,6 +99,8 @@ pub struct WorkerCore {
     ready: VecDeque<v1::TaskAssignment>,
     /// Running tasks, with their keys.
     running: HashMap<u64, String>,
+    /// Fetched inputs a running task reads from shared memory (`Store::share_input`).
+    shared_inputs: HashMap<u64, Vec<u64>>,
     /// Builtin tasks among `running` (they are limited to `cores` at once).
     builtin_tasks: HashSet<u64>,
     /// Shared payload blobs by id (sent once by the scheduler, kept for later tasks).
@@ -141,6 +143,7 @@ impl WorkerCore {
             fetched: HashMap::new(),
             ready: VecDeque::new(),
             running: HashMap::new(),
+            shared_inputs: HashMap::new(),
             builtin_tasks: HashSet::new(),
             blobs: HashMap::new(),
             stopping: None,
@@ -418,7 +421,7 @@ impl WorkerCore {
     }
 
     /// Starts ready tasks while cores are free.
-    pub fn pump(&mut self, store: &Store, fx: &mut impl Effects) {
+    pub fn pump(&mut self, store: &mut Store, fx: &mut impl Effects) {
         while self.can_start_next() {
             let Some(assignment) = self.ready.pop_front() else {
                 break;
@@ -427,7 +430,7 @@ impl WorkerCore {
         }
     }
 
-    fn start(&mut self, assignment: v1::TaskAssignment, store: &Store, fx: &mut impl Effects) {
+    fn start(&mut self, assignment: v1::TaskAssignment, store: &mut Store, fx: &mut impl Effects) {
         let python = is_python(&assignment);
         let mut inputs = Vec::with_capacity(assignment.inputs.len());
         let mut in_store = Vec::with_capacity(assignment.inputs.len());
@@ -442,6 +445,17 @@ impl WorkerCore {
             if let Some(data) = store.get(input.task) {
                 inputs.push(data);
             } else if let Some((data, _)) = self.fetched.get(&input.task) {
+                // A large input from a peer goes into shared memory once, for every task
+                // here that reads it, rather than through a pipe per task.
+                if python && store.share_input(input.task, data) {
+                    self.shared_inputs
+                        .entry(assignment.task)
+                        .or_default()
+                        .push(input.task);
+                    inputs.push(Bytes::new());
+                    in_store.push(true);
+                    continue;
+                }
                 inputs.push(data.clone());
             } else {
                 lost = Some(input.task);
@@ -485,6 +499,9 @@ impl WorkerCore {
     pub fn on_outcome(&mut self, outcome: ExecOutcome, store: &mut Store) {
         if self.running.remove(&outcome.task).is_none() {
             return;
+        }
+        for input in self.shared_inputs.remove(&outcome.task).unwrap_or_default() {
+            store.unshare_input(input);
         }
         self.builtin_tasks.remove(&outcome.task);
         if self

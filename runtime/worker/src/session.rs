@@ -338,7 +338,7 @@ impl Session {
     fn drain_outcomes(&mut self, done_rx: &mut mpsc::UnboundedReceiver<ExecOutcome>) {
         let mut store = lock(&self.store);
         loop {
-            self.core.pump(&store, &mut self.world);
+            self.core.pump(&mut store, &mut self.world);
             let mut any = false;
             while let Ok(outcome) = done_rx.try_recv() {
                 self.core.on_outcome(outcome, &mut store);
@@ -375,9 +375,10 @@ impl Session {
             })
             .collect();
         let mut store = lock(&self.store);
-        let used = self
-            .probe
-            .used(processes.iter().map(|&(pid, _)| pid), store.shared_bytes());
+        let used = self.probe.used(
+            processes.iter().map(|&(pid, _)| pid),
+            store.shared_bytes() + store.shared_input_bytes(),
+        );
         let sample = Sample {
             used,
             limit: self.memory_limit,

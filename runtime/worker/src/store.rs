@@ -55,7 +55,17 @@ pub struct Store {
     spill_above: u64,
     /// Results that left shared memory since `take_moved` was last called.
     moved: Vec<u64>,
+    /// Inputs fetched from peers, put in shared memory (`INPUTS/<id>`) for the running
+    /// tasks that read them: their size and how many such tasks.
+    inputs: HashMap<u64, (u64, usize)>,
+    inputs_bytes: u64,
 }
+
+/// The subdirectory of the shared-memory directory holding inputs fetched from peers.
+pub const INPUTS: &str = "in";
+/// Fetched inputs at least this large go into shared memory (as executors' results do:
+/// python/shoal/_objects.py MIN_BUFFER).
+const SHARE_INPUTS_FROM: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -105,7 +115,60 @@ impl Store {
             shared_dir,
             spill_above,
             moved: Vec::new(),
+            inputs: HashMap::new(),
+            inputs_bytes: 0,
         }
+    }
+
+    /// Puts `data`, an input fetched from a peer, into shared memory for one more running
+    /// task (written once, then counted). False when it is small, there is no shared
+    /// directory, or it cannot be written (the task then gets the bytes).
+    pub fn share_input(&mut self, id: u64, data: &Bytes) -> bool {
+        if let Some((_, tasks)) = self.inputs.get_mut(&id) {
+            *tasks += 1;
+            return true;
+        }
+        let Some(dir) = &self.shared_dir else {
+            return false;
+        };
+        if data.len() < SHARE_INPUTS_FROM {
+            return false;
+        }
+        let dir = dir.join(INPUTS);
+        let (temp, path) = (dir.join(format!(".tmp-{id:016x}")), dir.join(file_name(id)));
+        let written = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&temp, data))
+            .and_then(|()| std::fs::rename(&temp, &path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            tracing::warn!(path = %path.display(), error = %e, "cannot put a fetched input in shared memory");
+            return false;
+        }
+        self.inputs_bytes += data.len() as u64;
+        self.inputs.insert(id, (data.len() as u64, 1));
+        true
+    }
+
+    /// A task that read a shared fetched input ended; the last one deletes its file.
+    pub fn unshare_input(&mut self, id: u64) {
+        let Some((size, tasks)) = self.inputs.get_mut(&id) else {
+            return;
+        };
+        *tasks -= 1;
+        if *tasks == 0 {
+            self.inputs_bytes -= *size;
+            self.inputs.remove(&id);
+            if let Some(dir) = &self.shared_dir {
+                let _ = std::fs::remove_file(dir.join(INPUTS).join(file_name(id)));
+            }
+            // Executors holding a mapping of it let it go, so that its memory is freed.
+            self.moved.push(id);
+        }
+    }
+
+    /// Bytes of fetched inputs in shared memory (not results: never spilled).
+    pub fn shared_input_bytes(&self) -> u64 {
+        self.inputs_bytes
     }
 
     pub fn shared_dir(&self) -> Option<&Path> {
@@ -258,8 +321,8 @@ impl Store {
         }
     }
 
-    /// Results that left shared memory for disk since the last call (executors holding
-    /// a mapping of them should let it go).
+    /// Results that left shared memory for disk, and fetched inputs whose file went, since
+    /// the last call (executors holding a mapping of them should let it go).
     pub fn take_moved(&mut self) -> Vec<u64> {
         std::mem::take(&mut self.moved)
     }
@@ -358,5 +421,30 @@ mod tests {
             "no file: a clear error, nothing stored"
         );
         assert!(!store.contains(8));
+    }
+
+    /// A large fetched input is written once however many tasks read it, and its file
+    /// goes with the last of them (executors are told); small ones stay bytes.
+    #[test]
+    fn fetched_inputs_are_shared_once_and_go_with_their_last_reader() {
+        let spill = tempfile::tempdir().expect("tempdir");
+        let shared = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::new(
+            spill.path().to_path_buf(),
+            u64::MAX,
+            Some(shared.path().to_path_buf()),
+        );
+        let big = Bytes::from(vec![3u8; SHARE_INPUTS_FROM]);
+        let path = shared.path().join(INPUTS).join(file_name(9));
+        assert!(store.share_input(9, &big) && store.share_input(9, &big));
+        assert_eq!(std::fs::read(&path).expect("written"), big);
+        assert_eq!(store.shared_input_bytes(), big.len() as u64);
+        assert_eq!(store.memory_bytes(), 0, "not a result: never spilled");
+        store.unshare_input(9);
+        assert!(path.exists(), "a second task still reads it");
+        store.unshare_input(9);
+        assert!(!path.exists() && store.shared_input_bytes() == 0);
+        assert_eq!(store.take_moved(), vec![9]);
+        assert!(!store.share_input(10, &Bytes::from_static(b"small")));
     }
 }

@@ -86,7 +86,7 @@ impl Bed {
             duration: Duration::from_millis(1),
         };
         self.core.on_outcome(outcome, &mut self.store);
-        self.core.pump(&self.store, &mut self.fx);
+        self.core.pump(&mut self.store, &mut self.fx);
         self.core.sanity_check();
     }
 
