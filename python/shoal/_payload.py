@@ -24,13 +24,17 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+import types
 from typing import Any
 
 import cloudpickle
 
 from shoal._objects import dumps, loads
 
-__all__ = ["Dep", "blob_id", "dumps", "dumps_code", "dumps_sharing", "loads", "loads_sharing", "substitute"]
+__all__ = [
+    "Dep", "blob_id", "dumps", "dumps_code", "dumps_sharing", "dumps_sharing_found", "loads", "loads_sharing",
+    "substitute",
+]
 
 
 class Dep:
@@ -79,6 +83,37 @@ def dumps_sharing(value: Any, shared: Any) -> bytes:
     buffer = io.BytesIO()
     _SharingPickler(buffer, shared).dump(value)
     return buffer.getvalue()
+
+
+class _FirstSharingPickler(pickle.Pickler):
+    """Leaves out the first function ``by_value(obj)`` is true of, and every occurrence of
+    it; meeting a second such function is an error (a task has one shared blob)."""
+
+    def __init__(self, file, by_value) -> None:
+        super().__init__(file, protocol=5)
+        self._by_value = by_value
+        self.shared: Any = None
+
+    def persistent_id(self, obj: Any):
+        if obj is None:
+            return None
+        if obj is self.shared:
+            return "shared"
+        if isinstance(obj, types.FunctionType) and self._by_value(obj):
+            if self.shared is not None:
+                raise pickle.PicklingError("more than one function travels by value")
+            self.shared = obj
+            return "shared"
+        return None
+
+
+def dumps_sharing_found(value: Any, by_value) -> tuple[bytes, Any]:
+    """Like ``dumps_sharing``, the shared object being the function found inside ``value``
+    that ``by_value`` says must travel by value (None: there is none)."""
+    buffer = io.BytesIO()
+    pickler = _FirstSharingPickler(buffer, by_value)
+    pickler.dump(value)
+    return buffer.getvalue(), pickler.shared
 
 
 def loads_sharing(data: bytes, shared: Any) -> Any:

@@ -385,23 +385,41 @@ class _NodeEncoder:
                     return data, 0
             func = func or _most_common_func(graph, members)
             if func is None:
-                return _dumps_node(spec), 0
+                return self._found(spec)
+        try:
+            data = _payload.dumps_sharing(spec, func)
+        except Exception:  # noqa: BLE001 - lambdas or local objects among the arguments
+            return self._found(spec)
+        if b"__main__" in data:
+            return self._found(spec)
+        blob = self._blob(func)
+        return (data, blob) if blob else (_dumps_node(spec), 0)
+
+    def _blob(self, func) -> int:
+        """The id of the shared blob holding ``func`` (added once; 0: it cannot pickle)."""
         entry = self.functions.get(id(func))
         if entry is None:
             try:
                 code = _dumps_node(func)
             except Exception:  # noqa: BLE001 - the whole node may still pickle
-                return _dumps_node(spec), 0
+                return 0
             entry = (_payload.blob_id(code), func)
             self.functions[id(func)] = entry
             self.blobs.append(_wire.blob(entry[0], code))
+        return entry[0]
+
+    def _found(self, spec: tuple) -> tuple[bytes, int]:
+        """The spec with the one function inside it that travels by value as the shared
+        blob (one that a node's arguments hold, such as ``map_blocks``'s function), else
+        the whole spec by value."""
         try:
-            data = _payload.dumps_sharing(spec, func)
-        except Exception:  # noqa: BLE001 - lambdas or local objects among the arguments
+            data, func = _payload.dumps_sharing_found(spec, _travels_by_value)
+        except Exception:  # noqa: BLE001 - by value, below
+            func = None
+        if func is None or b"__main__" in data:
             return _dumps_node(spec), 0
-        if b"__main__" in data:
-            return _dumps_node(spec), 0
-        return data, entry[0]
+        blob = self._blob(func)
+        return (data, blob) if blob else (_dumps_node(spec), 0)
 
 
 def _most_common_func(graph: dict, members: list):

@@ -200,6 +200,24 @@ def test_a_function_by_value_inside_fused_nodes_travels_once():
     assert {t.payload.python.shared for t in sent.tasks} == {sent.blobs[0].id}
 
 
+def call(func, x):
+    return func(x)
+
+
+def test_a_function_by_value_in_a_nodes_arguments_travels_once():
+    """Nodes calling an importable function with a lambda among their arguments (as
+    map_blocks passes its function): the lambda is the one shared blob."""
+    from dask._task_spec import Task
+
+    double = lambda x: 2 * x  # noqa: E731 - the point is a function pickle cannot import
+    graph = {("d", i): Task(("d", i), call, double, i) for i in range(50)}
+    recorder = RecordingClient()
+    dask_hook.submit(recorder, graph, list(graph))
+    sent = client_pb2.GraphChunk.FromString(b"".join(recorder.tasks + recorder.blobs))
+    assert len(sent.tasks) == 50 and len(sent.blobs) == 1
+    assert {t.payload.python.shared for t in sent.tasks} == {sent.blobs[0].id}
+
+
 def test_dependency_outside_the_graph_names_the_node_that_needs_it():
     """A node depending on a key that is neither in the graph nor a Future is refused,
     naming that node (not the output of the group it would have run in)."""
