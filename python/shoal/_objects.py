@@ -24,6 +24,7 @@ Not here: which file holds which task (the worker names them by task id), the ex
 
 from __future__ import annotations
 
+import copyreg
 import io
 import mmap
 import os
@@ -106,42 +107,47 @@ def _array(contiguous):
     return contiguous
 
 
-class _Pickler(pickle.Pickler):
-    """Protocol 5, and large numpy arrays that are not contiguous out of band too: numpy
-    pickles those in band, as a copy of every element in the stream (a broadcast array of a
-    few bytes as its whole logical size, as Dask's reductions make them). A broadcast
-    array goes as its distinct elements, any other as one contiguous copy, the array
-    numpy's own pickle would give back."""
-
-    def reducer_override(self, obj):
-        if type(obj) is not _NDARRAY or obj.nbytes < MIN_BUFFER:
-            return NotImplemented
-        flags = obj.flags
-        if flags.c_contiguous or flags.f_contiguous or obj.dtype.hasobject:
-            return NotImplemented
-        if 0 in obj.strides:
-            index = tuple(slice(0, 1) if step == 0 else slice(None) for step in obj.strides)
-            return _broadcast, (_ascontiguous(obj[index]), obj.shape)
-        return _array, (_ascontiguous(obj),)
-
-
-_NDARRAY: type | None = None
-
-
-def _ascontiguous(array):
+def _reduce_array(array):
+    """numpy's own reduction, except for a large array that is not contiguous: numpy
+    pickles those in band, as a copy of every element in the stream (a broadcast array of
+    a few bytes as its whole logical size, as Dask's reductions make them). A broadcast
+    array goes as its distinct elements, any other as one contiguous copy (the array
+    numpy's own pickle would give back), both then out of band."""
+    flags = array.flags
+    if array.nbytes < MIN_BUFFER or flags.c_contiguous or flags.f_contiguous or array.dtype.hasobject:
+        return array.__reduce_ex__(5)
     import numpy
 
-    return numpy.ascontiguousarray(array)
+    if 0 in array.strides:
+        index = tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)
+        return _broadcast, (numpy.ascontiguousarray(array[index]), array.shape)
+    return _array, (numpy.ascontiguousarray(array),)
+
+
+# copyreg's reductions and ``_reduce_array`` for numpy arrays (looked up by the C pickler
+# for each object's exact type: no Python call for anything else), rebuilt when numpy is
+# first seen and when copyreg gains entries.
+_DISPATCH: dict | None = None
+_DISPATCH_FROM = 0
+
+
+def _dispatch() -> dict | None:
+    global _DISPATCH, _DISPATCH_FROM
+    numpy = sys.modules.get("numpy")
+    if numpy is None:
+        return None
+    if _DISPATCH is None or _DISPATCH_FROM != len(copyreg.dispatch_table):
+        _DISPATCH = {**copyreg.dispatch_table, numpy.ndarray: _reduce_array}
+        _DISPATCH_FROM = len(copyreg.dispatch_table)
+    return _DISPATCH
 
 
 def _pickle(value: Any, buffer_callback) -> bytes:
-    global _NDARRAY
-    if _NDARRAY is None and "numpy" in sys.modules:
-        _NDARRAY = sys.modules["numpy"].ndarray
     stream = io.BytesIO()
-    pickler = (_Pickler if _NDARRAY is not None else pickle.Pickler)(
-        stream, protocol=5, buffer_callback=buffer_callback
-    )
+    pickler = pickle.Pickler(stream, protocol=5, buffer_callback=buffer_callback)
+    dispatch = _dispatch()
+    if dispatch is not None:
+        pickler.dispatch_table = dispatch
     pickler.dump(value)
     return stream.getvalue()
 

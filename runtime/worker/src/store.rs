@@ -388,17 +388,23 @@ mod tests {
         assert_eq!(store.spill_down_to(150).expect("spill"), 0);
     }
 
-    /// A shared file is adopted at its size, spills to disk with equal bytes (the shared
-    /// file gone, the move reported), and removal deletes whichever file holds it.
-    #[test]
-    fn shared_files_are_adopted_spilled_and_removed() {
+    /// A store with a spill and a shared-memory directory of its own (kept while in use).
+    fn with_shared_dir() -> (tempfile::TempDir, tempfile::TempDir, Store) {
         let spill = tempfile::tempdir().expect("tempdir");
         let shared = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::new(
+        let store = Store::new(
             spill.path().to_path_buf(),
             u64::MAX,
             Some(shared.path().to_path_buf()),
         );
+        (spill, shared, store)
+    }
+
+    /// A shared file is adopted at its size, spills to disk with equal bytes (the shared
+    /// file gone, the move reported), and removal deletes whichever file holds it.
+    #[test]
+    fn shared_files_are_adopted_spilled_and_removed() {
+        let (spill, shared, mut store) = with_shared_dir();
         let data: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(shared.path().join(file_name(7)), &data).expect("write");
         assert_eq!(store.adopt(7).expect("adopt"), 1000);
@@ -427,13 +433,7 @@ mod tests {
     /// goes with the last of them (executors are told); small ones stay bytes.
     #[test]
     fn fetched_inputs_are_shared_once_and_go_with_their_last_reader() {
-        let spill = tempfile::tempdir().expect("tempdir");
-        let shared = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::new(
-            spill.path().to_path_buf(),
-            u64::MAX,
-            Some(shared.path().to_path_buf()),
-        );
+        let (_spill, shared, mut store) = with_shared_dir();
         let big = Bytes::from(vec![3u8; SHARE_INPUTS_FROM]);
         let path = shared.path().join(INPUTS).join(file_name(9));
         assert!(store.share_input(9, &big) && store.share_input(9, &big));
