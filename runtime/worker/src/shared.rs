@@ -4,6 +4,7 @@
 //! the worker stops. Not here: what goes in it (store.rs, python/shoal/_objects.py).
 
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 /// Below this much free space in the base the worker warns: results that do not fit go
@@ -39,10 +40,15 @@ pub fn prepare(base: &Path, name: &str) -> Result<PathBuf, SharedDirError> {
         })
         .collect();
     let path = base.join(format!("shoal-{safe}-{}", std::process::id()));
-    std::fs::create_dir_all(&path).map_err(|source| SharedDirError::Create {
-        path: path.clone(),
-        source,
-    })?;
+    // Only this user may read the values (/dev/shm is open to every user of the machine).
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&path)
+        .map_err(|source| SharedDirError::Create {
+            path: path.clone(),
+            source,
+        })?;
     match rustix::fs::statvfs(base) {
         Ok(fs) => {
             let free = fs.f_bavail * fs.f_frsize;
@@ -86,6 +92,8 @@ fn sweep(base: &Path) {
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     /// A dead worker's directory is deleted, a live one's kept, and the new one is named
@@ -107,5 +115,7 @@ mod tests {
             Some(format!("shoal-pod_1-{}", std::process::id()).as_str())
         );
         assert!(!dead.exists() && live.exists() && unrelated.exists() && made.exists());
+        let mode = std::fs::metadata(&made).expect("made").permissions().mode();
+        assert_eq!(mode & 0o777, 0o700, "other users cannot read the values");
     }
 }
