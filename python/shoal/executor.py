@@ -9,8 +9,9 @@ tasks goes to stderr (the worker's log), never into the frame stream.
 Results with large buffers (numpy arrays, pandas blocks, Arrow buffers) are written straight
 into the worker's shared-memory store (``SHOAL_STORE_DIR``, ``_objects.write_object``) and
 only the reply's flag says so; the worker hands such values to the tasks that read them as
-references, and this process maps the file read-only (from ``SHOAL_SPILL_DIR`` once the
-worker spilled it): a numpy input is a view of the one shared copy. So **inputs are
+references, and this process maps the file read-only (from the store's ``in`` folder when
+the worker fetched it from a peer, from ``SHOAL_SPILL_DIR`` once the worker spilled it): a
+numpy input is a view of the one shared copy. So **inputs are
 read-only**: writing into such an array raises ``ValueError: assignment destination is
 read-only``, and a task copies what it changes (``x = x.copy()``), as Dask asks of tasks
 anyway (the tasks reading one key share one object).
@@ -135,7 +136,8 @@ class Executor:
         self.shared: dict[int, object] = {}
         self.values = ValueCache(cache_bytes)
         self.store_dir = store_dir
-        self.spill_dir = spill_dir
+        # Where a stored input may be: the store, its inputs fetched from peers, the spill.
+        self.folders = tuple(d for d in (store_dir, store_dir and os.path.join(store_dir, "in"), spill_dir) if d)
 
     def _inputs(self, task: executor_pb2.ExecTask) -> list:
         if len(task.input_tasks) != len(task.inputs):
@@ -146,9 +148,7 @@ class Executor:
         for i, (tid, data) in enumerate(zip(task.input_tasks, task.inputs)):
             if in_store and in_store[i]:
                 name = f"{tid:016x}"
-                folders = (self.store_dir, self.store_dir and os.path.join(self.store_dir, "in"), self.spill_dir)
-                paths = tuple(os.path.join(d, name) for d in folders if d)
-                inputs.append(self.values.load_file(tid, paths))
+                inputs.append(self.values.load_file(tid, tuple(os.path.join(d, name) for d in self.folders)))
             else:
                 inputs.append(self.values.loads(tid, data))
         return inputs

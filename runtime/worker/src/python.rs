@@ -437,7 +437,6 @@ impl Pool {
                 let mut inflight = std::mem::take(&mut process.inflight);
                 let writing = self.remove_unsealed(process.pid, inflight.front().map(|f| f.task));
                 if let Some(running) = inflight.pop_front() {
-                    let ran = running.sent.elapsed();
                     if writing && !running.rewritten && stopped.is_none() {
                         // The task's code ran to its end; its executor died storing the
                         // value (a kill, a full /dev/shm): run it once more.
@@ -453,36 +452,9 @@ impl Pool {
                             rewritten: true,
                             ..running
                         });
-                        for waiting in inflight.into_iter().rev() {
-                            self.queue.push_front(Job {
-                                task: waiting.job,
-                                done: waiting.done,
-                                rewritten: waiting.rewritten,
-                            });
-                        }
-                        return;
+                    } else {
+                        self.fail_crashed(running, process.pid, stopped, status);
                     }
-                    let error = match stopped {
-                        Some(mut error) => {
-                            error.detail = format!(
-                                "executor pid {}, the task ran {:.1}s; the worker started a new \
-                                 executor",
-                                process.pid,
-                                ran.as_secs_f64()
-                            );
-                            error
-                        }
-                        None if self.kernel_oom_killed() => {
-                            self.kernel_oom_error(&running.key, process.pid, ran)
-                        }
-                        None => self.crash_error(&running.key, process.pid, ran, status),
-                    };
-                    let _ = running.done.send(ExecOutcome {
-                        task: running.task,
-                        result: Err(error),
-                        in_store: false,
-                        duration: ran,
-                    });
                 }
                 // Tasks queued behind the crashed one never started: they run elsewhere.
                 for waiting in inflight.into_iter().rev() {
@@ -494,6 +466,35 @@ impl Pool {
                 }
             }
         }
+    }
+
+    /// The task a dead executor was running fails: with the memory policy's error when
+    /// the worker stopped it, else with the crash's cause.
+    fn fail_crashed(
+        &mut self,
+        running: InFlight,
+        pid: u32,
+        stopped: Option<v1::TaskError>,
+        status: Option<std::process::ExitStatus>,
+    ) {
+        let ran = running.sent.elapsed();
+        let error = match stopped {
+            Some(mut error) => {
+                error.detail = format!(
+                    "executor pid {pid}, the task ran {:.1}s; the worker started a new executor",
+                    ran.as_secs_f64()
+                );
+                error
+            }
+            None if self.kernel_oom_killed() => self.kernel_oom_error(&running.key, pid, ran),
+            None => self.crash_error(&running.key, pid, ran, status),
+        };
+        let _ = running.done.send(ExecOutcome {
+            task: running.task,
+            result: Err(error),
+            in_store: false,
+            duration: ran,
+        });
     }
 
     /// Deletes what a dead executor left in the shared-memory directory: its unsealed
