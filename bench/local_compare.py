@@ -178,7 +178,7 @@ def run_shoal(work: list[Workload], repeat: int, topology: dict) -> tuple[list[t
 
 
 # Values with a buffer this large go to the shared-memory store (shoal._objects.MIN_BUFFER).
-SHARED_MIN = 64 * 1024
+SHARED_MIN = 256 * 1024
 
 
 def shared_memory_seconds_per_byte() -> float:

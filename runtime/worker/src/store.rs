@@ -65,7 +65,7 @@ pub struct Store {
 pub const INPUTS: &str = "in";
 /// Fetched inputs at least this large go into shared memory (as executors' results do:
 /// python/shoal/_objects.py MIN_BUFFER).
-const SHARE_INPUTS_FROM: usize = 64 * 1024;
+const SHARE_INPUTS_FROM: usize = 256 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
