@@ -101,10 +101,11 @@ pub async fn run_worker(args: WorkerArgs) -> Result<(), String> {
     let shared_dir = match args.shared_memory_dir.as_str() {
         "none" | "" => None,
         _ if python.is_none() => None,
-        base => Some(
-            shoal_worker::prepare_shared_dir(std::path::Path::new(base), &name)
-                .map_err(|e| e.to_string())?,
-        ),
+        // Without a usable tmpfs (no /dev/shm, as on macOS) values travel through the
+        // executors' pipes: slower, never wrong.
+        base => shoal_worker::prepare_shared_dir(std::path::Path::new(base), &name)
+            .inspect_err(|e| tracing::warn!("{e}; values travel through pipes instead"))
+            .ok(),
     };
     let config = WorkerConfig {
         scheduler: args.scheduler,

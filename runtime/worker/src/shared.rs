@@ -15,8 +15,8 @@ const LOW_SPACE: u64 = 256 << 20;
 pub enum SharedDirError {
     #[error(
         "cannot make the shared-memory directory {path}: {source}; give the worker a \
-         writable tmpfs (a memory-backed emptyDir at /dev/shm on Kubernetes), pass \
-         --shared-memory-dir DIR, or --shared-memory-dir none to send values through pipes"
+         writable tmpfs (a memory-backed emptyDir at /dev/shm on Kubernetes) or pass \
+         --shared-memory-dir DIR (none: values through pipes, without this warning)"
     )]
     Create {
         path: PathBuf,
