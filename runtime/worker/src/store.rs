@@ -98,6 +98,16 @@ impl StoreError {
     }
 }
 
+/// Makes `dir` (and its parents) readable by this user only: spilled values are no one
+/// else's to read.
+fn private_dir(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
 /// The name of a result's file, in the shared-memory and the spill directory alike.
 pub fn file_name(id: u64) -> String {
     format!("{id:016x}")
@@ -232,7 +242,7 @@ impl Store {
             };
             let path = self.spill_path(id);
             let written = match self.objects.get(&id) {
-                Some(Object::Memory(data)) => std::fs::create_dir_all(&self.spill_dir)
+                Some(Object::Memory(data)) => private_dir(&self.spill_dir)
                     .and_then(|()| std::fs::write(&path, data))
                     .map(|()| data.len() as u64),
                 // Copied before the shared file goes: an executor that has just been told
@@ -240,7 +250,7 @@ impl Store {
                 Some(Object::Shared(size)) => {
                     let size = *size;
                     let from = self.shared_path(id).unwrap_or_default();
-                    std::fs::create_dir_all(&self.spill_dir)
+                    private_dir(&self.spill_dir)
                         .and_then(|()| std::fs::copy(&from, &path))
                         .map(|_| size)
                 }
@@ -354,20 +364,28 @@ impl Store {
 mod tests {
     use super::*;
 
-    /// Past the threshold the oldest results go to disk, still readable, and removal
-    /// deletes their files.
+    /// Past the threshold the oldest results go to disk (a directory only this user may
+    /// read), still readable, and removal deletes their files.
     #[test]
     fn spills_oldest_and_reads_back() {
+        use std::os::unix::fs::PermissionsExt;
+
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut store = Store::new(dir.path().to_path_buf(), 100, None);
+        let spill = dir.path().join("spill");
+        let mut store = Store::new(spill.clone(), 100, None);
         store.put(1, Bytes::from(vec![1u8; 60])).expect("put");
         store.put(2, Bytes::from(vec![2u8; 60])).expect("put");
         assert_eq!(store.spilled_bytes(), 60);
         assert_eq!(store.memory_bytes(), 60);
         assert_eq!(store.get(1).expect("spilled is readable")[0], 1);
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 1);
+        assert_eq!(std::fs::read_dir(&spill).expect("dir").count(), 1);
+        let mode = std::fs::metadata(&spill)
+            .expect("spill dir")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
         store.remove(1);
-        assert_eq!(std::fs::read_dir(dir.path()).expect("dir").count(), 0);
+        assert_eq!(std::fs::read_dir(&spill).expect("dir").count(), 0);
         assert_eq!(store.spilled_bytes(), 0);
         assert!(store.contains(2) && !store.contains(1));
     }
