@@ -106,10 +106,6 @@ def _broadcast(compact, shape):
     return numpy.broadcast_to(compact, shape)
 
 
-def _array(contiguous):
-    return contiguous
-
-
 def _reduce_array(array):
     """numpy's own reduction, except for a large array that is not contiguous: numpy
     pickles those in band, as a copy of every element in the stream (a broadcast array of
@@ -124,7 +120,7 @@ def _reduce_array(array):
     if 0 in array.strides:
         index = tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)
         return _broadcast, (numpy.ascontiguousarray(array[index]), array.shape)
-    return _array, (numpy.ascontiguousarray(array),)
+    return numpy.ascontiguousarray(array).__reduce_ex__(5)
 
 
 # copyreg's reductions and ``_reduce_array`` for numpy arrays (looked up by the C pickler

@@ -27,18 +27,19 @@ impl DataPlaneService {
         Ok(store.locate(id))
     }
 
-    /// The bytes of `id`, or `None` when it is not held. A file removed under the read
-    /// (the object spilled meanwhile) is located again.
-    fn read(&self, id: u64) -> Result<Option<Bytes>, Status> {
+    /// The bytes of `id` found at `located`, or `None` when it is not held. A file
+    /// removed under the read (the object spilled meanwhile) is located again.
+    fn read(&self, id: u64, mut located: Option<Located>) -> Result<Option<Bytes>, Status> {
         for _ in 0..3 {
-            match self.locate(id)? {
+            match located {
                 None => return Ok(None),
-                Some(located) => {
-                    if let Ok(data) = located.read() {
+                Some(place) => {
+                    if let Ok(data) = place.read() {
                         return Ok(Some(data));
                     }
                 }
             }
+            located = self.locate(id)?;
         }
         Ok(None)
     }
@@ -57,9 +58,10 @@ impl DataPlane for DataPlaneService {
         let mut chunk = v1::FetchChunk::default();
         let mut bytes = 0;
         for id in ids {
+            let located = self.locate(id)?;
             if files
-                && let Some(Located::File(path)) = self.locate(id)?
-                && let Ok(meta) = std::fs::metadata(&path)
+                && let Some(Located::File(path)) = &located
+                && let Ok(meta) = std::fs::metadata(path)
             {
                 chunk.pieces.push(v1::ObjectPiece {
                     task: id,
@@ -69,7 +71,7 @@ impl DataPlane for DataPlaneService {
                 });
                 continue;
             }
-            let Some(data) = self.read(id)? else {
+            let Some(data) = self.read(id, located)? else {
                 chunk.pieces.push(v1::ObjectPiece {
                     task: id,
                     missing: true,

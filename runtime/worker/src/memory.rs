@@ -96,7 +96,7 @@ impl Thresholds {
 pub struct ExecutorMemory {
     pub pid: u32,
     pub task: Option<u64>,
-    /// Its resident set in bytes.
+    /// Its private resident memory in bytes (not the shared-memory files it maps).
     pub resident: u64,
 }
 

@@ -145,7 +145,10 @@ impl Store {
             return false;
         }
         let dir = dir.join(INPUTS);
-        let (temp, path) = (dir.join(format!(".tmp-{id:016x}")), dir.join(file_name(id)));
+        let (temp, path) = (
+            dir.join(format!(".tmp-{}", file_name(id))),
+            dir.join(file_name(id)),
+        );
         let written = std::fs::create_dir_all(&dir)
             .and_then(|()| std::fs::write(&temp, data))
             .and_then(|()| std::fs::rename(&temp, &path));
@@ -179,10 +182,6 @@ impl Store {
     /// Bytes of fetched inputs in shared memory (not results: never spilled).
     pub fn shared_input_bytes(&self) -> u64 {
         self.inputs_bytes
-    }
-
-    pub fn shared_dir(&self) -> Option<&Path> {
-        self.shared_dir.as_deref()
     }
 
     fn spill_path(&self, id: u64) -> PathBuf {
