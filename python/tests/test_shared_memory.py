@@ -221,3 +221,28 @@ def test_a_task_changing_its_input_in_place_changes_no_other_tasks_input(client)
     mine = chunk.result()
     mine += 1
     assert client.submit(total_of, chunk, mine.sum(), key="after-client").result() == base
+
+
+# Small heap blocks kept between tasks, each above an array freed under it.
+PINNED: list = []
+
+
+def fragment_heap(arrays: int) -> tuple[int, int]:
+    """Allocates ``arrays`` 4 MiB arrays, each followed by a small block that stays, then
+    frees the arrays: their pages are free heap below a block in use, which freeing alone
+    never hands back. Returns this executor's pid and its private memory then (kB)."""
+    held = []
+    for _ in range(arrays):
+        held.append(np.ones(4 * MIB // 8))
+        PINNED.append(bytearray(4096))
+    del held
+    return os.getpid(), private_kb(os.getpid())
+
+
+def test_an_idle_executor_hands_freed_heap_back(client):
+    """Executors keep freed chunk-sized arrays for reuse while busy (glibc's thresholds
+    raised: no page faults for the next chunk), and hand them back once idle, so the
+    worker's memory figures do not count memory nobody uses."""
+    pid, busy_kb = client.submit(fragment_heap, 32, key="fragment").result()
+    assert busy_kb > 100 * 1024, f"the freed arrays stay in the heap while busy: {busy_kb} kB"
+    wait_for(lambda: private_kb(pid) < busy_kb - 100 * 1024, "the idle executor to trim its heap")

@@ -32,6 +32,12 @@ const SINGLE_THREADED: [&str; 4] = [
     "OPENBLAS_NUM_THREADS",
     "NUMEXPR_NUM_THREADS",
 ];
+/// glibc malloc settings for executors unless set: chunk-sized arrays come from the heap
+/// and freed memory is reused, not handed back to the kernel and faulted in again.
+const MALLOC_TUNING: [(&str, &str); 2] = [
+    ("MALLOC_MMAP_THRESHOLD_", "67108864"),
+    ("MALLOC_TRIM_THRESHOLD_", "67108864"),
+];
 /// How often the list of processes and their running tasks is published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -224,6 +230,11 @@ impl Pool {
         for var in SINGLE_THREADED {
             if std::env::var_os(var).is_none() {
                 command.env(var, "1");
+            }
+        }
+        for (var, value) in MALLOC_TUNING {
+            if std::env::var_os(var).is_none() {
+                command.env(var, value);
             }
         }
         let mut child = command
