@@ -14,10 +14,13 @@ Layout (little-endian)::
     24  u64 offset of the buffer table (it runs to the end: u64 offset, u64 length per buffer)
     32  the buffers, each at a multiple of 64, then the stream, then the table
 
-An executor writes a result straight into the worker's shared-memory directory
-(``write_object``): buffers as pickling meets them, into a temporary file
-``.tmp-<pid>-<name>``, sealed by renaming it to ``<name>`` once whole. A crash leaves only
-the temporary file, which the worker deletes; readers never see half a value.
+Writing is in two steps. ``prepare`` pickles a value and keeps its large buffers as views
+of the value's own memory (no copy; a large numpy array is made read-only then, since it is
+shared from now on). ``write_prepared`` lays them out in a temporary file
+``.tmp-<pid>-<name>`` in the worker's shared-memory directory, sealed by renaming it to
+``<name>`` once whole: it runs no code of the value's, so an executor may do it in another
+thread while a task runs. A crash leaves only the temporary file, which the worker
+deletes; readers never see half a value.
 
 Not here: which file holds which task (the worker names them by task id), the executor.
 """
@@ -46,57 +49,71 @@ ALIGN = 64
 MIN_BUFFER = 256 * 1024
 
 
-class _BufferWriter:
-    """The ``buffer_callback`` of a pickler: writes each large buffer into the file as it
-    comes (opened on the first) and keeps small ones in band."""
+class Prepared:
+    """A value pickled for the store: its pickle stream and its large buffers, views of the
+    value's own memory (or of the contiguous copies pickling made)."""
 
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.file: io.BufferedWriter | None = None
-        self.offset = _HEADER.size
-        self.table: list[tuple[int, int]] = []
+    __slots__ = ("stream", "buffers", "readonly")
+
+    def __init__(self, stream: bytes, buffers: list[memoryview], readonly: bool) -> None:
+        self.stream = stream
+        self.buffers = buffers
+        # Whether every buffer is read-only in the value too (its numpy arrays were made
+        # so): the value can then be read as it is by other tasks of its process.
+        self.readonly = readonly
+
+    def layout(self) -> tuple[list[tuple[int, int]], int, int]:
+        """Where each buffer goes, where the stream goes, and the object's size."""
+        table = []
+        offset = _HEADER.size
+        for view in self.buffers:
+            offset += -offset % ALIGN
+            table.append((offset, view.nbytes))
+            offset += view.nbytes
+        stream_at = offset + -offset % ALIGN
+        return table, stream_at, stream_at + len(self.stream) + _ENTRY.size * len(table)
+
+    def nbytes(self) -> int:
+        """The bytes of its buffers (about the memory the value holds)."""
+        return sum(view.nbytes for view in self.buffers)
+
+    def to_bytes(self) -> bytes:
+        """The object as one piece of memory (what the file would hold)."""
+        table, stream_at, size = self.layout()
+        out = bytearray(size)
+        _HEADER.pack_into(out, 0, MAGIC, stream_at, len(self.stream), stream_at + len(self.stream))
+        for (offset, length), view in zip(table, self.buffers):
+            out[offset:offset + length] = view.cast("B")
+        out[stream_at:stream_at + len(self.stream)] = self.stream
+        at = stream_at + len(self.stream)
+        for entry in table:
+            _ENTRY.pack_into(out, at, *entry)
+            at += _ENTRY.size
+        return bytes(out)
+
+
+class _BufferCollector:
+    """The ``buffer_callback`` of a pickler: keeps large buffers out of band, as views.
+    With a ``marker`` path, creates that (empty) file at the first one: it says that a
+    large value is being stored, to whoever finds it after a crash."""
+
+    def __init__(self, marker: str | None) -> None:
+        self.buffers: list[memoryview] = []
+        self.readonly = True
+        self.marker = marker
 
     def __call__(self, buffer: pickle.PickleBuffer) -> bool:
         view = buffer.raw()
         if view.nbytes < MIN_BUFFER:
             return True
-        if self.file is None:
-            self.file = open(self.path, "wb")
-            self.file.write(bytes(_HEADER.size))
-        pad = -self.offset % ALIGN
-        if pad:
-            self.file.write(bytes(pad))
-            self.offset += pad
-        self.file.write(view)
-        self.table.append((self.offset, view.nbytes))
-        self.offset += view.nbytes
-        return False
-
-    def finish(self, stream: bytes, final: str) -> None:
-        assert self.file is not None
-        f = self.file
-        pad = -self.offset % ALIGN
-        f.write(bytes(pad))
-        stream_at = self.offset + pad
-        f.write(stream)
-        table_at = stream_at + len(stream)
-        for entry in self.table:
-            f.write(_ENTRY.pack(*entry))
-        f.seek(0)
-        f.write(_HEADER.pack(MAGIC, stream_at, len(stream), table_at))
-        f.close()
-        os.rename(self.path, final)
-
-    def abort(self) -> None:
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        if not self.buffers and self.marker is not None:
             try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-        self.offset = _HEADER.size
-        self.table = []
+                open(self.marker, "wb").close()
+            except OSError:
+                self.marker = None
+        self.buffers.append(view)
+        self.readonly = self.readonly and view.readonly
+        return False
 
 
 def _broadcast(compact, shape):
@@ -107,20 +124,32 @@ def _broadcast(compact, shape):
 
 
 def _reduce_array(array):
-    """numpy's own reduction, except for a large array that is not contiguous: numpy
-    pickles those in band, as a copy of every element in the stream (a broadcast array of
-    a few bytes as its whole logical size, as Dask's reductions make them). A broadcast
-    array goes as its distinct elements, any other as one contiguous copy (the array
-    numpy's own pickle would give back), both then out of band."""
+    """numpy's own reduction, with two changes for large arrays, which go out of band.
+    Such an array is made read-only once reduced: it is shared from now on (the executor
+    that made it may hand the value itself to its next tasks, which must see what every
+    other reader sees), while the pickle still says writable, so a reader asking for a
+    writable copy gets one. And a large array that is not contiguous goes out of band too:
+    numpy pickles those in band, as a copy of every element in the stream (a broadcast
+    array of a few bytes as its whole logical size, as Dask's reductions make them). A
+    broadcast array goes as its distinct elements, any other as one contiguous copy (the
+    array numpy's own pickle would give back)."""
     flags = array.flags
-    if array.nbytes < MIN_BUFFER or flags.c_contiguous or flags.f_contiguous or array.dtype.hasobject:
+    if array.nbytes < MIN_BUFFER or array.dtype.hasobject:
         return array.__reduce_ex__(5)
-    import numpy
+    if flags.c_contiguous or flags.f_contiguous:
+        reduced = array.__reduce_ex__(5)
+    else:
+        import numpy
 
-    if 0 in array.strides:
-        index = tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)
-        return _broadcast, (numpy.ascontiguousarray(array[index]), array.shape)
-    return numpy.ascontiguousarray(array).__reduce_ex__(5)
+        if 0 in array.strides:
+            index = tuple(slice(0, 1) if step == 0 else slice(None) for step in array.strides)
+            reduced = _broadcast, (numpy.ascontiguousarray(array[index]), array.shape)
+        else:
+            copy = numpy.ascontiguousarray(array)
+            reduced = copy.__reduce_ex__(5)
+            copy.flags.writeable = False
+    flags.writeable = False
+    return reduced
 
 
 # copyreg's reductions and ``_reduce_array`` for numpy arrays (looked up by the C pickler
@@ -151,27 +180,64 @@ def _pickle(value: Any, buffer_callback) -> bytes:
     return stream.getvalue()
 
 
+def prepare(value: Any, marker: str | None = None) -> bytes | Prepared:
+    """Pickles ``value``: its plain pickle when it has no large buffer, else the stream and
+    the large buffers to write with ``write_prepared``. A ``marker`` file is created at
+    the first large buffer (the caller removes it, or writes the object over it)."""
+    collector = _BufferCollector(marker)
+    try:
+        stream = _pickle(value, collector)
+    except Exception:  # noqa: BLE001 - whatever plain pickle refuses, cloudpickle may take
+        collector = _BufferCollector(marker)
+        stream = cloudpickle.dumps(value, protocol=5, buffer_callback=collector)
+    if not collector.buffers:
+        return stream
+    return Prepared(stream, collector.buffers, collector.readonly)
+
+
+def temporary_name(name: str) -> str:
+    """The name an object is written under before it is sealed as ``name``."""
+    return f".tmp-{os.getpid()}-{name}"
+
+
+def write_prepared(prepared: Prepared, directory: str, name: str) -> None:
+    """Writes ``prepared`` as ``directory/name``, sealed by renaming it into place. Raises
+    ``OSError`` (the directory full or gone) with nothing left behind."""
+    temp = os.path.join(directory, temporary_name(name))
+    table, stream_at, _ = prepared.layout()
+    try:
+        with open(temp, "wb") as f:
+            f.write(_HEADER.pack(MAGIC, stream_at, len(prepared.stream), stream_at + len(prepared.stream)))
+            at = _HEADER.size
+            for (offset, length), view in zip(table, prepared.buffers):
+                f.write(bytes(offset - at))
+                f.write(view)
+                at = offset + length
+            f.write(bytes(stream_at - at))
+            f.write(prepared.stream)
+            for entry in table:
+                f.write(_ENTRY.pack(*entry))
+        os.rename(temp, os.path.join(directory, name))
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
 def write_object(value: Any, directory: str, name: str) -> bytes | None:
     """Pickles ``value``: its plain pickle when it has no large buffer, else ``None`` once
     it is written and sealed as ``directory/name``. If the directory is full or gone the
     value comes back as bytes (an object that holds its buffers in band)."""
-    writer = _BufferWriter(os.path.join(directory, f".tmp-{os.getpid()}-{name}"))
+    prepared = prepare(value)
+    if isinstance(prepared, bytes):
+        return prepared
     try:
-        try:
-            stream = _pickle(value, writer)
-        except Exception:  # noqa: BLE001 - whatever plain pickle refuses, cloudpickle may take
-            writer.abort()
-            stream = cloudpickle.dumps(value, protocol=5, buffer_callback=writer)
-        if writer.file is None:
-            return stream
-        writer.finish(stream, os.path.join(directory, name))
-        return None
+        write_prepared(prepared, directory, name)
     except OSError:
-        writer.abort()
         return dumps(value)
-    except BaseException:
-        writer.abort()
-        raise
+    return None
 
 
 def dumps(value: Any) -> bytes:

@@ -6,15 +6,21 @@ stdout (replies): frames of a 4-byte little-endian length and one protobuf messa
 in the order sent and each reply is written as soon as its task ends. ``print`` output of
 tasks goes to stderr (the worker's log), never into the frame stream.
 
-Results with large buffers (numpy arrays, pandas blocks, Arrow buffers) are written straight
-into the worker's shared-memory store (``SHOAL_STORE_DIR``, ``_objects.write_object``) and
-only the reply's flag says so; the worker hands such values to the tasks that read them as
-references, and this process maps the file read-only (from the store's ``in`` folder when
-the worker fetched it from a peer, from ``SHOAL_SPILL_DIR`` once the worker spilled it): a
-numpy input is a view of the one shared copy. So **inputs are
-read-only**: writing into such an array raises ``ValueError: assignment destination is
-read-only``, and a task copies what it changes (``x = x.copy()``), as Dask asks of tasks
-anyway (the tasks reading one key share one object).
+Results with large buffers (numpy arrays, pandas blocks, Arrow buffers) stay *live* here:
+the reply says so (``live``, with the size the value would take in the store) and the
+tasks this executor runs next read the object itself, as Dask's threads do. Only when
+another process must read one (another executor, a peer, the client, or the worker
+spilling it) does the worker ask (``ExecutorRequest.publish``); a second thread then
+writes the prepared buffers into the worker's shared-memory store (``SHOAL_STORE_DIR``,
+``_objects.write_prepared``) while tasks go on, answers, and lets the object go. Readers in
+other processes map the file read-only (from the store's ``in`` folder when the worker
+fetched it from a peer, from ``SHOAL_SPILL_DIR`` once the worker spilled it): a numpy input
+is a view of the one shared copy. A value whose large buffers are not all read-only (a
+``bytearray``, say) is written at once instead. So **inputs are read-only**: the large
+arrays of a result are made read-only when it is stored, writing into one raises
+``ValueError: assignment destination is read-only``, and a task copies what it changes
+(``x = x.copy()``), as Dask asks of tasks anyway (the tasks reading one key share one
+object).
 
 Values read or made here are kept by task id (slot and generation: one key of one graph,
 unique for the worker's lifetime), never by their bytes, least recently used dropped first
@@ -27,8 +33,9 @@ two keys never share one, even when their values pickle to equal bytes.
 Freed memory: the worker starts executors with glibc's mmap and trim thresholds at 64 MiB,
 so that a freed chunk-sized array is reused by the next task instead of being handed back
 and faulted in again (the allele-counts graph of ``bench/local_compare.py``, run in one
-process: 1.13 s and 42,000 page faults with glibc's defaults, 0.98 s and 8 with these), and an executor idle for ``IDLE_TRIM_AFTER`` seconds hands its
-free heap back (``malloc_trim``), so the worker's memory figures count only memory in use.
+process: 1.13 s and 42,000 page faults with glibc's defaults, 0.98 s and 8 with these),
+and an executor idle for ``IDLE_TRIM_AFTER`` seconds hands its free heap back
+(``malloc_trim``), so the worker's memory figures count only memory in use.
 
 A task's exception is sent back with its type, message, traceback and the pickled exception
 (the client re-raises it). A crash of this process (segfault, ``os._exit``, memory) is seen by
@@ -39,9 +46,10 @@ from __future__ import annotations
 
 import ctypes
 import os
-import select
+import queue
 import struct
 import sys
+import threading
 import time
 import traceback
 from collections import OrderedDict
@@ -82,6 +90,10 @@ def _heap_trimmer():
     trim.restype = ctypes.c_int
     return trim
 
+
+# Seconds a task holding the interpreter runs on before the reading thread may take it
+# to answer a publish request (another task waits for it).
+PUBLISH_LATENCY = 0.0005
 
 # Most pickled bytes of kept values (each entry also counts ENTRY_OVERHEAD).
 VALUE_CACHE_BYTES = 64 * 2**20
@@ -164,6 +176,9 @@ class Executor:
         self.shared: dict[int, object] = {}
         self.values = ValueCache(cache_bytes)
         self.store_dir = store_dir
+        # Results kept live (not written yet), by task id: the value, and its prepared
+        # pickle for when another process asks for it.
+        self.live: dict[int, tuple[object, _objects.Prepared]] = {}
         # Where a stored input may be: the store, its inputs fetched from peers, the spill.
         self.folders = tuple(d for d in (store_dir, store_dir and os.path.join(store_dir, "in"), spill_dir) if d)
 
@@ -175,6 +190,10 @@ class Executor:
         inputs = []
         for i, (tid, data) in enumerate(zip(task.input_tasks, task.inputs)):
             if in_store and in_store[i]:
+                entry = self.live.get(tid)
+                if entry is not None:
+                    inputs.append(entry[0])
+                    continue
                 name = f"{tid:016x}"
                 inputs.append(self.values.load_file(tid, tuple(os.path.join(d, name) for d in self.folders)))
             else:
@@ -205,16 +224,7 @@ class Executor:
                 result = _dask_nodes.run_group(keys, nodes, inputs, task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
-            if self.store_dir is None:
-                data = _payload.dumps(result)
-            else:
-                data = _objects.write_object(result, self.store_dir, f"{task.task:016x}")
-            if data is None:
-                # In the store: readers here map it like any other (read-only, as elsewhere).
-                reply.in_store = True
-            else:
-                self.values.keep(task.task, len(data), result)
-                reply.value = data
+            self._store(task.task, result, reply)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -227,6 +237,65 @@ class Executor:
             reply.error.CopyFrom(self._error(task.key, exc))
         reply.duration_us = int((time.perf_counter() - start) * 1e6)
         return reply
+
+    def _store(self, task: int, result, reply: executor_pb2.ExecutorReply) -> None:
+        """Puts a result where the worker expects it: in the reply (small values), kept
+        live (large read-only buffers), or written into the store."""
+        if self.store_dir is None:
+            data = _payload.dumps(result)
+            self.values.keep(task, len(data), result)
+            reply.value = data
+            return
+        name = f"{task:016x}"
+        # While a large result is pickled, its temporary file exists: if this process dies
+        # then, the worker knows that the task's code had ended and runs it again.
+        marker = os.path.join(self.store_dir, _objects.temporary_name(name))
+        prepared = None
+        try:
+            prepared = _objects.prepare(result, marker)
+            if isinstance(prepared, bytes):
+                self.values.keep(task, len(prepared), result)
+                reply.value = prepared
+            elif prepared.readonly:
+                self.live[task] = (result, prepared)
+                reply.live = True
+                reply.size = prepared.layout()[2]
+            else:
+                try:
+                    _objects.write_prepared(prepared, self.store_dir, name)
+                    reply.in_store = True
+                except OSError:
+                    reply.value = prepared.to_bytes()
+        finally:
+            if prepared is None or (isinstance(prepared, _objects.Prepared) and not reply.in_store):
+                try:
+                    os.unlink(marker)
+                except FileNotFoundError:
+                    pass
+
+    def publish(self, tasks) -> list[executor_pb2.Published]:
+        """Writes live results into the store for other processes, and lets them go (this
+        executor maps the file like any reader from now on). Runs beside the task thread:
+        it runs no code of the values'."""
+        out = []
+        for task in tasks:
+            entry = self.live.get(task)
+            if entry is None:
+                out.append(executor_pb2.Published(task=task, gone=True))
+                continue
+            try:
+                _objects.write_prepared(entry[1], self.store_dir, f"{task:016x}")
+                out.append(executor_pb2.Published(task=task, in_store=True))
+            except OSError:
+                out.append(executor_pb2.Published(task=task, value=entry[1].to_bytes()))
+            self.live.pop(task, None)
+        return out
+
+    def release(self, tasks) -> None:
+        """Forgets what is kept of released values."""
+        self.values.release(tasks)
+        for task in tasks:
+            self.live.pop(task, None)
 
     def _error(self, key: str, exc: BaseException) -> common_pb2.TaskError:
         try:
@@ -263,13 +332,47 @@ def _load_shared(data: bytes):
         return _Unloadable(exc)
 
 
+class _Replies:
+    """Reply frames on the real stdout, written whole by one thread at a time."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def send(self, reply: executor_pb2.ExecutorReply) -> None:
+        data = reply.SerializeToString()
+        with self.lock:
+            self.stream.write(_LEN.pack(len(data)))
+            self.stream.write(data)
+            self.stream.flush()
+
+
+def _read_requests(executor: Executor, requests, replies: _Replies, work: queue.SimpleQueue) -> None:
+    """The reading thread: answers publish requests at once (whatever task runs) and hands
+    everything else to the task thread in order; ``None`` at the end of the stream."""
+    try:
+        while True:
+            header = _read_exact(requests, 4)
+            if header is None:
+                return
+            body = _read_exact(requests, _LEN.unpack(header)[0])
+            if body is None:
+                return
+            request = executor_pb2.ExecutorRequest.FromString(body)
+            if request.publish:
+                replies.send(executor_pb2.ExecutorReply(published=executor.publish(request.publish)))
+            if request.tasks or request.released or request.blobs:
+                work.put(request)
+    finally:
+        work.put(None)
+
+
 def main() -> None:
-    # Unbuffered, so that waiting on the descriptor says truly whether a request waits.
     requests = os.fdopen(sys.stdin.fileno(), "rb", buffering=0)
-    trim = _heap_trimmer()
     # Frames go to the real stdout; anything tasks print goes to stderr.
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    replies = _Replies(os.fdopen(os.dup(sys.stdout.fileno()), "wb"))
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    trim = _heap_trimmer()
     limit = int(os.environ.get("SHOAL_EXECUTOR_MEMORY_LIMIT") or 0)
     executor = Executor(
         os.environ.get("SHOAL_WORKER_NAME", "unknown"),
@@ -277,24 +380,25 @@ def main() -> None:
         store_dir=os.environ.get("SHOAL_STORE_DIR") or None,
         spill_dir=os.environ.get("SHOAL_SPILL_DIR") or None,
     )
+    work: queue.SimpleQueue = queue.SimpleQueue()
+    # A publish request waits for the reading thread to get the interpreter from a task
+    # that holds it: at most this long, not the default 5 ms.
+    sys.setswitchinterval(PUBLISH_LATENCY)
+    threading.Thread(target=_read_requests, args=(executor, requests, replies, work), daemon=True).start()
     while True:
-        if trim is not None and not select.select([requests], [], [], IDLE_TRIM_AFTER)[0]:
-            trim(0)
-        header = _read_exact(requests, 4)
-        if header is None:
+        try:
+            request = work.get(timeout=IDLE_TRIM_AFTER)
+        except queue.Empty:
+            if trim is not None:
+                trim(0)
+            request = work.get()
+        if request is None:
             return
-        body = _read_exact(requests, _LEN.unpack(header)[0])
-        if body is None:
-            return
-        request = executor_pb2.ExecutorRequest.FromString(body)
-        executor.values.release(request.released)
+        executor.release(request.released)
         for blob in request.blobs:
             executor.shared[blob.id] = _load_shared(blob.data)
         for task in request.tasks:
-            data = executor.run(task).SerializeToString()
-            replies.write(_LEN.pack(len(data)))
-            replies.write(data)
-            replies.flush()
+            replies.send(executor.run(task))
 
 
 if __name__ == "__main__":

@@ -83,11 +83,13 @@ def client():
 
 
 def test_a_2mb_chunk_read_by_8_tasks_exists_once(client):
-    """One copy in shared memory, mapped by each executor once: no reader, executor or
-    the worker holds a private copy of it."""
+    """Once another process needs it (here the client first), one copy in shared memory,
+    mapped by each executor once: no reader, executor or the worker holds a private copy
+    of it, and the executor that made it let its own go."""
     pid = client.submit(worker_pid).result()
     before = private_kb(pid)
     chunk = client.submit(make_chunk, key="chunk")
+    np.testing.assert_array_equal(chunk.result(), make_chunk())
     readers = [client.submit(where_is, chunk, i, key=f"reader-{i}") for i in range(8)]
     seen = client.gather(readers)
     directory = store_dir(pid)
@@ -112,6 +114,29 @@ def test_a_2mb_chunk_read_by_8_tasks_exists_once(client):
     grown = private_kb(pid) - before
     print(f"worker private growth {grown} kB; executors {sorted(executors)}; file {size} B")
     assert grown < 2 * 1024, f"the worker's private memory grew {grown} kB: a copy of the chunk"
+
+
+def test_a_chunk_read_by_tasks_of_the_executor_that_made_it_is_never_written():
+    """Tasks run by the executor that made a chunk read that very object (one address, as
+    Dask's threads would), read-only; nothing is written to shared memory until another
+    process asks, and then it is written once."""
+    with local_cluster(n_workers=1, cores=1) as cluster, cluster.get_client() as c:
+        pid = c.submit(worker_pid).result()
+        directory = store_dir(pid)
+        chunk = c.submit(make_chunk, key="chunk")
+        seen = c.gather([c.submit(where_is, chunk, i, key=f"reader-{i}") for i in range(8)])
+        assert os.listdir(directory) == [], "nothing was written"
+        assert len({s["pid"] for s in seen}) == 1
+        assert {s["path"] for s in seen} == {"[heap]"}, seen
+        assert all(s["writeable"] is False and s["sum"] == float(make_chunk().sum()) for s in seen)
+        addresses = c.gather([c.submit(data_address, chunk, i, key=f"address-{i}") for i in range(4)])
+        assert len(set(addresses)) == 1, f"every reader has the one object: {addresses}"
+        np.testing.assert_array_equal(chunk.result(), make_chunk())
+        assert len(os.listdir(directory)) == 1, "written once when the client asked"
+
+
+def data_address(x: np.ndarray, i: int) -> int:
+    return x.__array_interface__["data"][0]
 
 
 class KillOnce:
@@ -246,3 +271,31 @@ def test_an_idle_executor_hands_freed_heap_back(client):
     pid, busy_kb = client.submit(fragment_heap, 32, key="fragment").result()
     assert busy_kb > 100 * 1024, f"the freed arrays stay in the heap while busy: {busy_kb} kB"
     wait_for(lambda: private_kb(pid) < busy_kb - 100 * 1024, "the idle executor to trim its heap")
+
+
+def owned_chunk(seed: int) -> tuple[int, np.ndarray]:
+    return os.getpid(), make_chunk(seed)
+
+
+def checksum_of_owned(owned: tuple[int, np.ndarray]) -> float:
+    return float(owned[1].sum())
+
+
+def test_results_live_in_an_executor_that_dies_are_computed_again():
+    """An executor killed while it keeps results live (never written) loses them: the
+    worker reports them lost, the scheduler computes them again, and both a task reading
+    one and the client get the right value, from a new executor."""
+    with local_cluster(n_workers=1, cores=1) as cluster, cluster.get_client() as c:
+        chunk = c.submit(owned_chunk, 3, key="owned")
+        first = c.submit(checksum_of_owned, chunk, key="read-before").result()
+        assert first == float(make_chunk(3).sum())
+        maker = c.submit(lambda: os.getpid(), key="which-executor").result()
+        os.kill(maker, signal.SIGKILL)
+        # Reaped by the worker: it has seen the death (else the next task could be sent
+        # to the dying process, and fail with it).
+        wait_for(lambda: not os.path.exists(f"/proc/{maker}"), "the worker to reap the executor")
+        again = c.submit(checksum_of_owned, chunk, key="read-after").result()
+        assert again == first
+        pid, value = chunk.result()
+        assert pid != maker, "computed again by a new executor"
+        np.testing.assert_array_equal(value, make_chunk(3))

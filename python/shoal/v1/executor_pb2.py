@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/executor.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"k\n\x0f\x45xecutorRequest\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.shoal.v1.ExecTask\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\x12\x10\n\x08released\x18\x03 \x03(\x06\"\x83\x01\n\x08\x45xecTask\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.shoal.v1.PythonTask\x12\x0e\n\x06inputs\x18\x04 \x03(\x0c\x12\x13\n\x0binput_tasks\x18\x05 \x03(\x06\x12\x10\n\x08in_store\x18\x06 \x03(\x08\"w\n\rExecutorReply\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x13\n\x0b\x64uration_us\x18\x04 \x01(\x04\x12\x10\n\x08in_store\x18\x05 \x01(\x08\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17shoal/v1/executor.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"|\n\x0f\x45xecutorRequest\x12!\n\x05tasks\x18\x01 \x03(\x0b\x32\x12.shoal.v1.ExecTask\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\x12\x10\n\x08released\x18\x03 \x03(\x06\x12\x0f\n\x07publish\x18\x04 \x03(\x06\"\x83\x01\n\x08\x45xecTask\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.shoal.v1.PythonTask\x12\x0e\n\x06inputs\x18\x04 \x03(\x0c\x12\x13\n\x0binput_tasks\x18\x05 \x03(\x06\x12\x10\n\x08in_store\x18\x06 \x03(\x08\"\xbb\x01\n\rExecutorReply\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\r\n\x05value\x18\x02 \x01(\x0c\x12\"\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x13\n\x0b\x64uration_us\x18\x04 \x01(\x04\x12\x10\n\x08in_store\x18\x05 \x01(\x08\x12\x0c\n\x04live\x18\x06 \x01(\x08\x12\x0c\n\x04size\x18\x07 \x01(\x04\x12&\n\tpublished\x18\x08 \x03(\x0b\x32\x13.shoal.v1.Published\"W\n\tPublished\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x12\n\x08in_store\x18\x02 \x01(\x08H\x00\x12\x0f\n\x05value\x18\x03 \x01(\x0cH\x00\x12\x0e\n\x04gone\x18\x04 \x01(\x08H\x00\x42\x07\n\x05placeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.executor_pb2', _gl
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_EXECUTORREQUEST']._serialized_start=60
-  _globals['_EXECUTORREQUEST']._serialized_end=167
-  _globals['_EXECTASK']._serialized_start=170
-  _globals['_EXECTASK']._serialized_end=301
-  _globals['_EXECUTORREPLY']._serialized_start=303
-  _globals['_EXECUTORREPLY']._serialized_end=422
+  _globals['_EXECUTORREQUEST']._serialized_end=184
+  _globals['_EXECTASK']._serialized_start=187
+  _globals['_EXECTASK']._serialized_end=318
+  _globals['_EXECUTORREPLY']._serialized_start=321
+  _globals['_EXECUTORREPLY']._serialized_end=508
+  _globals['_PUBLISHED']._serialized_start=510
+  _globals['_PUBLISHED']._serialized_end=597
 # @@protoc_insertion_point(module_scope)

@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class WorkerMessage(_message.Message):
-    __slots__ = ("register", "heartbeat", "finished", "failed", "data_added", "transfers")
+    __slots__ = ("register", "heartbeat", "finished", "failed", "data_added", "transfers", "lost")
     REGISTER_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_FIELD_NUMBER: _ClassVar[int]
     FAILED_FIELD_NUMBER: _ClassVar[int]
     DATA_ADDED_FIELD_NUMBER: _ClassVar[int]
     TRANSFERS_FIELD_NUMBER: _ClassVar[int]
+    LOST_FIELD_NUMBER: _ClassVar[int]
     register: Register
     heartbeat: Heartbeat
     finished: TasksFinished
     failed: TasksFailed
     data_added: DataAdded
     transfers: Transfers
-    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finished: _Optional[_Union[TasksFinished, _Mapping]] = ..., failed: _Optional[_Union[TasksFailed, _Mapping]] = ..., data_added: _Optional[_Union[DataAdded, _Mapping]] = ..., transfers: _Optional[_Union[Transfers, _Mapping]] = ...) -> None: ...
+    lost: DataLost
+    def __init__(self, register: _Optional[_Union[Register, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., finished: _Optional[_Union[TasksFinished, _Mapping]] = ..., failed: _Optional[_Union[TasksFailed, _Mapping]] = ..., data_added: _Optional[_Union[DataAdded, _Mapping]] = ..., transfers: _Optional[_Union[Transfers, _Mapping]] = ..., lost: _Optional[_Union[DataLost, _Mapping]] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
     __slots__ = ("registered", "assign", "release", "cancel", "peers", "replicate", "shutdown")
@@ -146,6 +148,12 @@ class TaskFailed(_message.Message):
     missing_task: int
     missing_from: int
     def __init__(self, task: _Optional[int] = ..., error: _Optional[_Union[_common_pb2.TaskError, _Mapping]] = ..., missing_input: _Optional[bool] = ..., missing_task: _Optional[int] = ..., missing_from: _Optional[int] = ...) -> None: ...
+
+class DataLost(_message.Message):
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, tasks: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DataAdded(_message.Message):
     __slots__ = ("tasks",)

@@ -838,6 +838,18 @@ impl Core {
         );
     }
 
+    /// The worker lost its copies of these results without being asked (the executor
+    /// process keeping them died): each copy is dropped, and a result whose last copy it
+    /// was is recomputed if it is still needed.
+    pub fn on_data_lost(&mut self, worker: WorkerId, tasks: &[TaskRef], comm: &mut impl Comm) {
+        for &r in tasks {
+            let in_memory = matches!(self.resolve(r).map(|t| t.state), Some(TaskState::Memory(_)));
+            if in_memory && self.holders(r.id).contains(&worker) {
+                self.lose_data(r.id, worker, comm);
+            }
+        }
+    }
+
     /// The worker now holds copies of these tasks (asked by `Comm::replicate`).
     pub fn on_data_added(&mut self, worker: WorkerId, tasks: &[TaskRef], comm: &mut impl Comm) {
         let mut sources = Vec::new();

@@ -340,6 +340,35 @@ fn stale_missing_input_report_keeps_the_real_copy() {
     check_results(&sim, &spec);
 }
 
+/// A result a worker lost without being asked (its executor died holding it live) is
+/// computed again from its inputs, and the graph still gives the right values.
+#[test]
+fn data_lost_by_a_worker_is_recomputed() {
+    let spec: Spec = vec![(1, vec![], false), (2, vec![0], false), (3, vec![1], true)];
+    let mut sim = Sim::new(2);
+    sim.core
+        .on_graph(sim.client, new_tasks(&spec, "t"), &mut sim.comm)
+        .expect("valid");
+    sim.step();
+    let t1 = sim.core.find_key("t1").expect("t1");
+    while sim.core.holders(t1).is_empty() {
+        assert!(sim.run_one(0) || sim.run_one(1), "t1 never ran");
+    }
+    let holder = sim.core.holders(t1)[0];
+    let r1 = sim.core.task_ref(t1);
+    if let Some(w) = sim.workers.get_mut(&holder) {
+        w.store.remove(&r1.to_wire());
+    }
+    sim.core.on_data_lost(holder, &[r1], &mut sim.comm);
+    assert!(
+        sim.core.holders(t1).is_empty(),
+        "the lost copy is no longer counted"
+    );
+    sim.step();
+    sim.run_to_end();
+    check_results(&sim, &spec);
+}
+
 /// A binary tree reduction computes the right root, and intermediate results are freed as
 /// soon as their parent has run.
 #[test]

@@ -609,6 +609,10 @@ impl State {
                 let refs: Vec<TaskRef> = added.tasks.into_iter().map(TaskRef::from_wire).collect();
                 self.core.on_data_added(worker, &refs, &mut self.comm);
             }
+            WorkerMsg::Lost(lost) => {
+                let refs: Vec<TaskRef> = lost.tasks.into_iter().map(TaskRef::from_wire).collect();
+                self.core.on_data_lost(worker, &refs, &mut self.comm);
+            }
             WorkerMsg::Transfers(batch) => {
                 let now_us = unix_us();
                 for t in &batch.transfers {

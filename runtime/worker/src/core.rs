@@ -33,6 +33,9 @@ pub trait Effects {
     fn stop(&mut self, task: u64, error: v1::TaskError);
     /// The executors may drop what they keep of these released results.
     fn released(&mut self, tasks: &[u64]);
+    /// Have these results, live in executors, written into the store (the memory policy
+    /// spills them then).
+    fn publish(&mut self, tasks: Vec<u64>);
     /// A peer left: connections to it may be closed.
     fn forget_peer(&mut self, address: &str);
 }
@@ -116,6 +119,8 @@ struct Outbox {
     finished: Vec<v1::TaskFinished>,
     failed: Vec<v1::TaskFailed>,
     added: Vec<u64>,
+    /// Results lost without a release (their executor died).
+    lost: Vec<u64>,
     /// A heartbeat to send now (the memory state changed).
     heartbeat: Option<v1::Heartbeat>,
     /// Completed fetches, oldest first, at most [`MAX_PENDING_TRANSFERS`].
@@ -162,10 +167,11 @@ impl WorkerCore {
                 self.assign(a.tasks, store, fx);
             }
             Msg::Release(r) => {
-                for &id in &r.tasks {
+                let tasks = self.not_assigned_here(r.tasks);
+                for &id in &tasks {
                     store.remove(id);
                 }
-                fx.released(&r.tasks);
+                fx.released(&tasks);
             }
             Msg::Cancel(c) => self.cancel(&c.tasks),
             Msg::Peers(p) => {
@@ -393,6 +399,17 @@ impl WorkerCore {
         });
     }
 
+    /// The released tasks, less those assigned here again: a release can follow the
+    /// assignment that recomputes a lost result, and is about the old copy (the new one,
+    /// kept live by its executor, must stay).
+    fn not_assigned_here(&self, mut tasks: Vec<u64>) -> Vec<u64> {
+        let ready: HashSet<u64> = self.ready.iter().map(|a| a.task).collect();
+        tasks.retain(|id| {
+            !(self.running.contains_key(id) || self.waiting.contains_key(id) || ready.contains(id))
+        });
+        tasks
+    }
+
     /// Forgets this task's claim on fetched inputs (it will not run here).
     fn drop_fetched_inputs(&mut self, assignment: &v1::TaskAssignment) {
         for input in &assignment.inputs {
@@ -420,12 +437,29 @@ impl WorkerCore {
         }
     }
 
-    /// Starts ready tasks while cores are free.
+    /// Starts ready tasks while cores are free. A builtin task reading results that
+    /// Python executors keep live has them written first and waits at the back (it is
+    /// tried again at the next event).
     pub fn pump(&mut self, store: &mut Store, fx: &mut impl Effects) {
-        while self.can_start_next() {
+        let mut waited = 0;
+        while self.can_start_next() && waited < self.ready.len() {
             let Some(assignment) = self.ready.pop_front() else {
                 break;
             };
+            if !is_python(&assignment) {
+                let live: Vec<u64> = assignment
+                    .inputs
+                    .iter()
+                    .map(|i| i.task)
+                    .filter(|&t| store.is_live(t))
+                    .collect();
+                if !live.is_empty() {
+                    fx.publish(live);
+                    self.ready.push_back(assignment);
+                    waited += 1;
+                    continue;
+                }
+            }
             self.start(assignment, store, fx);
         }
     }
@@ -497,9 +531,10 @@ impl WorkerCore {
 
     /// A task ended (ran, failed, or was stopped).
     pub fn on_outcome(&mut self, outcome: ExecOutcome, store: &mut Store) {
-        if self.running.remove(&outcome.task).is_none() {
+        self.take_lost(store);
+        let Some(key) = self.running.remove(&outcome.task) else {
             return;
-        }
+        };
         for input in self.shared_inputs.remove(&outcome.task).unwrap_or_default() {
             store.unshare_input(input);
         }
@@ -511,9 +546,31 @@ impl WorkerCore {
         {
             self.stopping = None;
         }
+        if let Some(input) = outcome.lost_input {
+            self.outbox.failed.push(v1::TaskFailed {
+                task: outcome.task,
+                error: Some(v1::TaskError {
+                    kind: "InputLost".into(),
+                    message: format!(
+                        "input of task {key:?} was lost on worker {:?} (the executor keeping it \
+                         live died); the scheduler computes it again",
+                        self.name
+                    ),
+                    worker: self.name.clone(),
+                    ..Default::default()
+                }),
+                missing_input: true,
+                missing_task: input,
+                missing_from: None,
+            });
+            return;
+        }
         let error = match outcome.result {
             Ok(data) => {
-                let stored = if outcome.in_store {
+                let stored = if let Some(size) = outcome.live {
+                    store.put_live(outcome.task, size);
+                    Ok(size)
+                } else if outcome.in_store {
                     store.adopt(outcome.task)
                 } else {
                     let size = data.len() as u64;
@@ -545,6 +602,19 @@ impl WorkerCore {
             missing_task: 0,
             missing_from: None,
         });
+    }
+
+    /// Live results lost since the last look go to the scheduler (it recomputes them).
+    fn take_lost(&mut self, store: &mut Store) {
+        let lost = store.take_lost();
+        if !lost.is_empty() {
+            tracing::warn!(
+                worker = self.name,
+                results = lost.len(),
+                "results kept live by an executor that died are lost; the scheduler recomputes those still needed"
+            );
+            self.outbox.lost.extend(lost);
+        }
     }
 
     fn cancel(&mut self, ids: &[u64]) {
@@ -583,6 +653,14 @@ impl WorkerCore {
             self.stopping.is_some(),
         );
         self.memory.used = sample.used;
+        self.take_lost(store);
+        if decision.spill_to.is_some() {
+            // Live results are executors' memory: written into the store, they can spill.
+            let live = store.live_ids();
+            if !live.is_empty() {
+                fx.publish(live);
+            }
+        }
         if let Some(down_to) = decision.spill_to
             && store.memory_bytes() > down_to
         {
@@ -658,7 +736,10 @@ impl WorkerCore {
 
     /// The heartbeat for now.
     pub fn heartbeat(&self, store: &Store) -> v1::Heartbeat {
-        let (stored, spilled) = (store.memory_bytes(), store.spilled_bytes());
+        let (stored, spilled) = (
+            store.memory_bytes() + store.live_bytes(),
+            store.spilled_bytes(),
+        );
         v1::Heartbeat {
             memory_used: self.memory.used,
             stored_bytes: stored + spilled,
@@ -691,6 +772,10 @@ impl WorkerCore {
         if !self.outbox.added.is_empty() {
             let tasks = std::mem::take(&mut self.outbox.added);
             out.push(Out::DataAdded(v1::DataAdded { tasks }));
+        }
+        if !self.outbox.lost.is_empty() {
+            let tasks = std::mem::take(&mut self.outbox.lost);
+            out.push(Out::Lost(v1::DataLost { tasks }));
         }
         if !self.outbox.transfers.is_empty() {
             let transfers = std::mem::take(&mut self.outbox.transfers)

@@ -1,7 +1,8 @@
 //! The data plane server: serves held results to peers and to the scheduler's gather
 //! proxy, in pieces of at most 1 MiB, or, when the caller is on this machine and asks, as
-//! the paths of the files that hold them. Authenticated like every other call. Files are
-//! read outside the store's lock.
+//! the paths of the files that hold them. Results live in an executor are first written
+//! into the store (the executor pool is asked and awaited). Authenticated like every other
+//! call. Files are read outside the store's lock.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +11,15 @@ use shoal_proto::v1;
 use shoal_proto::v1::data_plane_server::DataPlane;
 use tonic::{Request, Response, Status};
 
+use crate::python::Publisher;
 use crate::store::{Located, Store};
 
 const PIECE_BYTES: usize = 1024 * 1024;
 
 pub struct DataPlaneService {
     pub store: Arc<Mutex<Store>>,
+    /// Has live results written (none: the worker runs no Python executors).
+    pub publisher: Option<Publisher>,
 }
 
 impl DataPlaneService {
@@ -54,6 +58,21 @@ impl DataPlane for DataPlaneService {
         request: Request<v1::FetchParams>,
     ) -> Result<Response<Self::FetchStream>, Status> {
         let v1::FetchParams { tasks: ids, files } = request.into_inner();
+        if let Some(publisher) = &self.publisher {
+            let live: Vec<u64> = {
+                let store = self
+                    .store
+                    .lock()
+                    .map_err(|_| Status::internal("object store poisoned"))?;
+                ids.iter()
+                    .copied()
+                    .filter(|&id| store.is_live(id))
+                    .collect()
+            };
+            if !live.is_empty() {
+                publisher.publish(live).await;
+            }
+        }
         let mut chunks = Vec::new();
         let mut chunk = v1::FetchChunk::default();
         let mut bytes = 0;

@@ -29,6 +29,12 @@ pub struct ExecOutcome {
     /// The executor wrote the result into the store's shared-memory directory (`result`
     /// is then empty).
     pub in_store: bool,
+    /// The executor keeps the result live instead, and writes it into the store (a file of
+    /// this many bytes) only when asked (`result` is then empty).
+    pub live: Option<u64>,
+    /// The task did not run: this input of it was lost (the executor keeping it live
+    /// died before writing it).
+    pub lost_input: Option<u64>,
     pub duration: Duration,
 }
 
@@ -38,6 +44,10 @@ pub trait Executor: Send + Sync {
 
     /// The worker released these tasks' values: anything the executor keeps of them goes.
     fn release(&self, _tasks: &[u64]) {}
+
+    /// Write these results, kept live by the executor, into the store (for the memory
+    /// policy: written, they can spill).
+    fn publish(&self, _tasks: Vec<u64>) {}
 
     /// Stops the process running `task` (for memory); the task's outcome is `error`. A
     /// task that already ended, or an executor that runs tasks in the worker itself, is
@@ -110,6 +120,8 @@ impl Executor for BuiltinExecutor {
                     task: id,
                     result: Err(error),
                     in_store: false,
+                    live: None,
+                    lost_input: None,
                     duration: started.elapsed(),
                 });
                 return;
@@ -125,6 +137,8 @@ impl Executor for BuiltinExecutor {
                         task: id,
                         result: Ok(Bytes::new()),
                         in_store: false,
+                        live: None,
+                        lost_input: None,
                         duration: started.elapsed(),
                     });
                 });
@@ -143,6 +157,8 @@ impl Executor for BuiltinExecutor {
             task: id,
             result,
             in_store: false,
+            live: None,
+            lost_input: None,
             duration: started.elapsed(),
         });
     }

@@ -6,9 +6,17 @@
 //! The worker's memory policy may stop the process running a task (`Executor::stop`):
 //! that task then fails with the policy's error, and the process is replaced.
 //!
+//! Large results stay live in the process that made it (python/shoal/executor.py): the
+//! pool knows which process holds which, sends the tasks reading one to its holder when
+//! that one is about as free as any other, and otherwise (or when a peer, the client or
+//! the memory policy needs it) asks the holder to write it into the store first; the
+//! tasks needing it wait meanwhile. A process that dies takes its live results with it:
+//! they are reported lost (the scheduler recomputes them) and the tasks needing them fail
+//! as missing inputs.
+//!
 //! Not here: what a payload means (python/shoal/executor.py), scheduling (the worker loop).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -19,12 +27,22 @@ use prost::Message;
 use shoal_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use shoal_core::PrefixId;
+use shoal_core::prefix::Prefixes;
 
 use crate::executor::{ExecOutcome, ExecTask, Executor};
+use crate::store::{Store, lock};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
+/// What writing a live result into the store costs, for the process that must then read
+/// it: fresh tmpfs pages written, mapped and read (bench/local_compare.py measures it at
+/// the start of each run: 0.32-0.42 s/GiB here).
+const WRITE_SECONDS_PER_GIB: f64 = 0.35;
+/// The run time assumed for a task of a prefix none of whose tasks ended yet.
+const UNKNOWN_TASK_US: f64 = 1000.0;
 /// Thread-count variables of numeric libraries, set to 1 for executors unless set.
 const SINGLE_THREADED: [&str; 4] = [
     "OMP_NUM_THREADS",
@@ -72,6 +90,24 @@ enum PoolMsg {
     Release(Vec<u64>),
     /// Kill the process running this task; the task fails with this error.
     Stop(u64, v1::TaskError),
+    /// Have these live results written into the store; say so (if asked) once each is
+    /// written, sent as bytes, or lost.
+    Publish(Vec<u64>, Option<oneshot::Sender<()>>),
+}
+
+/// Asks the pool to write live results into the store (for the data plane: peers and the
+/// client read files or bytes, never an executor's memory).
+#[derive(Clone)]
+pub struct Publisher(mpsc::UnboundedSender<PoolMsg>);
+
+impl Publisher {
+    /// Returns once each of `tasks` that is live is written, sent as bytes, or lost.
+    pub async fn publish(&self, tasks: Vec<u64>) {
+        let (tx, rx) = oneshot::channel();
+        if self.0.send(PoolMsg::Publish(tasks, Some(tx))).is_ok() {
+            let _ = rx.await;
+        }
+    }
 }
 
 /// Live processes and the task each runs (the front of what it was sent).
@@ -84,14 +120,19 @@ pub struct PythonPool {
 }
 
 impl PythonPool {
-    pub fn new(config: PythonConfig) -> Self {
+    /// A pool whose live results are recorded in `store`.
+    pub fn new(config: PythonConfig, store: Arc<Mutex<Store>>) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let published = Published::default();
-        tokio::spawn(Pool::new(config, Arc::clone(&published)).run(rx));
+        tokio::spawn(Pool::new(config, Arc::clone(&published), store).run(rx));
         PythonPool {
             jobs: tx,
             published,
         }
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        Publisher(self.jobs.clone())
     }
 }
 
@@ -111,6 +152,8 @@ impl Executor for PythonPool {
                 task: job.task.task,
                 result: Err(error),
                 in_store: false,
+                live: None,
+                lost_input: None,
                 duration: Duration::ZERO,
             });
         }
@@ -118,6 +161,10 @@ impl Executor for PythonPool {
 
     fn release(&self, tasks: &[u64]) {
         let _ = self.jobs.send(PoolMsg::Release(tasks.to_vec()));
+    }
+
+    fn publish(&self, tasks: Vec<u64>) {
+        let _ = self.jobs.send(PoolMsg::Publish(tasks, None));
     }
 
     fn stop(&self, task: u64, error: v1::TaskError) {
@@ -141,6 +188,9 @@ struct InFlight {
     job: ExecTask,
     rewritten: bool,
     sent: Instant,
+    /// Its prefix, and how long it was expected to run when sent.
+    prefix: PrefixId,
+    expected_us: f64,
 }
 
 struct Process {
@@ -154,11 +204,35 @@ struct Process {
     holds: HashSet<u64>,
     /// Set when the worker stopped it for memory: the error of its running task.
     killed_for: Option<v1::TaskError>,
+    /// The expected run time of the tasks sent to it and not answered, in microseconds.
+    queued_us: f64,
 }
 
 enum ProcEvent {
     Reply(usize, u64, Box<v1::ExecutorReply>),
+    /// Answers to publish requests (a reply carrying `published`).
+    Published(usize, u64, Vec<v1::Published>),
     Exited(usize, u64),
+}
+
+/// The process (slot and generation) keeping a result live.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct LiveAt {
+    index: usize,
+    generation: u64,
+}
+
+/// A result kept live: where, and its size once written.
+#[derive(Clone, Copy)]
+struct Kept {
+    at: LiveAt,
+    size: u64,
+}
+
+/// Someone waiting for live results to be written: a job (it runs then), or a caller.
+enum Waiter {
+    Job(Job),
+    Caller(oneshot::Sender<()>),
 }
 
 struct Pool {
@@ -171,10 +245,21 @@ struct Pool {
     published: Published,
     /// The cgroup's OOM kill count when last looked at.
     oom_kills: u64,
+    store: Arc<Mutex<Store>>,
+    /// Results kept live, by the process keeping each.
+    live: HashMap<u64, Kept>,
+    /// Task prefixes with the moving average of their run times.
+    prefixes: Prefixes,
+    /// Live results asked to be written, not answered yet, and when they were asked.
+    publishing: HashMap<u64, Instant>,
+    /// Who waits for which of those.
+    waiting: Vec<(Waiter, HashSet<u64>)>,
+    /// Live results lost with their process (until released or made again).
+    lost: HashSet<u64>,
 }
 
 impl Pool {
-    fn new(config: PythonConfig, published: Published) -> Self {
+    fn new(config: PythonConfig, published: Published, store: Arc<Mutex<Store>>) -> Self {
         let oom_kills = config
             .cgroup
             .as_ref()
@@ -191,6 +276,12 @@ impl Pool {
             next_generation: 0,
             oom_kills,
             published,
+            store,
+            live: HashMap::new(),
+            prefixes: Prefixes::default(),
+            publishing: HashMap::new(),
+            waiting: Vec::new(),
+            lost: HashSet::new(),
         }
     }
 
@@ -202,6 +293,7 @@ impl Pool {
                     Some(PoolMsg::Run(job)) => self.queue.push_back(job),
                     Some(PoolMsg::Release(tasks)) => self.release(tasks),
                     Some(PoolMsg::Stop(task, error)) => self.stop(task, error),
+                    Some(PoolMsg::Publish(tasks, caller)) => self.publish_for(tasks, caller),
                     None => break,
                 },
                 Some(event) = self.events_rx.recv() => self.handle(event).await,
@@ -282,6 +374,7 @@ impl Pool {
             sent_blobs: HashSet::new(),
             holds: HashSet::new(),
             killed_for: None,
+            queued_us: 0.0,
         });
         Ok(())
     }
@@ -294,92 +387,282 @@ impl Pool {
                 process.holds.remove(task);
             }
         }
+        for task in &tasks {
+            self.live.remove(task);
+            self.lost.remove(task);
+        }
         let frame = frame(&v1::ExecutorRequest {
-            released: tasks,
+            released: tasks.clone(),
             ..Default::default()
         });
         for process in self.slots.iter().flatten() {
             let _ = process.frames.send(frame.clone());
         }
+        for task in tasks {
+            self.resolved(task);
+        }
     }
 
-    /// The process to send the next job to: the least busy, and among those the one
-    /// holding most of the job's inputs live (so they are not loaded again).
-    fn pick(&self, job: &Job) -> usize {
+    /// Asks the processes keeping these results live to write them into the store; returns
+    /// those to wait for. A result the store counts as live that no process keeps (its
+    /// process died before the store heard of it) is lost now.
+    fn request_publish(&mut self, tasks: impl IntoIterator<Item = u64>) -> HashSet<u64> {
+        let mut asks: HashMap<LiveAt, Vec<u64>> = HashMap::new();
+        let mut pending = HashSet::new();
+        for task in tasks {
+            let Some(&Kept { at, .. }) = self.live.get(&task) else {
+                let mut store = lock(&self.store);
+                if store.is_live(task) {
+                    self.lost.insert(task);
+                    store.lose(task);
+                }
+                continue;
+            };
+            pending.insert(task);
+            if let std::collections::hash_map::Entry::Vacant(e) = self.publishing.entry(task) {
+                e.insert(Instant::now());
+                asks.entry(at).or_default().push(task);
+            }
+        }
+        for (at, publish) in asks {
+            if let Some(process) = self.slots[at.index]
+                .as_ref()
+                .filter(|p| p.generation == at.generation)
+            {
+                let _ = process.frames.send(frame(&v1::ExecutorRequest {
+                    publish,
+                    ..Default::default()
+                }));
+            }
+        }
+        pending
+    }
+
+    /// Someone needs these live results written (the data plane, the memory policy).
+    fn publish_for(&mut self, tasks: Vec<u64>, caller: Option<oneshot::Sender<()>>) {
+        let pending = self.request_publish(tasks);
+        match caller {
+            Some(caller) if pending.is_empty() => {
+                let _ = caller.send(());
+            }
+            Some(caller) => self.waiting.push((Waiter::Caller(caller), pending)),
+            None => {}
+        }
+    }
+
+    /// `task` is no longer live (written, sent, lost or released): whoever waited only
+    /// for it goes on; jobs go back to the front of the queue, in their order.
+    fn resolved(&mut self, task: u64) {
+        self.publishing.remove(&task);
+        if self.waiting.is_empty() {
+            return;
+        }
+        let mut ready = Vec::new();
+        let mut still = Vec::with_capacity(self.waiting.len());
+        for (waiter, mut pending) in std::mem::take(&mut self.waiting) {
+            pending.remove(&task);
+            if pending.is_empty() {
+                ready.push(waiter);
+            } else {
+                still.push((waiter, pending));
+            }
+        }
+        self.waiting = still;
+        for waiter in ready.into_iter().rev() {
+            match waiter {
+                Waiter::Job(job) => self.queue.push_front(job),
+                Waiter::Caller(caller) => {
+                    let _ = caller.send(());
+                }
+            }
+        }
+    }
+
+    /// The process to send the job to: the one expected to start it first, counting the
+    /// expected run time of the tasks queued there and the writing, still to come, of the
+    /// job's inputs other processes keep live; among equals the one keeping most of them
+    /// live, then the one holding most in its value cache. `None` when every process has
+    /// `MAX_AHEAD` tasks.
+    fn pick(&self, job: &Job) -> Option<usize> {
+        let now = Instant::now();
         (0..self.slots.len())
-            .min_by_key(|&i| match &self.slots[i] {
-                None => (0, usize::MAX),
-                Some(p) => {
-                    let held = job
-                        .task
+            .filter_map(|i| {
+                let process = self.slots[i].as_ref();
+                if process.is_some_and(|p| p.inflight.len() >= MAX_AHEAD) {
+                    return None;
+                }
+                let here = process.map(|p| LiveAt {
+                    index: i,
+                    generation: p.generation,
+                });
+                let (mut live, mut writing_us) = (0usize, 0.0f64);
+                for (task, kept) in job
+                    .task
+                    .input_tasks
+                    .iter()
+                    .filter_map(|t| self.live.get(t).map(|k| (t, k)))
+                {
+                    if Some(kept.at) == here {
+                        live += 1;
+                        continue;
+                    }
+                    let full = kept.size as f64 * WRITE_SECONDS_PER_GIB * 1e6 / (1u64 << 30) as f64;
+                    let done = self
+                        .publishing
+                        .get(task)
+                        .map_or(0.0, |asked| now.duration_since(*asked).as_micros() as f64);
+                    writing_us = writing_us.max(full - done);
+                }
+                let held = process.map_or(0, |p| {
+                    job.task
                         .input_tasks
                         .iter()
                         .filter(|t| p.holds.contains(t))
-                        .count();
-                    (p.inflight.len(), usize::MAX - held)
-                }
+                        .count()
+                });
+                let queued_us = process.map_or(0.0, |p| p.queued_us);
+                let start_us = queued_us.max(writing_us.max(0.0)) as u64;
+                Some((start_us, usize::MAX - live, usize::MAX - held, i))
             })
-            .unwrap_or(0)
+            .min()
+            .map(|(.., i)| i)
     }
 
-    /// Sends queued jobs to the least busy processes (starting processes as needed).
-    fn dispatch(&mut self) {
-        while !self.queue.is_empty() {
-            let ahead = (self.queue.len() / self.slots.len()).clamp(1, MAX_AHEAD);
-            let index = match self.queue.front() {
-                Some(job) => self.pick(job),
-                None => return,
+    /// Whether `job` can run on process `index` with no input written first.
+    fn runs_without_writing(&self, job: &Job, index: usize) -> bool {
+        let here = self.slots[index].as_ref().map(|p| LiveAt {
+            index,
+            generation: p.generation,
+        });
+        job.task
+            .input_tasks
+            .iter()
+            .all(|t| self.live.get(t).is_none_or(|k| Some(k.at) == here))
+    }
+
+    /// Jobs waiting for inputs to be written that the process keeping those inputs can
+    /// now start sooner go back to the queue (the writing goes on for the others).
+    fn repick_waiting(&mut self) {
+        let mut back = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            let now_here = match &self.waiting[i].0 {
+                Waiter::Job(job) => self
+                    .pick(job)
+                    .is_some_and(|index| self.runs_without_writing(job, index)),
+                Waiter::Caller(_) => false,
             };
+            if now_here {
+                back.push(self.waiting.remove(i).0);
+            } else {
+                i += 1;
+            }
+        }
+        for waiter in back.into_iter().rev() {
+            if let Waiter::Job(job) = waiter {
+                self.queue.push_front(job);
+            }
+        }
+    }
+
+    /// Sends queued jobs to processes (starting processes as needed), several per frame.
+    /// A job whose inputs another process keeps live waits until they are written.
+    fn dispatch(&mut self) {
+        if !self.waiting.is_empty() {
+            self.repick_waiting();
+        }
+        let mut requests: Vec<v1::ExecutorRequest> =
+            vec![v1::ExecutorRequest::default(); self.slots.len()];
+        while let Some(front) = self.queue.front() {
+            let Some(index) = self.pick(front) else {
+                break;
+            };
+            let Some(job) = self.queue.pop_front() else {
+                break;
+            };
+            if let Some(lost) = job.task.input_tasks.iter().find(|t| self.lost.contains(t)) {
+                let _ = job.done.send(ExecOutcome {
+                    task: job.task.task,
+                    result: Err(v1::TaskError::default()),
+                    in_store: false,
+                    live: None,
+                    lost_input: Some(*lost),
+                    duration: Duration::ZERO,
+                });
+                continue;
+            }
+            let generation = self.slots[index].as_ref().map(|p| p.generation);
+            let elsewhere: Vec<u64> = job
+                .task
+                .input_tasks
+                .iter()
+                .copied()
+                .filter(|t| {
+                    self.live
+                        .get(t)
+                        .is_some_and(|k| Some(k.at.generation) != generation || k.at.index != index)
+                })
+                .collect();
+            if !elsewhere.is_empty() {
+                let pending = self.request_publish(elsewhere);
+                if !pending.is_empty() {
+                    self.waiting.push((Waiter::Job(job), pending));
+                    continue;
+                }
+            }
             if self.slots[index].is_none()
                 && let Err(message) = self.spawn(index)
             {
+                self.queue.push_front(job);
                 self.fail_all(&message);
                 return;
             }
             let Some(process) = self.slots[index].as_mut() else {
                 return;
             };
-            if process.inflight.len() >= ahead {
-                return;
-            }
-            let room = ahead - process.inflight.len();
-            let mut request = v1::ExecutorRequest::default();
-            for _ in 0..room {
-                let Some(job) = self.queue.pop_front() else {
-                    break;
-                };
-                if let Some((id, data)) = &job.task.shared
-                    && process.sent_blobs.insert(*id)
-                {
-                    request.blobs.push(v1::SharedBlob {
-                        id: *id,
-                        data: data.to_vec(),
-                    });
-                }
-                let payload = match &job.task.payload.kind {
-                    Some(v1::task_payload::Kind::Python(p)) => p.clone(),
-                    _ => v1::PythonTask::default(),
-                };
-                process.holds.extend(job.task.input_tasks.iter().copied());
-                process.holds.insert(job.task.task);
-                request.tasks.push(v1::ExecTask {
-                    task: job.task.task,
-                    key: job.task.key.clone(),
-                    payload: Some(payload),
-                    inputs: job.task.inputs.clone(),
-                    input_tasks: job.task.input_tasks.clone(),
-                    in_store: job.task.in_store.clone(),
-                });
-                process.inflight.push_back(InFlight {
-                    task: job.task.task,
-                    key: job.task.key.clone(),
-                    done: job.done,
-                    job: job.task,
-                    rewritten: job.rewritten,
-                    sent: Instant::now(),
+            let request = &mut requests[index];
+            if let Some((id, data)) = &job.task.shared
+                && process.sent_blobs.insert(*id)
+            {
+                request.blobs.push(v1::SharedBlob {
+                    id: *id,
+                    data: data.to_vec(),
                 });
             }
-            let _ = process.frames.send(frame(&request));
+            let payload = match &job.task.payload.kind {
+                Some(v1::task_payload::Kind::Python(p)) => p.clone(),
+                _ => v1::PythonTask::default(),
+            };
+            process.holds.extend(job.task.input_tasks.iter().copied());
+            process.holds.insert(job.task.task);
+            let prefix = self.prefixes.intern_key(&job.task.key);
+            let expected_us = self.prefixes.duration_us(prefix).unwrap_or(UNKNOWN_TASK_US);
+            process.queued_us += expected_us;
+            request.tasks.push(v1::ExecTask {
+                task: job.task.task,
+                key: job.task.key.clone(),
+                payload: Some(payload),
+                inputs: job.task.inputs.clone(),
+                input_tasks: job.task.input_tasks.clone(),
+                in_store: job.task.in_store.clone(),
+            });
+            process.inflight.push_back(InFlight {
+                task: job.task.task,
+                key: job.task.key.clone(),
+                done: job.done,
+                job: job.task,
+                rewritten: job.rewritten,
+                sent: Instant::now(),
+                prefix,
+                expected_us,
+            });
+        }
+        for (index, request) in requests.into_iter().enumerate() {
+            if let Some(process) = &self.slots[index]
+                && !request.tasks.is_empty()
+            {
+                let _ = process.frames.send(frame(&request));
+            }
         }
     }
 
@@ -398,6 +681,8 @@ impl Pool {
                 task: job.task.task,
                 result: Err(error),
                 in_store: false,
+                live: None,
+                lost_input: None,
                 duration: Duration::ZERO,
             });
         }
@@ -415,6 +700,7 @@ impl Pool {
                 let Some(front) = process.inflight.pop_front() else {
                     return;
                 };
+                process.queued_us = (process.queued_us - front.expected_us).max(0.0);
                 if front.task != reply.task {
                     tracing::error!(
                         worker = self.config.worker_name,
@@ -424,6 +710,14 @@ impl Pool {
                     );
                 }
                 let duration = Duration::from_micros(reply.duration_us);
+                let live = (reply.live && reply.error.is_none()).then_some(reply.size);
+                if let Some(size) = live {
+                    let at = LiveAt { index, generation };
+                    self.live.insert(front.task, Kept { at, size });
+                    self.lost.remove(&front.task);
+                }
+                self.prefixes
+                    .observe(front.prefix, reply.duration_us as f64);
                 let result = match reply.error {
                     Some(error) => Err(error),
                     None => Ok(reply.value),
@@ -432,8 +726,15 @@ impl Pool {
                     task: front.task,
                     result,
                     in_store: reply.in_store,
+                    live,
+                    lost_input: None,
                     duration,
                 });
+            }
+            ProcEvent::Published(index, generation, published) => {
+                for answer in published {
+                    self.take_published(LiveAt { index, generation }, answer);
+                }
             }
             ProcEvent::Exited(index, generation) => {
                 let Some(mut process) = self.slots[index].take() else {
@@ -444,6 +745,7 @@ impl Pool {
                     return;
                 }
                 let status = process.child.wait().await.ok();
+                self.lose_live(LiveAt { index, generation }, process.pid);
                 let stopped = process.killed_for.take();
                 let mut inflight = std::mem::take(&mut process.inflight);
                 let writing = self.remove_unsealed(process.pid, inflight.front().map(|f| f.task));
@@ -479,6 +781,70 @@ impl Pool {
         }
     }
 
+    /// Records where a live result went once its process was asked to write it.
+    fn take_published(&mut self, from: LiveAt, answer: v1::Published) {
+        use v1::published::Place;
+        let task = answer.task;
+        if self.live.get(&task).is_some_and(|k| k.at == from) {
+            self.live.remove(&task);
+        }
+        {
+            let mut store = lock(&self.store);
+            let held = store.is_live(task);
+            match answer.place {
+                Some(Place::InStore(_)) if held => {
+                    if let Err(e) = store.adopt(task) {
+                        tracing::warn!(worker = self.config.worker_name, error = %e, "a written live result cannot be taken in");
+                        store.lose(task);
+                    }
+                }
+                Some(Place::InStore(_)) => store.discard_file(task),
+                Some(Place::Value(data)) if held => {
+                    if let Err(e) = store.put(task, Bytes::from(data)) {
+                        tracing::warn!(worker = self.config.worker_name, error = %e, "cannot store a live result's bytes");
+                    }
+                }
+                Some(Place::Value(_)) => {}
+                Some(Place::Gone(_)) | None => {
+                    if held {
+                        store.lose(task);
+                    }
+                }
+            }
+        }
+        self.resolved(task);
+    }
+
+    /// The results a dead process kept live are lost: the store reports them, jobs
+    /// needing them fail as missing inputs, and whoever waited for them goes on.
+    fn lose_live(&mut self, dead: LiveAt, pid: u32) {
+        let lost: Vec<u64> = self
+            .live
+            .iter()
+            .filter_map(|(&task, k)| (k.at == dead).then_some(task))
+            .collect();
+        if lost.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            worker = self.config.worker_name,
+            pid,
+            results = lost.len(),
+            "a python executor died keeping results live; they are lost and computed again"
+        );
+        {
+            let mut store = lock(&self.store);
+            for task in &lost {
+                store.lose(*task);
+            }
+        }
+        for task in lost {
+            self.live.remove(&task);
+            self.lost.insert(task);
+            self.resolved(task);
+        }
+    }
+
     /// The task a dead executor was running fails: with the memory policy's error when
     /// the worker stopped it, else with the crash's cause.
     fn fail_crashed(
@@ -504,6 +870,8 @@ impl Pool {
             task: running.task,
             result: Err(error),
             in_store: false,
+            live: None,
+            lost_input: None,
             duration: ran,
         });
     }
@@ -707,6 +1075,9 @@ async fn read_replies(
         }
         // Decoded from `Bytes`: the value is a slice of the frame, not a copy.
         match v1::ExecutorReply::decode(Bytes::from(body)) {
+            Ok(reply) if !reply.published.is_empty() => {
+                let _ = events.send(ProcEvent::Published(index, generation, reply.published));
+            }
             Ok(reply) => {
                 let _ = events.send(ProcEvent::Reply(index, generation, Box::new(reply)));
             }

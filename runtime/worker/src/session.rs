@@ -34,6 +34,7 @@ use crate::memory::{ExecutorMemory, Sample};
 use crate::metrics::WorkerMetrics;
 use crate::python::{PythonConfig, PythonPool};
 use crate::store::Store;
+use crate::store::lock;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -95,8 +96,24 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         shared_dir.clone(),
     )));
 
+    let probe = Probe::new();
+    let python = config.python.as_ref().map(|program| {
+        PythonPool::new(
+            PythonConfig {
+                program: program.clone(),
+                processes: config.cores.max(1) as usize,
+                worker_name: config.name.clone(),
+                memory_limit: config.memory_limit,
+                cgroup: probe.cgroup().cloned(),
+                store_dir: shared_dir.clone(),
+                spill_dir: config.spill_dir.clone(),
+            },
+            Arc::clone(&store),
+        )
+    });
     let data_plane = DataPlaneServer::new(DataPlaneService {
         store: Arc::clone(&store),
+        publisher: python.as_ref().map(PythonPool::publisher),
     })
     .max_encoding_message_size(256 * 1024 * 1024);
     let check = CheckToken {
@@ -134,8 +151,6 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
 
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
-    let probe = Probe::new();
-    let cgroup = probe.cgroup().cloned();
     tracing::info!(
         worker = config.name,
         limit_mib = config.memory_limit >> 20,
@@ -161,17 +176,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
             builtin: BuiltinExecutor {
                 worker_name: config.name.clone(),
             },
-            python: config.python.as_ref().map(|program| {
-                PythonPool::new(PythonConfig {
-                    program: program.clone(),
-                    processes: config.cores.max(1) as usize,
-                    worker_name: config.name.clone(),
-                    memory_limit: config.memory_limit,
-                    cgroup,
-                    store_dir: shared_dir.clone(),
-                    spill_dir: config.spill_dir.clone(),
-                })
-            }),
+            python,
         },
         probe,
         memory_limit: config.memory_limit,
@@ -184,10 +189,6 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
     let _ = stop_tx.send(());
     let _ = server.await;
     result
-}
-
-fn lock(store: &Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
-    store.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// How often memory is measured (the policy must act before the kernel does).
@@ -247,6 +248,12 @@ impl Effects for World {
     fn released(&mut self, tasks: &[u64]) {
         if let Some(pool) = &self.python {
             pool.release(tasks);
+        }
+    }
+
+    fn publish(&mut self, tasks: Vec<u64>) {
+        if let Some(pool) = &self.python {
+            pool.publish(tasks);
         }
     }
 

@@ -1,10 +1,14 @@
-//! The object store: task results by wire id. A result is in one of three places: in the
-//! worker's memory (bytes a builtin made, or fetched from a peer), in the worker's
+//! The object store: task results by wire id. A result is in one of four places: in the
+//! worker's memory (bytes a builtin made, or fetched from a peer), live in the executor
+//! process that made it (not written anywhere yet: the executor pool writes it into the
+//! shared-memory directory when another process must read it), in the worker's
 //! shared-memory directory (a file an executor wrote and sealed: executors map it
 //! read-only, nothing is copied through the worker), or spilled to a file on disk. Once
-//! the in-memory and shared bytes pass a threshold, the oldest results spill. Reads of
+//! the in-memory and shared bytes pass a threshold, the oldest results spill (live results
+//! are in their executors' memory: the memory policy has them written first). Reads of
 //! spilled results come from disk (they are not brought back). Not a cache: objects live
-//! until the scheduler releases them.
+//! until the scheduler releases them, or until an executor holding them live dies (they
+//! are then reported lost).
 //!
 //! Not here: the format of a value's bytes (opaque to the worker; Python's is in
 //! python/shoal/_objects.py), choosing what to spill under memory pressure (memory.rs).
@@ -18,6 +22,8 @@ use bytes::Bytes;
 /// Where one result is.
 enum Object {
     Memory(Bytes),
+    /// Kept live by the executor that made it; a file of this many bytes once written.
+    Live(u64),
     /// A sealed file of this many bytes in the shared-memory directory.
     Shared(u64),
     /// A file of this many bytes in the spill directory.
@@ -28,6 +34,8 @@ enum Object {
 pub enum Located {
     Memory(Bytes),
     File(PathBuf),
+    /// Live in an executor: ask the pool to write it into the store, then locate it again.
+    Live,
 }
 
 impl Located {
@@ -35,6 +43,10 @@ impl Located {
         match self {
             Located::Memory(data) => Ok(data),
             Located::File(path) => std::fs::read(path).map(Bytes::from),
+            Located::Live => Err(io::Error::new(
+                io::ErrorKind::WouldBlock,
+                "the value is live in an executor and not written yet",
+            )),
         }
     }
 }
@@ -45,6 +57,7 @@ pub struct Store {
     /// objects are skipped).
     order: VecDeque<u64>,
     memory_bytes: u64,
+    live_bytes: u64,
     shared_bytes: u64,
     spilled_bytes: u64,
     spill_dir: PathBuf,
@@ -55,6 +68,8 @@ pub struct Store {
     spill_above: u64,
     /// Results that left shared memory since `take_moved` was last called.
     moved: Vec<u64>,
+    /// Live results whose executor died before writing them, since `take_lost`.
+    lost: Vec<u64>,
     /// Inputs fetched from peers, put in shared memory (`INPUTS/<id>`) for the running
     /// tasks that read them: their size and how many such tasks.
     inputs: HashMap<u64, (u64, usize)>,
@@ -98,6 +113,12 @@ impl StoreError {
     }
 }
 
+/// Locks the store shared by the session, the data plane and the executor pool (a
+/// poisoned lock still holds a consistent store: every change is made whole).
+pub fn lock(store: &std::sync::Mutex<Store>) -> std::sync::MutexGuard<'_, Store> {
+    store.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Makes `dir` (and its parents) readable by this user only: spilled values are no one
 /// else's to read.
 fn private_dir(dir: &Path) -> io::Result<()> {
@@ -119,12 +140,14 @@ impl Store {
             objects: HashMap::new(),
             order: VecDeque::new(),
             memory_bytes: 0,
+            live_bytes: 0,
             shared_bytes: 0,
             spilled_bytes: 0,
             spill_dir,
             shared_dir,
             spill_above,
             moved: Vec::new(),
+            lost: Vec::new(),
             inputs: HashMap::new(),
             inputs_bytes: 0,
         }
@@ -200,6 +223,55 @@ impl Store {
         self.spill()
     }
 
+    /// Records a result its executor keeps live (a file of `size` bytes once written).
+    pub fn put_live(&mut self, id: u64, size: u64) {
+        self.remove(id);
+        self.live_bytes += size;
+        self.objects.insert(id, Object::Live(size));
+    }
+
+    /// Whether `id` is live in an executor, not written yet.
+    pub fn is_live(&self, id: u64) -> bool {
+        matches!(self.objects.get(&id), Some(Object::Live(_)))
+    }
+
+    /// Live results, for the memory policy to have them written (and then spilled).
+    pub fn live_ids(&self) -> Vec<u64> {
+        self.objects
+            .iter()
+            .filter_map(|(id, o)| matches!(o, Object::Live(_)).then_some(*id))
+            .collect()
+    }
+
+    /// A live result's executor died before writing it: it is gone, and reported lost.
+    pub fn lose(&mut self, id: u64) {
+        if self.is_live(id) {
+            self.remove(id);
+            self.lost.push(id);
+        }
+    }
+
+    /// A lost result released or made again before the scheduler heard of the loss: the
+    /// report would be stale (it would drop the new copy).
+    fn unlose(&mut self, id: u64) {
+        if !self.lost.is_empty() {
+            self.lost.retain(|&l| l != id);
+        }
+    }
+
+    /// Live results lost since the last call (the scheduler must hear of them).
+    pub fn take_lost(&mut self) -> Vec<u64> {
+        std::mem::take(&mut self.lost)
+    }
+
+    /// Deletes a file an executor wrote for a result the store no longer holds (released
+    /// while it was being written).
+    pub fn discard_file(&self, id: u64) {
+        if let Some(path) = self.shared_path(id) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+
     /// Takes in the sealed file an executor wrote for `id` in the shared-memory
     /// directory; returns its size.
     pub fn adopt(&mut self, id: u64) -> Result<u64, StoreError> {
@@ -213,6 +285,7 @@ impl Store {
                 source,
             })?
             .len();
+        self.unlose(id);
         if let Some(old) = self.objects.remove(&id) {
             self.forget(id, old, false);
         }
@@ -253,7 +326,7 @@ impl Store {
                         .and_then(|()| std::fs::copy(&from, &path))
                         .map(|_| size)
                 }
-                Some(Object::Spilled(_)) | None => continue,
+                Some(Object::Live(_) | Object::Spilled(_)) | None => continue,
             };
             let size = match written {
                 Ok(size) => size,
@@ -281,6 +354,7 @@ impl Store {
     fn forget(&mut self, id: u64, old: Object, moved: bool) {
         match old {
             Object::Memory(data) => self.memory_bytes -= data.len() as u64,
+            Object::Live(size) => self.live_bytes -= size,
             Object::Shared(size) => {
                 self.shared_bytes -= size;
                 if let Some(path) = self.shared_path(id) {
@@ -301,6 +375,7 @@ impl Store {
     pub fn locate(&self, id: u64) -> Option<Located> {
         match self.objects.get(&id)? {
             Object::Memory(data) => Some(Located::Memory(data.clone())),
+            Object::Live(_) => Some(Located::Live),
             Object::Shared(_) => self.shared_path(id).map(Located::File),
             Object::Spilled(_) => Some(Located::File(self.spill_path(id))),
         }
@@ -311,12 +386,13 @@ impl Store {
         self.locate(id)?.read().ok()
     }
 
-    /// Whether `id` is in a file an executor can map itself: in the shared-memory
+    /// Whether an executor reads `id` itself: live in an executor (the one holding it
+    /// reads the object; the pool has it written for any other), in the shared-memory
     /// directory, or in the spill directory after it was spilled from there.
     pub fn in_files(&self, id: u64) -> bool {
         matches!(
             self.objects.get(&id),
-            Some(Object::Shared(_) | Object::Spilled(_))
+            Some(Object::Live(_) | Object::Shared(_) | Object::Spilled(_))
         )
     }
 
@@ -325,7 +401,12 @@ impl Store {
     }
 
     pub fn remove(&mut self, id: u64) {
+        self.unlose(id);
         if let Some(old) = self.objects.remove(&id) {
+            if matches!(old, Object::Live(_)) {
+                // A file its executor may have written just before it went.
+                self.discard_file(id);
+            }
             self.forget(id, old, false);
         }
     }
@@ -339,6 +420,12 @@ impl Store {
     /// Bytes of results held in memory: the worker's own and the shared-memory files.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes + self.shared_bytes
+    }
+
+    /// Bytes of results live in executors (their memory, counted in the executors'
+    /// figures, not in `memory_bytes`).
+    pub fn live_bytes(&self) -> u64 {
+        self.live_bytes
     }
 
     /// Bytes of results in the shared-memory directory (counted in `memory_bytes` too).

@@ -23,6 +23,7 @@ struct Recorder {
     started: Vec<(u64, bool)>,
     stopped: Vec<(u64, v1::TaskError)>,
     released: Vec<u64>,
+    published: Vec<u64>,
     forgotten: Vec<String>,
 }
 
@@ -39,6 +40,9 @@ impl Effects for Recorder {
     }
     fn released(&mut self, tasks: &[u64]) {
         self.released.extend_from_slice(tasks);
+    }
+    fn publish(&mut self, tasks: Vec<u64>) {
+        self.published.extend(tasks);
     }
     fn forget_peer(&mut self, address: &str) {
         self.forgotten.push(address.to_owned());
@@ -79,12 +83,17 @@ impl Bed {
     }
 
     fn outcome(&mut self, task: u64, result: Result<Bytes, v1::TaskError>) {
-        let outcome = ExecOutcome {
+        self.ended(ExecOutcome {
             task,
             result,
             in_store: false,
+            live: None,
+            lost_input: None,
             duration: Duration::from_millis(1),
-        };
+        });
+    }
+
+    fn ended(&mut self, outcome: ExecOutcome) {
         self.core.on_outcome(outcome, &mut self.store);
         self.core.pump(&mut self.store, &mut self.fx);
         self.core.sanity_check();
@@ -228,6 +237,101 @@ fn fetches_inputs_and_reports_lost_ones() {
         f.tasks[0].error.as_ref().map(|e| e.kind.as_str()),
         Some("InputLost")
     );
+}
+
+/// A result its executor keeps live is reported finished at the size it will have in the
+/// store and counted as stored; tasks reading it get it as a store reference; over the
+/// spill threshold the worker has it written (then it can spill).
+#[test]
+fn live_results_are_stored_by_reference_and_written_for_spilling() {
+    let mut bed = Bed::new(2);
+    bed.assign(vec![python(1, &[])]);
+    bed.ended(ExecOutcome {
+        task: 1,
+        result: Ok(Bytes::new()),
+        in_store: false,
+        live: Some(5 * MIB),
+        lost_input: None,
+        duration: Duration::from_millis(1),
+    });
+    assert!(bed.store.is_live(1));
+    assert!(matches!(&bed.messages()[..], [Out::Finished(f)] if f.tasks[0].size == 5 * MIB));
+    assert_eq!(bed.core.heartbeat(&bed.store).stored_bytes, 5 * MIB);
+    bed.assign(vec![python(2, &[(1, None)])]);
+    assert_eq!(bed.fx.started, vec![(1, true), (2, true)]);
+    bed.memory(650 * MIB, &[]);
+    assert!(bed.fx.published.is_empty(), "no pressure, nothing written");
+    bed.memory(750 * MIB, &[]);
+    assert_eq!(bed.fx.published, vec![1]);
+}
+
+/// A builtin task reading a live result (builtins need its bytes) has it written and
+/// waits; it starts once the result is in the store.
+#[test]
+fn a_builtin_task_waits_for_its_live_input_to_be_written() {
+    let mut bed = Bed::new(2);
+    bed.store.put_live(1, 3);
+    let mut task = builtin(2);
+    task.inputs = vec![v1::DataLocation {
+        task: 1,
+        workers: vec![],
+    }];
+    bed.assign(vec![task]);
+    assert!(bed.fx.started.is_empty());
+    assert_eq!(bed.fx.published, vec![1]);
+    bed.store.put(1, Bytes::from_static(b"one")).expect("put");
+    bed.core.pump(&mut bed.store, &mut bed.fx);
+    assert_eq!(bed.fx.started, vec![(2, false)]);
+}
+
+/// A live result whose executor died is reported lost (the scheduler recomputes it), and
+/// a task whose live input was lost fails as a missing input of this worker, not as the
+/// task's own error.
+#[test]
+fn lost_live_results_are_reported() {
+    let mut bed = Bed::new(2);
+    bed.store.put_live(1, MIB);
+    bed.assign(vec![python(2, &[(1, None)])]);
+    bed.store.lose(1);
+    bed.ended(ExecOutcome {
+        task: 2,
+        result: Err(v1::TaskError::default()),
+        in_store: false,
+        live: None,
+        lost_input: Some(1),
+        duration: Duration::ZERO,
+    });
+    assert!(!bed.store.contains(1));
+    let msgs = bed.messages();
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, Out::Lost(l) if l.tasks == vec![1])),
+        "{msgs:?}"
+    );
+    let Some(Out::Failed(f)) = msgs.iter().find(|m| matches!(m, Out::Failed(_))) else {
+        panic!("expected a failure, got {msgs:?}");
+    };
+    assert!(f.tasks[0].missing_input && f.tasks[0].missing_task == 1);
+    assert_eq!(f.tasks[0].missing_from, None);
+}
+
+/// A release that follows the assignment recomputing a lost result is about the old copy:
+/// the new run's result stays, and the executors are not told to drop it.
+#[test]
+fn a_release_after_a_reassignment_spares_the_new_run() {
+    let mut bed = Bed::new(2);
+    bed.assign(vec![python(1, &[])]);
+    bed.send(Msg::Release(v1::ReleaseData { tasks: vec![1, 9] }));
+    assert_eq!(bed.fx.released, vec![9]);
+    bed.ended(ExecOutcome {
+        task: 1,
+        result: Ok(Bytes::new()),
+        in_store: false,
+        live: Some(MIB),
+        lost_input: None,
+        duration: Duration::from_millis(1),
+    });
+    assert!(bed.store.is_live(1));
 }
 
 /// Builtin tasks run at most one per core; the next starts when one ends.
