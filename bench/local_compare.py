@@ -29,12 +29,14 @@ each time and the ratios (ratio = the other's time / Shoal's time); the last lin
 ``min_ratio_vs_threads=<x> min_ratio_vs_distributed=<y> geomean_vs_distributed=<z>``.
 Nothing is asserted.
 
-Two more columns argue what the threaded scheduler's ratio can be: ``shared MiB``, the bytes
-of Shoal's results large enough to go into the worker's shared-memory store (from the task
-stream), and ``bound``, the ratio vs threads of a scheduler as fast as threads in all but
-putting each of those results into shared memory once, at the cost per byte measured here
-at the start (writing fresh /dev/shm pages, mapping and reading them), spread over the
-cores. Threads share results in one process and never pay it.
+Two more columns argue what the threaded scheduler's ratio can be: ``written MiB``, the bytes
+Shoal's workers wrote into their shared-memory store in one more run of the workload (large
+results another process had to read; one read only by the executor that made it stays
+live there and is never written), from the workers' heartbeats, and ``bound``, the ratio
+vs threads of a scheduler as fast as threads in all but writing those bytes once, at the
+cost per byte measured here at the start (writing fresh /dev/shm pages, mapping and
+reading them), spread over the cores. Threads share results in one process and never pay
+it.
 
     python bench/local_compare.py              # the best of 3 timed runs of each (default)
     python bench/local_compare.py --repeat 1   # one timed run of each
@@ -163,22 +165,37 @@ def run_distributed(work: list[Workload], repeat: int) -> list[tuple[float, Any]
 
 
 def run_shoal(work: list[Workload], repeat: int, topology: dict) -> tuple[list[tuple[float, Any]], list[int]]:
-    """The timed runs, and per workload the bytes of its results large enough to go into
-    the shared-memory store (from the task stream of one more run)."""
+    """The timed runs, and per workload the bytes the workers wrote into their
+    shared-memory stores in one more run (from their heartbeats)."""
     with shoal.LocalCluster(**topology) as cluster:
         with cluster.get_client() as client:
             runs = run_all(work, lambda c: dask.compute(c, scheduler=client)[0], repeat)
-            moved = []
+            written = []
+            before = settled_written(client)
             for w in work:
-                start = time.time()
                 dask.compute(w.collection, scheduler=client)
-                stream = client.get_task_stream(start=start)
-                moved.append(sum(r["nbytes"] for r in stream if r["nbytes"] >= SHARED_MIN))
-            return runs, moved
+                after = settled_written(client)
+                written.append(after - before)
+                before = after
+            return runs, written
 
 
-# Values with a buffer this large go to the shared-memory store (shoal._objects.MIN_BUFFER).
-SHARED_MIN = 256 * 1024
+# Workers report every 2 s (the scheduler's heartbeat interval): a figure unchanged for
+# longer than that includes everything done before it was first read.
+HEARTBEAT_SECONDS = 2.0
+
+
+def settled_written(client) -> int:
+    """The bytes all workers wrote into their shared-memory stores, once no heartbeat has
+    changed the figure for a whole interval."""
+    figure = sum(w.shared_written_bytes for w in client.cluster_info().workers)
+    since = time.monotonic()
+    while time.monotonic() - since < HEARTBEAT_SECONDS * 1.25:
+        time.sleep(0.1)
+        now = sum(w.shared_written_bytes for w in client.cluster_info().workers)
+        if now != figure:
+            figure, since = now, time.monotonic()
+    return figure
 
 
 def shared_memory_seconds_per_byte() -> float:
@@ -218,19 +235,19 @@ def main() -> None:
     # the same graph.
     with dask.config.set({"dataframe.shuffle.method": "tasks"}):
         work = workloads()
-        shoal_runs, moved = run_shoal(work, args.repeat, topology)
+        shoal_runs, written = run_shoal(work, args.repeat, topology)
         per_byte = shared_memory_seconds_per_byte()
         threads = run_threads(work, args.repeat)
         distributed = run_distributed(work, args.repeat)
     cores = len(os.sched_getaffinity(0))
     header = (
         f"{'workload':26} | {'threads':>8} {'distributed':>11} {'shoal':>8} | "
-        f"{'vs threads':>10} {'vs distributed':>14} | {'shared MiB':>10} {'bound':>6}"
+        f"{'vs threads':>10} {'vs distributed':>14} | {'written MiB':>11} {'bound':>6}"
     )
     print(header)
     print("-" * len(header))
     vs_threads, vs_distributed = [], []
-    for w, (ts, rs), (tt, rt), (td, rd), nbytes in zip(work, shoal_runs, threads, distributed, moved):
+    for w, (ts, rs), (tt, rt), (td, rd), nbytes in zip(work, shoal_runs, threads, distributed, written):
         if not (same(rs, rt) and same(rs, rd)):
             raise SystemExit(f"{w.name}: results differ between Shoal, Dask threads and dask.distributed")
         vs_threads.append(tt / ts)
@@ -238,7 +255,7 @@ def main() -> None:
         bound = tt / (tt + nbytes * per_byte / cores)
         print(
             f"{w.name:26} | {tt:>7.2f}s {td:>10.2f}s {ts:>7.2f}s | "
-            f"{tt / ts:>9.2f}x {td / ts:>13.2f}x | {nbytes / 2**20:>10.0f} {bound:>5.2f}x",
+            f"{tt / ts:>9.2f}x {td / ts:>13.2f}x | {nbytes / 2**20:>11.0f} {bound:>5.2f}x",
             flush=True,
         )
     geomean = math.exp(sum(map(math.log, vs_distributed)) / len(vs_distributed))
@@ -247,9 +264,10 @@ def main() -> None:
         "collections built beforehand; ratio = the other scheduler's time / Shoal's time)"
     )
     print(
-        f"(shared MiB: Shoal's results that went into shared memory; bound: the best ratio vs "
-        f"threads for a scheduler that puts each of them there once, at the {per_byte * 2**30:.2f} s/GiB "
-        f"measured here, spread over {cores} cores, and is otherwise as fast as threads)"
+        f"(written MiB: what Shoal's workers wrote into shared memory in one run, the results other "
+        f"processes read; bound: the best ratio vs threads for a scheduler that writes those bytes "
+        f"once, at the {per_byte * 2**30:.2f} s/GiB measured here, spread over {cores} cores, and is "
+        f"otherwise as fast as threads)"
     )
     print(
         f"min_ratio_vs_threads={min(vs_threads):.2f} min_ratio_vs_distributed={min(vs_distributed):.2f} "

@@ -119,7 +119,7 @@ def test_a_2mb_chunk_read_by_8_tasks_exists_once(client):
 def test_a_chunk_read_by_tasks_of_the_executor_that_made_it_is_never_written():
     """Tasks run by the executor that made a chunk read that very object (one address, as
     Dask's threads would), read-only; nothing is written to shared memory until another
-    process asks, and then it is written once."""
+    process asks, and then it is written once (and the worker reports those bytes)."""
     with local_cluster(n_workers=1, cores=1) as cluster, cluster.get_client() as c:
         pid = c.submit(worker_pid).result()
         directory = store_dir(pid)
@@ -131,8 +131,14 @@ def test_a_chunk_read_by_tasks_of_the_executor_that_made_it_is_never_written():
         assert all(s["writeable"] is False and s["sum"] == float(make_chunk().sum()) for s in seen)
         addresses = c.gather([c.submit(data_address, chunk, i, key=f"address-{i}") for i in range(4)])
         assert len(set(addresses)) == 1, f"every reader has the one object: {addresses}"
+        assert c.cluster_info().workers[0].shared_written_bytes == 0
         np.testing.assert_array_equal(chunk.result(), make_chunk())
         assert len(os.listdir(directory)) == 1, "written once when the client asked"
+        written = wait_for(
+            lambda: c.cluster_info().workers[0].shared_written_bytes,
+            "the worker to report what it wrote",
+        )
+        assert 2 * MIB <= written < 2 * MIB + 4096, written
 
 
 def data_address(x: np.ndarray, i: int) -> int:

@@ -224,7 +224,7 @@ class ClusterStatus(_message.Message):
     def __init__(self, version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., cluster_name: _Optional[str] = ..., workers: _Optional[_Iterable[_Union[WorkerStatus, _Mapping]]] = ..., tasks: _Optional[_Union[TaskCounts, _Mapping]] = ..., desired_workers: _Optional[int] = ..., idle_seconds: _Optional[float] = ..., clients: _Optional[int] = ..., adaptive: _Optional[_Union[_common_pb2.AdaptiveTarget, _Mapping]] = ...) -> None: ...
 
 class WorkerStatus(_message.Message):
-    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address", "group", "resources", "cpu", "running")
+    __slots__ = ("name", "cores", "memory_limit", "memory_used", "stored_bytes", "spilled_bytes", "assigned_tasks", "state", "data_address", "group", "resources", "cpu", "running", "shared_written_bytes")
     class ResourcesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,7 @@ class WorkerStatus(_message.Message):
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WRITTEN_BYTES_FIELD_NUMBER: _ClassVar[int]
     name: str
     cores: int
     memory_limit: int
@@ -258,7 +259,8 @@ class WorkerStatus(_message.Message):
     resources: _containers.ScalarMap[str, float]
     cpu: float
     running: int
-    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., cpu: _Optional[float] = ..., running: _Optional[int] = ...) -> None: ...
+    shared_written_bytes: int
+    def __init__(self, name: _Optional[str] = ..., cores: _Optional[int] = ..., memory_limit: _Optional[int] = ..., memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., assigned_tasks: _Optional[int] = ..., state: _Optional[str] = ..., data_address: _Optional[str] = ..., group: _Optional[str] = ..., resources: _Optional[_Mapping[str, float]] = ..., cpu: _Optional[float] = ..., running: _Optional[int] = ..., shared_written_bytes: _Optional[int] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("waiting", "ready", "assigned", "memory", "released", "erred", "finished_total")

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shoal.v1 import common_pb2 as shoal_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/worker.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"\xb7\x02\n\rWorkerMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12+\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x17.shoal.v1.TasksFinishedH\x00\x12\'\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TasksFailedH\x00\x12)\n\ndata_added\x18\x05 \x01(\x0b\x32\x13.shoal.v1.DataAddedH\x00\x12(\n\ttransfers\x18\x06 \x01(\x0b\x32\x13.shoal.v1.TransfersH\x00\x12\"\n\x04lost\x18\x07 \x01(\x0b\x32\x12.shoal.v1.DataLostH\x00\x42\x05\n\x03msg\"\xbc\x02\n\x10SchedulerMessage\x12*\n\nregistered\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RegisteredH\x00\x12\'\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignTasksH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.shoal.v1.ReleaseDataH\x00\x12\'\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x15.shoal.v1.CancelTasksH\x00\x12\'\n\x05peers\x18\x05 \x01(\x0b\x32\x16.shoal.v1.PeersChangedH\x00\x12(\n\treplicate\x18\x06 \x01(\x0b\x32\x13.shoal.v1.ReplicateH\x00\x12&\n\x08shutdown\x18\x07 \x01(\x0b\x32\x12.shoal.v1.ShutdownH\x00\x42\x05\n\x03msg\"\xf2\x01\n\x08Register\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ores\x18\x03 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\x12\x14\n\x0c\x64\x61ta_address\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.shoal.v1.Register.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"f\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12&\n\x07version\x18\x02 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"\x91\x01\n\tHeartbeat\x12\x13\n\x0bmemory_used\x18\x01 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.shoal.v1.WorkerState\x12\x0b\n\x03\x63pu\x18\x06 \x01(\x01\"2\n\tTransfers\x12%\n\ttransfers\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Transfer\"c\n\x08Transfer\x12\x0c\n\x04\x66rom\x18\x01 \x01(\r\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0f\n\x07objects\x18\x03 \x01(\r\x12\x13\n\x0b\x64uration_us\x18\x04 \x01(\x04\x12\x14\n\x0c\x65nded_ago_us\x18\x05 \x01(\x04\"6\n\rTasksFinished\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.TaskFinished\"?\n\x0cTaskFinished\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x04\"2\n\x0bTasksFailed\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.shoal.v1.TaskFailed\"\x97\x01\n\nTaskFailed\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x15\n\rmissing_input\x18\x03 \x01(\x08\x12\x14\n\x0cmissing_task\x18\x04 \x01(\x06\x12\x19\n\x0cmissing_from\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0f\n\r_missing_from\"\x19\n\x08\x44\x61taLost\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1a\n\tDataAdded\x12\r\n\x05tasks\x18\x01 \x03(\x06\"[\n\x0b\x41ssignTasks\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.shoal.v1.TaskAssignment\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"{\n\x0eTaskAssignment\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x07payload\x18\x03 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12&\n\x06inputs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"-\n\x0c\x44\x61taLocation\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0f\n\x07workers\x18\x02 \x03(\r\"\x1c\n\x0bReleaseData\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1c\n\x0b\x43\x61ncelTasks\x12\r\n\x05tasks\x18\x01 \x03(\x06\">\n\x0cPeersChanged\x12\x1d\n\x05\x61\x64\x64\x65\x64\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Peer\x12\x0f\n\x07removed\x18\x02 \x03(\r\"=\n\x04Peer\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\x03 \x01(\t\"2\n\tReplicate\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"\x1a\n\x08Shutdown\x12\x0e\n\x06reason\x18\x01 \x01(\t2S\n\rWorkerSession\x12\x42\n\x07Session\x12\x17.shoal.v1.WorkerMessage\x1a\x1a.shoal.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15shoal/v1/worker.proto\x12\x08shoal.v1\x1a\x15shoal/v1/common.proto\"\xb7\x02\n\rWorkerMessage\x12&\n\x08register\x18\x01 \x01(\x0b\x32\x12.shoal.v1.RegisterH\x00\x12(\n\theartbeat\x18\x02 \x01(\x0b\x32\x13.shoal.v1.HeartbeatH\x00\x12+\n\x08\x66inished\x18\x03 \x01(\x0b\x32\x17.shoal.v1.TasksFinishedH\x00\x12\'\n\x06\x66\x61iled\x18\x04 \x01(\x0b\x32\x15.shoal.v1.TasksFailedH\x00\x12)\n\ndata_added\x18\x05 \x01(\x0b\x32\x13.shoal.v1.DataAddedH\x00\x12(\n\ttransfers\x18\x06 \x01(\x0b\x32\x13.shoal.v1.TransfersH\x00\x12\"\n\x04lost\x18\x07 \x01(\x0b\x32\x12.shoal.v1.DataLostH\x00\x42\x05\n\x03msg\"\xbc\x02\n\x10SchedulerMessage\x12*\n\nregistered\x18\x01 \x01(\x0b\x32\x14.shoal.v1.RegisteredH\x00\x12\'\n\x06\x61ssign\x18\x02 \x01(\x0b\x32\x15.shoal.v1.AssignTasksH\x00\x12(\n\x07release\x18\x03 \x01(\x0b\x32\x15.shoal.v1.ReleaseDataH\x00\x12\'\n\x06\x63\x61ncel\x18\x04 \x01(\x0b\x32\x15.shoal.v1.CancelTasksH\x00\x12\'\n\x05peers\x18\x05 \x01(\x0b\x32\x16.shoal.v1.PeersChangedH\x00\x12(\n\treplicate\x18\x06 \x01(\x0b\x32\x13.shoal.v1.ReplicateH\x00\x12&\n\x08shutdown\x18\x07 \x01(\x0b\x32\x12.shoal.v1.ShutdownH\x00\x42\x05\n\x03msg\"\xf2\x01\n\x08Register\x12&\n\x07version\x18\x01 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x63ores\x18\x03 \x01(\r\x12\x14\n\x0cmemory_limit\x18\x04 \x01(\x04\x12\x14\n\x0c\x64\x61ta_address\x18\x05 \x01(\t\x12\r\n\x05group\x18\x06 \x01(\t\x12\x34\n\tresources\x18\x07 \x03(\x0b\x32!.shoal.v1.Register.ResourcesEntry\x1a\x30\n\x0eResourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"f\n\nRegistered\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12&\n\x07version\x18\x02 \x01(\x0b\x32\x15.shoal.v1.VersionInfo\x12\x1d\n\x15heartbeat_interval_ms\x18\x03 \x01(\r\"\xaf\x01\n\tHeartbeat\x12\x13\n\x0bmemory_used\x18\x01 \x01(\x04\x12\x14\n\x0cstored_bytes\x18\x02 \x01(\x04\x12\x15\n\rspilled_bytes\x18\x03 \x01(\x04\x12\x0f\n\x07running\x18\x04 \x01(\r\x12$\n\x05state\x18\x05 \x01(\x0e\x32\x15.shoal.v1.WorkerState\x12\x0b\n\x03\x63pu\x18\x06 \x01(\x01\x12\x1c\n\x14shared_written_bytes\x18\x07 \x01(\x04\"2\n\tTransfers\x12%\n\ttransfers\x18\x01 \x03(\x0b\x32\x12.shoal.v1.Transfer\"c\n\x08Transfer\x12\x0c\n\x04\x66rom\x18\x01 \x01(\r\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x0f\n\x07objects\x18\x03 \x01(\r\x12\x13\n\x0b\x64uration_us\x18\x04 \x01(\x04\x12\x14\n\x0c\x65nded_ago_us\x18\x05 \x01(\x04\"6\n\rTasksFinished\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.TaskFinished\"?\n\x0cTaskFinished\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0c\n\x04size\x18\x02 \x01(\x04\x12\x13\n\x0b\x64uration_us\x18\x03 \x01(\x04\"2\n\x0bTasksFailed\x12#\n\x05tasks\x18\x01 \x03(\x0b\x32\x14.shoal.v1.TaskFailed\"\x97\x01\n\nTaskFailed\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\"\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x13.shoal.v1.TaskError\x12\x15\n\rmissing_input\x18\x03 \x01(\x08\x12\x14\n\x0cmissing_task\x18\x04 \x01(\x06\x12\x19\n\x0cmissing_from\x18\x05 \x01(\rH\x00\x88\x01\x01\x42\x0f\n\r_missing_from\"\x19\n\x08\x44\x61taLost\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1a\n\tDataAdded\x12\r\n\x05tasks\x18\x01 \x03(\x06\"[\n\x0b\x41ssignTasks\x12\'\n\x05tasks\x18\x01 \x03(\x0b\x32\x18.shoal.v1.TaskAssignment\x12#\n\x05\x62lobs\x18\x02 \x03(\x0b\x32\x14.shoal.v1.SharedBlob\"{\n\x0eTaskAssignment\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0b\n\x03key\x18\x02 \x01(\t\x12&\n\x07payload\x18\x03 \x01(\x0b\x32\x15.shoal.v1.TaskPayload\x12&\n\x06inputs\x18\x04 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"-\n\x0c\x44\x61taLocation\x12\x0c\n\x04task\x18\x01 \x01(\x06\x12\x0f\n\x07workers\x18\x02 \x03(\r\"\x1c\n\x0bReleaseData\x12\r\n\x05tasks\x18\x01 \x03(\x06\"\x1c\n\x0b\x43\x61ncelTasks\x12\r\n\x05tasks\x18\x01 \x03(\x06\">\n\x0cPeersChanged\x12\x1d\n\x05\x61\x64\x64\x65\x64\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Peer\x12\x0f\n\x07removed\x18\x02 \x03(\r\"=\n\x04Peer\x12\x11\n\tworker_id\x18\x01 \x01(\r\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x14\n\x0c\x64\x61ta_address\x18\x03 \x01(\t\"2\n\tReplicate\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.shoal.v1.DataLocation\"\x1a\n\x08Shutdown\x12\x0e\n\x06reason\x18\x01 \x01(\t2S\n\rWorkerSession\x12\x42\n\x07Session\x12\x17.shoal.v1.WorkerMessage\x1a\x1a.shoal.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,41 +45,41 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_REGISTERED']._serialized_start=936
   _globals['_REGISTERED']._serialized_end=1038
   _globals['_HEARTBEAT']._serialized_start=1041
-  _globals['_HEARTBEAT']._serialized_end=1186
-  _globals['_TRANSFERS']._serialized_start=1188
-  _globals['_TRANSFERS']._serialized_end=1238
-  _globals['_TRANSFER']._serialized_start=1240
-  _globals['_TRANSFER']._serialized_end=1339
-  _globals['_TASKSFINISHED']._serialized_start=1341
-  _globals['_TASKSFINISHED']._serialized_end=1395
-  _globals['_TASKFINISHED']._serialized_start=1397
-  _globals['_TASKFINISHED']._serialized_end=1460
-  _globals['_TASKSFAILED']._serialized_start=1462
-  _globals['_TASKSFAILED']._serialized_end=1512
-  _globals['_TASKFAILED']._serialized_start=1515
-  _globals['_TASKFAILED']._serialized_end=1666
-  _globals['_DATALOST']._serialized_start=1668
-  _globals['_DATALOST']._serialized_end=1693
-  _globals['_DATAADDED']._serialized_start=1695
-  _globals['_DATAADDED']._serialized_end=1721
-  _globals['_ASSIGNTASKS']._serialized_start=1723
-  _globals['_ASSIGNTASKS']._serialized_end=1814
-  _globals['_TASKASSIGNMENT']._serialized_start=1816
-  _globals['_TASKASSIGNMENT']._serialized_end=1939
-  _globals['_DATALOCATION']._serialized_start=1941
-  _globals['_DATALOCATION']._serialized_end=1986
-  _globals['_RELEASEDATA']._serialized_start=1988
-  _globals['_RELEASEDATA']._serialized_end=2016
-  _globals['_CANCELTASKS']._serialized_start=2018
-  _globals['_CANCELTASKS']._serialized_end=2046
-  _globals['_PEERSCHANGED']._serialized_start=2048
-  _globals['_PEERSCHANGED']._serialized_end=2110
-  _globals['_PEER']._serialized_start=2112
-  _globals['_PEER']._serialized_end=2173
-  _globals['_REPLICATE']._serialized_start=2175
-  _globals['_REPLICATE']._serialized_end=2225
-  _globals['_SHUTDOWN']._serialized_start=2227
-  _globals['_SHUTDOWN']._serialized_end=2253
-  _globals['_WORKERSESSION']._serialized_start=2255
-  _globals['_WORKERSESSION']._serialized_end=2338
+  _globals['_HEARTBEAT']._serialized_end=1216
+  _globals['_TRANSFERS']._serialized_start=1218
+  _globals['_TRANSFERS']._serialized_end=1268
+  _globals['_TRANSFER']._serialized_start=1270
+  _globals['_TRANSFER']._serialized_end=1369
+  _globals['_TASKSFINISHED']._serialized_start=1371
+  _globals['_TASKSFINISHED']._serialized_end=1425
+  _globals['_TASKFINISHED']._serialized_start=1427
+  _globals['_TASKFINISHED']._serialized_end=1490
+  _globals['_TASKSFAILED']._serialized_start=1492
+  _globals['_TASKSFAILED']._serialized_end=1542
+  _globals['_TASKFAILED']._serialized_start=1545
+  _globals['_TASKFAILED']._serialized_end=1696
+  _globals['_DATALOST']._serialized_start=1698
+  _globals['_DATALOST']._serialized_end=1723
+  _globals['_DATAADDED']._serialized_start=1725
+  _globals['_DATAADDED']._serialized_end=1751
+  _globals['_ASSIGNTASKS']._serialized_start=1753
+  _globals['_ASSIGNTASKS']._serialized_end=1844
+  _globals['_TASKASSIGNMENT']._serialized_start=1846
+  _globals['_TASKASSIGNMENT']._serialized_end=1969
+  _globals['_DATALOCATION']._serialized_start=1971
+  _globals['_DATALOCATION']._serialized_end=2016
+  _globals['_RELEASEDATA']._serialized_start=2018
+  _globals['_RELEASEDATA']._serialized_end=2046
+  _globals['_CANCELTASKS']._serialized_start=2048
+  _globals['_CANCELTASKS']._serialized_end=2076
+  _globals['_PEERSCHANGED']._serialized_start=2078
+  _globals['_PEERSCHANGED']._serialized_end=2140
+  _globals['_PEER']._serialized_start=2142
+  _globals['_PEER']._serialized_end=2203
+  _globals['_REPLICATE']._serialized_start=2205
+  _globals['_REPLICATE']._serialized_end=2255
+  _globals['_SHUTDOWN']._serialized_start=2257
+  _globals['_SHUTDOWN']._serialized_end=2283
+  _globals['_WORKERSESSION']._serialized_start=2285
+  _globals['_WORKERSESSION']._serialized_end=2368
 # @@protoc_insertion_point(module_scope)

@@ -79,20 +79,22 @@ class Registered(_message.Message):
     def __init__(self, worker_id: _Optional[int] = ..., version: _Optional[_Union[_common_pb2.VersionInfo, _Mapping]] = ..., heartbeat_interval_ms: _Optional[int] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
-    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running", "state", "cpu")
+    __slots__ = ("memory_used", "stored_bytes", "spilled_bytes", "running", "state", "cpu", "shared_written_bytes")
     MEMORY_USED_FIELD_NUMBER: _ClassVar[int]
     STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
     SPILLED_BYTES_FIELD_NUMBER: _ClassVar[int]
     RUNNING_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CPU_FIELD_NUMBER: _ClassVar[int]
+    SHARED_WRITTEN_BYTES_FIELD_NUMBER: _ClassVar[int]
     memory_used: int
     stored_bytes: int
     spilled_bytes: int
     running: int
     state: _common_pb2.WorkerState
     cpu: float
-    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.WorkerState, str]] = ..., cpu: _Optional[float] = ...) -> None: ...
+    shared_written_bytes: int
+    def __init__(self, memory_used: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., spilled_bytes: _Optional[int] = ..., running: _Optional[int] = ..., state: _Optional[_Union[_common_pb2.WorkerState, str]] = ..., cpu: _Optional[float] = ..., shared_written_bytes: _Optional[int] = ...) -> None: ...
 
 class Transfers(_message.Message):
     __slots__ = ("transfers",)

@@ -541,7 +541,9 @@ impl State {
             WorkerMsg::Heartbeat(h) => {
                 self.core
                     .on_worker_heartbeat(worker, h.memory_used, h.spilled_bytes);
-                self.board.record.heartbeat(worker, h.cpu, h.running);
+                self.board
+                    .record
+                    .heartbeat(worker, h.cpu, h.running, h.shared_written_bytes);
                 let paused = h.state == v1::WorkerState::Paused as i32;
                 if self.core.on_worker_paused(worker, paused) {
                     tracing::info!(
@@ -825,6 +827,7 @@ impl State {
                 .map(|(id, w)| v1::WorkerStatus {
                     cpu: self.board.record.liveness(id).cpu,
                     running: self.board.record.liveness(id).running,
+                    shared_written_bytes: self.board.record.liveness(id).shared_written,
                     name: w.name.clone(),
                     cores: w.cores,
                     memory_limit: w.memory_limit,

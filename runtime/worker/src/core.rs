@@ -751,6 +751,7 @@ impl WorkerCore {
                 v1::WorkerState::Running
             } as i32,
             cpu: 0.0,
+            shared_written_bytes: store.written_bytes(),
         }
     }
 

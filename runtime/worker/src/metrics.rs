@@ -32,6 +32,8 @@ pub struct WorkerMetrics {
     pub cpu_cores: Gauge<f64, AtomicU64>,
     /// Peer transfers not reported to the scheduler (too many pending at once).
     pub transfers_dropped: Counter<u64, AtomicU64>,
+    /// Bytes written into the shared-memory store.
+    pub shared_written_bytes: Counter<u64, AtomicU64>,
     /// Set once the scheduler has accepted this worker's session.
     pub registered: Arc<AtomicBool>,
 }
@@ -53,6 +55,7 @@ impl WorkerMetrics {
             memory_stopped: Counter::default(),
             cpu_cores: Gauge::default(),
             transfers_dropped: Counter::default(),
+            shared_written_bytes: Counter::default(),
             registered: Arc::new(AtomicBool::new(false)),
         };
         registry.register(
@@ -113,6 +116,13 @@ impl WorkerMetrics {
             "Peer transfers left out of the reports to the scheduler because too many were \
              pending",
             m.transfers_dropped.clone(),
+        );
+        registry.register(
+            "shared_written_bytes",
+            "Bytes written into the shared-memory store: results another process read (a \
+             result read only by the executor that made it is never written), and inputs \
+             fetched from peers",
+            m.shared_written_bytes.clone(),
         );
         WorkerMetrics {
             registry: Arc::new(registry),

@@ -521,7 +521,7 @@ impl Pool {
                         .count()
                 });
                 let queued_us = process.map_or(0.0, |p| p.queued_us);
-                let start_us = queued_us.max(writing_us.max(0.0)) as u64;
+                let start_us = (queued_us + writing_us.max(0.0)) as u64;
                 Some((start_us, usize::MAX - live, usize::MAX - held, i))
             })
             .min()

@@ -424,6 +424,10 @@ impl Session {
         self.metrics
             .transfers_dropped
             .inc_by(dropped.saturating_sub(self.metrics.transfers_dropped.get()));
+        self.metrics.shared_written_bytes.inc_by(
+            beat.shared_written_bytes
+                .saturating_sub(self.metrics.shared_written_bytes.get()),
+        );
         let msg = Out::Heartbeat(beat);
         let _ = self.out.send(v1::WorkerMessage { msg: Some(msg) }).await;
     }

@@ -74,6 +74,8 @@ pub struct Store {
     /// tasks that read them: their size and how many such tasks.
     inputs: HashMap<u64, (u64, usize)>,
     inputs_bytes: u64,
+    /// Bytes written into the shared-memory directory so far.
+    written_bytes: u64,
 }
 
 /// The subdirectory of the shared-memory directory holding inputs fetched from peers.
@@ -150,6 +152,7 @@ impl Store {
             lost: Vec::new(),
             inputs: HashMap::new(),
             inputs_bytes: 0,
+            written_bytes: 0,
         }
     }
 
@@ -181,6 +184,7 @@ impl Store {
             return false;
         }
         self.inputs_bytes += data.len() as u64;
+        self.written_bytes += data.len() as u64;
         self.inputs.insert(id, (data.len() as u64, 1));
         true
     }
@@ -290,6 +294,7 @@ impl Store {
             self.forget(id, old, false);
         }
         self.shared_bytes += size;
+        self.written_bytes += size;
         self.objects.insert(id, Object::Shared(size));
         self.order.push_back(id);
         self.spill()?;
@@ -420,6 +425,12 @@ impl Store {
     /// Bytes of results held in memory: the worker's own and the shared-memory files.
     pub fn memory_bytes(&self) -> u64 {
         self.memory_bytes + self.shared_bytes
+    }
+
+    /// Bytes written into the shared-memory directory so far (results taken in, fetched
+    /// inputs shared).
+    pub fn written_bytes(&self) -> u64 {
+        self.written_bytes
     }
 
     /// Bytes of results live in executors (their memory, counted in the executors'

@@ -64,6 +64,8 @@ pub struct SizeSample {
 pub struct Liveness {
     pub cpu: f64,
     pub running: u32,
+    /// Bytes the worker wrote into its shared-memory store so far.
+    pub shared_written: u64,
 }
 
 /// A bounded ring whose entries have consecutive sequence numbers.
@@ -158,8 +160,15 @@ impl Recorder {
             .unwrap_or_else(|| Arc::from(format!("worker-{}", worker.0)))
     }
 
-    pub fn heartbeat(&mut self, worker: WorkerId, cpu: f64, running: u32) {
-        self.live.insert(worker, Liveness { cpu, running });
+    pub fn heartbeat(&mut self, worker: WorkerId, cpu: f64, running: u32, shared_written: u64) {
+        self.live.insert(
+            worker,
+            Liveness {
+                cpu,
+                running,
+                shared_written,
+            },
+        );
     }
 
     pub fn liveness(&self, worker: WorkerId) -> Liveness {
