@@ -6,15 +6,16 @@
 //! The worker's memory policy may stop the process running a task (`Executor::stop`):
 //! that task then fails with the policy's error, and the process is replaced.
 //!
-//! Large results stay live in the process that made it (python/shoal/executor.py): the
-//! pool knows which process holds which, sends the tasks reading one to its holder when
-//! that one is about as free as any other, and otherwise (or when a peer, the client or
-//! the memory policy needs it) asks the holder to write it into the store first; the
-//! tasks needing it wait meanwhile. A process that dies takes its live results with it:
-//! they are reported lost (the scheduler recomputes them) and the tasks needing them fail
-//! as missing inputs.
+//! Large results stay live in the process that made them (python/shoal/executor.py): a
+//! task reading one goes to its holder when that would start it sooner than writing it
+//! for another process would; otherwise (or when a peer, the client or the memory policy
+//! needs it) the holder writes it into the store first, and the task waits. A process
+//! that dies takes its live results with it: they are reported lost (the scheduler
+//! recomputes them) and the tasks needing them fail as missing inputs.
 //!
-//! Not here: what a payload means (python/shoal/executor.py), scheduling (the worker loop).
+//! Not here: live results' bookkeeping and the choice of process (`live`), the errors of a
+//! dead process (`crash`), what a payload means (python/shoal/executor.py), scheduling
+//! (the worker loop).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -24,23 +25,25 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use prost::Message;
+use shoal_core::PrefixId;
+use shoal_core::prefix::Prefixes;
 use shoal_proto::v1;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::{mpsc, oneshot};
 
-use shoal_core::PrefixId;
-use shoal_core::prefix::Prefixes;
-
 use crate::executor::{ExecOutcome, ExecTask, Executor};
-use crate::store::{Store, lock};
+use crate::store::Store;
+
+mod crash;
+mod live;
+
+use crash::describe_exit;
+pub use live::Publisher;
+use live::{Kept, LiveAt, Waiter};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
-/// What writing a live result into the store costs, for the process that must then read
-/// it: fresh tmpfs pages written, mapped and read (bench/local_compare.py measures it at
-/// the start of each run: 0.32-0.42 s/GiB here).
-const WRITE_SECONDS_PER_GIB: f64 = 0.35;
 /// The run time assumed for a task of a prefix none of whose tasks ended yet.
 const UNKNOWN_TASK_US: f64 = 1000.0;
 /// Thread-count variables of numeric libraries, set to 1 for executors unless set.
@@ -93,21 +96,6 @@ enum PoolMsg {
     /// Have these live results written into the store; say so (if asked) once each is
     /// written, sent as bytes, or lost.
     Publish(Vec<u64>, Option<oneshot::Sender<()>>),
-}
-
-/// Asks the pool to write live results into the store (for the data plane: peers and the
-/// client read files or bytes, never an executor's memory).
-#[derive(Clone)]
-pub struct Publisher(mpsc::UnboundedSender<PoolMsg>);
-
-impl Publisher {
-    /// Returns once each of `tasks` that is live is written, sent as bytes, or lost.
-    pub async fn publish(&self, tasks: Vec<u64>) {
-        let (tx, rx) = oneshot::channel();
-        if self.0.send(PoolMsg::Publish(tasks, Some(tx))).is_ok() {
-            let _ = rx.await;
-        }
-    }
 }
 
 /// Live processes and the task each runs (the front of what it was sent).
@@ -213,26 +201,6 @@ enum ProcEvent {
     /// Answers to publish requests (a reply carrying `published`).
     Published(usize, u64, Vec<v1::Published>),
     Exited(usize, u64),
-}
-
-/// The process (slot and generation) keeping a result live.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-struct LiveAt {
-    index: usize,
-    generation: u64,
-}
-
-/// A result kept live: where, and its size once written.
-#[derive(Clone, Copy)]
-struct Kept {
-    at: LiveAt,
-    size: u64,
-}
-
-/// Someone waiting for live results to be written: a job (it runs then), or a caller.
-enum Waiter {
-    Job(Job),
-    Caller(oneshot::Sender<()>),
 }
 
 struct Pool {
@@ -400,168 +368,6 @@ impl Pool {
         }
         for task in tasks {
             self.resolved(task);
-        }
-    }
-
-    /// Asks the processes keeping these results live to write them into the store; returns
-    /// those to wait for. A result the store counts as live that no process keeps (its
-    /// process died before the store heard of it) is lost now.
-    fn request_publish(&mut self, tasks: impl IntoIterator<Item = u64>) -> HashSet<u64> {
-        let mut asks: HashMap<LiveAt, Vec<u64>> = HashMap::new();
-        let mut pending = HashSet::new();
-        for task in tasks {
-            let Some(&Kept { at, .. }) = self.live.get(&task) else {
-                let mut store = lock(&self.store);
-                if store.is_live(task) {
-                    self.lost.insert(task);
-                    store.lose(task);
-                }
-                continue;
-            };
-            pending.insert(task);
-            if let std::collections::hash_map::Entry::Vacant(e) = self.publishing.entry(task) {
-                e.insert(Instant::now());
-                asks.entry(at).or_default().push(task);
-            }
-        }
-        for (at, publish) in asks {
-            if let Some(process) = self.slots[at.index]
-                .as_ref()
-                .filter(|p| p.generation == at.generation)
-            {
-                let _ = process.frames.send(frame(&v1::ExecutorRequest {
-                    publish,
-                    ..Default::default()
-                }));
-            }
-        }
-        pending
-    }
-
-    /// Someone needs these live results written (the data plane, the memory policy).
-    fn publish_for(&mut self, tasks: Vec<u64>, caller: Option<oneshot::Sender<()>>) {
-        let pending = self.request_publish(tasks);
-        match caller {
-            Some(caller) if pending.is_empty() => {
-                let _ = caller.send(());
-            }
-            Some(caller) => self.waiting.push((Waiter::Caller(caller), pending)),
-            None => {}
-        }
-    }
-
-    /// `task` is no longer live (written, sent, lost or released): whoever waited only
-    /// for it goes on; jobs go back to the front of the queue, in their order.
-    fn resolved(&mut self, task: u64) {
-        self.publishing.remove(&task);
-        if self.waiting.is_empty() {
-            return;
-        }
-        let mut ready = Vec::new();
-        let mut still = Vec::with_capacity(self.waiting.len());
-        for (waiter, mut pending) in std::mem::take(&mut self.waiting) {
-            pending.remove(&task);
-            if pending.is_empty() {
-                ready.push(waiter);
-            } else {
-                still.push((waiter, pending));
-            }
-        }
-        self.waiting = still;
-        for waiter in ready.into_iter().rev() {
-            match waiter {
-                Waiter::Job(job) => self.queue.push_front(job),
-                Waiter::Caller(caller) => {
-                    let _ = caller.send(());
-                }
-            }
-        }
-    }
-
-    /// The process to send the job to: the one expected to start it first, counting the
-    /// expected run time of the tasks queued there and the writing, still to come, of the
-    /// job's inputs other processes keep live; among equals the one keeping most of them
-    /// live, then the one holding most in its value cache. `None` when every process has
-    /// `MAX_AHEAD` tasks.
-    fn pick(&self, job: &Job) -> Option<usize> {
-        let now = Instant::now();
-        (0..self.slots.len())
-            .filter_map(|i| {
-                let process = self.slots[i].as_ref();
-                if process.is_some_and(|p| p.inflight.len() >= MAX_AHEAD) {
-                    return None;
-                }
-                let here = process.map(|p| LiveAt {
-                    index: i,
-                    generation: p.generation,
-                });
-                let (mut live, mut writing_us) = (0usize, 0.0f64);
-                for (task, kept) in job
-                    .task
-                    .input_tasks
-                    .iter()
-                    .filter_map(|t| self.live.get(t).map(|k| (t, k)))
-                {
-                    if Some(kept.at) == here {
-                        live += 1;
-                        continue;
-                    }
-                    let full = kept.size as f64 * WRITE_SECONDS_PER_GIB * 1e6 / (1u64 << 30) as f64;
-                    let done = self
-                        .publishing
-                        .get(task)
-                        .map_or(0.0, |asked| now.duration_since(*asked).as_micros() as f64);
-                    writing_us = writing_us.max(full - done);
-                }
-                let held = process.map_or(0, |p| {
-                    job.task
-                        .input_tasks
-                        .iter()
-                        .filter(|t| p.holds.contains(t))
-                        .count()
-                });
-                let queued_us = process.map_or(0.0, |p| p.queued_us);
-                let start_us = (queued_us + writing_us.max(0.0)) as u64;
-                Some((start_us, usize::MAX - live, usize::MAX - held, i))
-            })
-            .min()
-            .map(|(.., i)| i)
-    }
-
-    /// Whether `job` can run on process `index` with no input written first.
-    fn runs_without_writing(&self, job: &Job, index: usize) -> bool {
-        let here = self.slots[index].as_ref().map(|p| LiveAt {
-            index,
-            generation: p.generation,
-        });
-        job.task
-            .input_tasks
-            .iter()
-            .all(|t| self.live.get(t).is_none_or(|k| Some(k.at) == here))
-    }
-
-    /// Jobs waiting for inputs to be written that the process keeping those inputs can
-    /// now start sooner go back to the queue (the writing goes on for the others).
-    fn repick_waiting(&mut self) {
-        let mut back = Vec::new();
-        let mut i = 0;
-        while i < self.waiting.len() {
-            let now_here = match &self.waiting[i].0 {
-                Waiter::Job(job) => self
-                    .pick(job)
-                    .is_some_and(|index| self.runs_without_writing(job, index)),
-                Waiter::Caller(_) => false,
-            };
-            if now_here {
-                back.push(self.waiting.remove(i).0);
-            } else {
-                i += 1;
-            }
-        }
-        for waiter in back.into_iter().rev() {
-            if let Waiter::Job(job) = waiter {
-                self.queue.push_front(job);
-            }
         }
     }
 
@@ -781,204 +587,6 @@ impl Pool {
         }
     }
 
-    /// Records where a live result went once its process was asked to write it.
-    fn take_published(&mut self, from: LiveAt, answer: v1::Published) {
-        use v1::published::Place;
-        let task = answer.task;
-        if self.live.get(&task).is_some_and(|k| k.at == from) {
-            self.live.remove(&task);
-        }
-        {
-            let mut store = lock(&self.store);
-            let held = store.is_live(task);
-            match answer.place {
-                Some(Place::InStore(_)) if held => {
-                    if let Err(e) = store.adopt(task) {
-                        tracing::warn!(worker = self.config.worker_name, error = %e, "a written live result cannot be taken in");
-                        store.lose(task);
-                    }
-                }
-                Some(Place::InStore(_)) => store.discard_file(task),
-                Some(Place::Value(data)) if held => {
-                    if let Err(e) = store.put(task, Bytes::from(data)) {
-                        tracing::warn!(worker = self.config.worker_name, error = %e, "cannot store a live result's bytes");
-                    }
-                }
-                Some(Place::Value(_)) => {}
-                Some(Place::Gone(_)) | None => {
-                    if held {
-                        store.lose(task);
-                    }
-                }
-            }
-        }
-        self.resolved(task);
-    }
-
-    /// The results a dead process kept live are lost: the store reports them, jobs
-    /// needing them fail as missing inputs, and whoever waited for them goes on.
-    fn lose_live(&mut self, dead: LiveAt, pid: u32) {
-        let lost: Vec<u64> = self
-            .live
-            .iter()
-            .filter_map(|(&task, k)| (k.at == dead).then_some(task))
-            .collect();
-        if lost.is_empty() {
-            return;
-        }
-        tracing::warn!(
-            worker = self.config.worker_name,
-            pid,
-            results = lost.len(),
-            "a python executor died keeping results live; they are lost and computed again"
-        );
-        {
-            let mut store = lock(&self.store);
-            for task in &lost {
-                store.lose(*task);
-            }
-        }
-        for task in lost {
-            self.live.remove(&task);
-            self.lost.insert(task);
-            self.resolved(task);
-        }
-    }
-
-    /// The task a dead executor was running fails: with the memory policy's error when
-    /// the worker stopped it, else with the crash's cause.
-    fn fail_crashed(
-        &mut self,
-        running: InFlight,
-        pid: u32,
-        stopped: Option<v1::TaskError>,
-        status: Option<std::process::ExitStatus>,
-    ) {
-        let ran = running.sent.elapsed();
-        let error = match stopped {
-            Some(mut error) => {
-                error.detail = format!(
-                    "executor pid {pid}, the task ran {:.1}s; the worker started a new executor",
-                    ran.as_secs_f64()
-                );
-                error
-            }
-            None if self.kernel_oom_killed() => self.kernel_oom_error(&running.key, pid, ran),
-            None => self.crash_error(&running.key, pid, ran, status),
-        };
-        let _ = running.done.send(ExecOutcome {
-            task: running.task,
-            result: Err(error),
-            in_store: false,
-            live: None,
-            lost_input: None,
-            duration: ran,
-        });
-    }
-
-    /// Deletes what a dead executor left in the shared-memory directory: its unsealed
-    /// (half-written) files, and the sealed file of the task it was running, whose reply
-    /// never came. Returns whether it was writing that task's result.
-    fn remove_unsealed(&self, pid: u32, running: Option<u64>) -> bool {
-        let Some(dir) = &self.config.store_dir else {
-            return false;
-        };
-        let prefix = format!(".tmp-{pid}-");
-        let mut writing = false;
-        if let Ok(entries) = std::fs::read_dir(dir) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
-                    continue;
-                };
-                writing |= running.is_some_and(|t| rest == crate::store::file_name(t));
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        if let Some(task) = running {
-            let _ = std::fs::remove_file(dir.join(crate::store::file_name(task)));
-        }
-        writing
-    }
-
-    /// Whether the kernel's OOM killer killed a process of this worker's cgroup since the
-    /// last look (then an executor that died of SIGKILL was that process).
-    fn kernel_oom_killed(&mut self) -> bool {
-        let Some(now) = self
-            .config
-            .cgroup
-            .as_ref()
-            .and_then(crate::cgroup::Cgroup::oom_kills)
-        else {
-            return false;
-        };
-        let before = std::mem::replace(&mut self.oom_kills, now);
-        now > before
-    }
-
-    /// The error of a task whose executor the kernel OOM-killed: the pod reached its limit
-    /// faster than the worker's memory check (every 100 ms) could stop the task.
-    fn kernel_oom_error(&self, key: &str, pid: u32, ran: Duration) -> v1::TaskError {
-        let limit = self.config.memory_limit;
-        tracing::warn!(
-            worker = self.config.worker_name,
-            task = key,
-            pid,
-            limit_mib = limit >> 20,
-            "the kernel OOM-killed a python executor; starting a new one"
-        );
-        v1::TaskError {
-            kind: "MemoryLimit".into(),
-            message: format!(
-                "task {key:?} on worker {:?}: the kernel OOM-killed (OOMKilled) its executor: \
-                 the pod reached its memory limit of {} MiB faster than the worker could stop \
-                 the task. The worker started a new executor; other tasks go on. Give workers \
-                 more memory or make the task's chunks or partitions smaller",
-                self.config.worker_name,
-                limit >> 20
-            ),
-            detail: format!("executor pid {pid}, the task ran {:.1}s", ran.as_secs_f64()),
-            worker: self.config.worker_name.clone(),
-            memory: Some(Box::new(v1::MemoryFigures {
-                used: limit,
-                limit,
-                threshold: 1.0,
-                task_used: 0,
-            })),
-            ..Default::default()
-        }
-    }
-
-    /// The error of a task whose executor died under it (not stopped by the worker).
-    fn crash_error(
-        &self,
-        key: &str,
-        pid: u32,
-        ran: Duration,
-        status: Option<std::process::ExitStatus>,
-    ) -> v1::TaskError {
-        let cause = describe_exit(status);
-        let hint = crash_hint(status);
-        tracing::warn!(
-            worker = self.config.worker_name,
-            task = key,
-            pid,
-            cause,
-            "python executor died while running a task; starting a new one"
-        );
-        v1::TaskError {
-            kind: "ExecutorCrashed".into(),
-            message: format!(
-                "task {key:?} stopped its Python executor on worker {:?}: {cause}. \
-                 The worker started a new executor; other tasks go on. {hint}",
-                self.config.worker_name
-            ),
-            detail: format!("executor pid {pid}, the task ran {:.1}s", ran.as_secs_f64()),
-            worker: self.config.worker_name.clone(),
-            ..Default::default()
-        }
-    }
-
     /// Kills the process running `task`, if one still is.
     fn stop(&mut self, task: u64, error: v1::TaskError) {
         for process in self.slots.iter_mut().flatten() {
@@ -1000,44 +608,6 @@ impl Pool {
             .map(|p| (p.pid, p.inflight.front().map(|f| f.task)))
             .collect();
         *self.published.lock().unwrap_or_else(|e| e.into_inner()) = now;
-    }
-}
-
-fn signal_name(signal: i32) -> &'static str {
-    match signal {
-        4 => "SIGILL",
-        6 => "SIGABRT",
-        7 => "SIGBUS",
-        8 => "SIGFPE",
-        9 => "SIGKILL",
-        11 => "SIGSEGV",
-        15 => "SIGTERM",
-        _ => "a signal",
-    }
-}
-
-fn describe_exit(status: Option<std::process::ExitStatus>) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match status {
-        Some(s) => match (s.code(), s.signal()) {
-            (Some(code), _) => format!("the executor exited with code {code}"),
-            (_, Some(sig)) => format!("the executor was killed by {} ({sig})", signal_name(sig)),
-            _ => "the executor ended".to_string(),
-        },
-        None => "the executor ended (status unknown)".to_string(),
-    }
-}
-
-fn crash_hint(status: Option<std::process::ExitStatus>) -> &'static str {
-    use std::os::unix::process::ExitStatusExt;
-    match status.and_then(|s| s.signal()) {
-        Some(11) | Some(7) | Some(4) => {
-            "A crash like this comes from native code (a C extension, ctypes, a library bug)."
-        }
-        Some(9) => "SIGKILL is usually the kernel's OOM killer: the machine ran out of memory.",
-        _ => {
-            "Code that calls os._exit or exits the interpreter ends the executor; see the worker's log for its output."
-        }
     }
 }
 
