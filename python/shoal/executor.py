@@ -224,7 +224,7 @@ class Executor:
                 result = _dask_nodes.run_group(keys, nodes, inputs, task.key)
             else:
                 raise ValueError(f"unknown Python task format {tag!r}; client and worker versions differ")
-            self._store(task.task, result, reply)
+            self._store(task.task, result, reply, task.wanted)
         except BaseException as exc:
             if isinstance(exc, KeyboardInterrupt):
                 raise
@@ -238,9 +238,10 @@ class Executor:
         reply.duration_us = int((time.perf_counter() - start) * 1e6)
         return reply
 
-    def _store(self, task: int, result, reply: executor_pb2.ExecutorReply) -> None:
+    def _store(self, task: int, result, reply: executor_pb2.ExecutorReply, wanted: bool = False) -> None:
         """Puts a result where the worker expects it: in the reply (small values), kept
-        live (large read-only buffers), or written into the store."""
+        live (large read-only buffers, unless a client wants it: it will be gathered), or
+        written into the store."""
         if self.store_dir is None:
             data = _payload.dumps(result)
             self.values.keep(task, len(data), result)
@@ -256,7 +257,7 @@ class Executor:
             if isinstance(prepared, bytes):
                 self.values.keep(task, len(prepared), result)
                 reply.value = prepared
-            elif prepared.readonly:
+            elif prepared.readonly and not wanted:
                 self.live[task] = (result, prepared)
                 reply.live = True
                 reply.size = prepared.layout()[2]

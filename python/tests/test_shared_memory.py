@@ -118,22 +118,27 @@ def test_a_2mb_chunk_read_by_8_tasks_exists_once(client):
 
 def test_a_chunk_read_by_tasks_of_the_executor_that_made_it_is_never_written():
     """Tasks run by the executor that made a chunk read that very object (one address, as
-    Dask's threads would), read-only; nothing is written to shared memory until another
-    process asks, and then it is written once (and the worker reports those bytes)."""
+    Dask's threads would), read-only; a chunk only tasks read is never written to shared
+    memory. One a client wants (it will gather it) is written at once, by its task (and
+    the worker reports those bytes)."""
     with local_cluster(n_workers=1, cores=1) as cluster, cluster.get_client() as c:
         pid = c.submit(worker_pid).result()
         directory = store_dir(pid)
-        chunk = c.submit(make_chunk, key="chunk")
-        seen = c.gather([c.submit(where_is, chunk, i, key=f"reader-{i}") for i in range(8)])
+        graph = {"chunk": (make_chunk,)}
+        graph.update({f"reader-{i}": (where_is, "chunk", i) for i in range(8)})
+        graph.update({f"address-{i}": (data_address, "chunk", i) for i in range(4)})
+        readers = [f"reader-{i}" for i in range(8)]
+        *seen, addresses = c.get(graph, [*readers, [f"address-{i}" for i in range(4)]])
         assert os.listdir(directory) == [], "nothing was written"
         assert len({s["pid"] for s in seen}) == 1
         assert {s["path"] for s in seen} == {"[heap]"}, seen
         assert all(s["writeable"] is False and s["sum"] == float(make_chunk().sum()) for s in seen)
-        addresses = c.gather([c.submit(data_address, chunk, i, key=f"address-{i}") for i in range(4)])
         assert len(set(addresses)) == 1, f"every reader has the one object: {addresses}"
         assert c.cluster_info().workers[0].shared_written_bytes == 0
-        np.testing.assert_array_equal(chunk.result(), make_chunk())
-        assert len(os.listdir(directory)) == 1, "written once when the client asked"
+        wanted = c.submit(make_chunk, 1, key="wanted")
+        wait_for(lambda: wanted.done(), "the wanted chunk")
+        assert len(os.listdir(directory)) == 1, "written at once: the client wants it"
+        np.testing.assert_array_equal(wanted.result(), make_chunk(1))
         written = wait_for(
             lambda: c.cluster_info().workers[0].shared_written_bytes,
             "the worker to report what it wrote",
@@ -279,29 +284,41 @@ def test_an_idle_executor_hands_freed_heap_back(client):
     wait_for(lambda: private_kb(pid) < busy_kb - 100 * 1024, "the idle executor to trim its heap")
 
 
-def owned_chunk(seed: int) -> tuple[int, np.ndarray]:
+def owned_chunk(seed: int, pids: str) -> tuple[int, np.ndarray]:
+    """A chunk, with the pid of the executor that made it (also appended to ``pids``)."""
+    with open(pids, "a") as f:
+        f.write(f"{os.getpid()}\n")
     return os.getpid(), make_chunk(seed)
 
 
-def checksum_of_owned(owned: tuple[int, np.ndarray]) -> float:
-    return float(owned[1].sum())
+def wait_for_gate(gate: str) -> int:
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return 0
 
 
-def test_results_live_in_an_executor_that_dies_are_computed_again():
-    """An executor killed while it keeps results live (never written) loses them: the
-    worker reports them lost, the scheduler computes them again, and both a task reading
-    one and the client get the right value, from a new executor."""
-    with local_cluster(n_workers=1, cores=1) as cluster, cluster.get_client() as c:
-        chunk = c.submit(owned_chunk, 3, key="owned")
-        first = c.submit(checksum_of_owned, chunk, key="read-before").result()
-        assert first == float(make_chunk(3).sum())
-        maker = c.submit(lambda: os.getpid(), key="which-executor").result()
+def checksum_of_owned(owned: tuple[int, np.ndarray], _gate: int) -> tuple[int, float]:
+    return owned[0], float(owned[1].sum())
+
+
+def test_results_live_in_an_executor_that_dies_are_computed_again(tmp_path):
+    """An executor killed while it keeps a result live (no client wants it, so it is never
+    written) loses it: the worker reports it lost, the scheduler computes it again, and the
+    task reading it gets the right value, from a new executor."""
+    import dask
+
+    pids, gate = str(tmp_path / "pids"), str(tmp_path / "gate")
+    owned = dask.delayed(owned_chunk)(3, pids, dask_key_name="owned")
+    opened = dask.delayed(wait_for_gate)(gate, dask_key_name="gate")
+    reader = dask.delayed(checksum_of_owned)(owned, opened, dask_key_name="reader")
+    with local_cluster(n_workers=1, cores=2) as cluster, cluster.get_client() as c:
+        future = c.compute(reader)
+        maker = int(wait_for(lambda: os.path.exists(pids) and open(pids).read().split(), "the chunk")[0])
         os.kill(maker, signal.SIGKILL)
-        # Reaped by the worker: it has seen the death (else the next task could be sent
-        # to the dying process, and fail with it).
+        # Reaped by the worker: it has seen the death before the reader can start.
         wait_for(lambda: not os.path.exists(f"/proc/{maker}"), "the worker to reap the executor")
-        again = c.submit(checksum_of_owned, chunk, key="read-after").result()
-        assert again == first
-        pid, value = chunk.result()
+        open(gate, "w").close()
+        pid, checksum = future.result()
+        assert checksum == float(make_chunk(3).sum())
         assert pid != maker, "computed again by a new executor"
-        np.testing.assert_array_equal(value, make_chunk(3))
+        assert len(open(pids).read().split()) == 2, "made twice"

@@ -20,20 +20,22 @@ class ExecutorRequest(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[ExecTask, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ..., released: _Optional[_Iterable[int]] = ..., publish: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class ExecTask(_message.Message):
-    __slots__ = ("task", "key", "payload", "inputs", "input_tasks", "in_store")
+    __slots__ = ("task", "key", "payload", "inputs", "input_tasks", "in_store", "wanted")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     INPUT_TASKS_FIELD_NUMBER: _ClassVar[int]
     IN_STORE_FIELD_NUMBER: _ClassVar[int]
+    WANTED_FIELD_NUMBER: _ClassVar[int]
     task: int
     key: str
     payload: _common_pb2.PythonTask
     inputs: _containers.RepeatedScalarFieldContainer[bytes]
     input_tasks: _containers.RepeatedScalarFieldContainer[int]
     in_store: _containers.RepeatedScalarFieldContainer[bool]
-    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ..., input_tasks: _Optional[_Iterable[int]] = ..., in_store: _Optional[_Iterable[bool]] = ...) -> None: ...
+    wanted: bool
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.PythonTask, _Mapping]] = ..., inputs: _Optional[_Iterable[bytes]] = ..., input_tasks: _Optional[_Iterable[int]] = ..., in_store: _Optional[_Iterable[bool]] = ..., wanted: _Optional[bool] = ...) -> None: ...
 
 class ExecutorReply(_message.Message):
     __slots__ = ("task", "value", "error", "duration_us", "in_store", "live", "size", "published")

@@ -172,16 +172,18 @@ class AssignTasks(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskAssignment, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ...) -> None: ...
 
 class TaskAssignment(_message.Message):
-    __slots__ = ("task", "key", "payload", "inputs")
+    __slots__ = ("task", "key", "payload", "inputs", "wanted")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    WANTED_FIELD_NUMBER: _ClassVar[int]
     task: int
     key: str
     payload: _common_pb2.TaskPayload
     inputs: _containers.RepeatedCompositeFieldContainer[DataLocation]
-    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[DataLocation, _Mapping]]] = ...) -> None: ...
+    wanted: bool
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[DataLocation, _Mapping]]] = ..., wanted: _Optional[bool] = ...) -> None: ...
 
 class DataLocation(_message.Message):
     __slots__ = ("task", "workers")

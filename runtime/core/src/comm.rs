@@ -20,6 +20,8 @@ pub struct Assignment<'a> {
     pub key: &'a str,
     pub payload: &'a Payload,
     pub inputs: &'a [InputLocation],
+    /// A client wants the result (it will be gathered, not only read by other tasks).
+    pub wanted: bool,
 }
 
 /// Messages out of the core. Calls happen during an event handler; an implementation may

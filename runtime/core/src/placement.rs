@@ -76,6 +76,7 @@ impl Core {
                     key: &task.key,
                     payload: &task.payload,
                     inputs: &inputs,
+                    wanted: task.is_wanted(),
                 },
             );
             assigned += 1;

@@ -157,6 +157,7 @@ impl Comm for GrpcComm {
             key: a.key.to_string(),
             payload: Some(payload_to_wire(a.payload)),
             inputs: a.inputs.iter().map(location).collect(),
+            wanted: a.wanted,
         });
     }
 

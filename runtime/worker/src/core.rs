@@ -525,6 +525,7 @@ impl WorkerCore {
             inputs,
             in_store,
             input_tasks: assignment.inputs.iter().map(|i| i.task).collect(),
+            wanted: assignment.wanted,
         };
         fx.start(task, python);
     }

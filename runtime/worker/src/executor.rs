@@ -20,6 +20,8 @@ pub struct ExecTask {
     pub inputs: Vec<Bytes>,
     pub in_store: Vec<bool>,
     pub input_tasks: Vec<u64>,
+    /// A client wants the result (an executor stores it at once).
+    pub wanted: bool,
 }
 
 /// The outcome of a task: its result or why it failed, and how long it ran.

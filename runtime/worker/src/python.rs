@@ -451,6 +451,7 @@ impl Pool {
                 inputs: job.task.inputs.clone(),
                 input_tasks: job.task.input_tasks.clone(),
                 in_store: job.task.in_store.clone(),
+                wanted: job.task.wanted,
             });
             process.inflight.push_back(InFlight {
                 task: job.task.task,

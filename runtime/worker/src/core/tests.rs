@@ -173,6 +173,7 @@ fn python(task: u64, inputs: &[(u64, Option<u32>)]) -> v1::TaskAssignment {
                 workers: holder.into_iter().collect(),
             })
             .collect(),
+        wanted: false,
     }
 }
 
@@ -186,6 +187,7 @@ fn builtin(task: u64) -> v1::TaskAssignment {
             })),
         }),
         inputs: vec![],
+        wanted: false,
     }
 }
 
