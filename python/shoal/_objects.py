@@ -73,10 +73,6 @@ class Prepared:
         stream_at = offset + -offset % ALIGN
         return table, stream_at, stream_at + len(self.stream) + _ENTRY.size * len(table)
 
-    def nbytes(self) -> int:
-        """The bytes of its buffers (about the memory the value holds)."""
-        return sum(view.nbytes for view in self.buffers)
-
     def to_bytes(self) -> bytes:
         """The object as one piece of memory (what the file would hold)."""
         table, stream_at, size = self.layout()
@@ -224,20 +220,6 @@ def write_prepared(prepared: Prepared, directory: str, name: str) -> None:
         except FileNotFoundError:
             pass
         raise
-
-
-def write_object(value: Any, directory: str, name: str) -> bytes | None:
-    """Pickles ``value``: its plain pickle when it has no large buffer, else ``None`` once
-    it is written and sealed as ``directory/name``. If the directory is full or gone the
-    value comes back as bytes (an object that holds its buffers in band)."""
-    prepared = prepare(value)
-    if isinstance(prepared, bytes):
-        return prepared
-    try:
-        write_prepared(prepared, directory, name)
-    except OSError:
-        return dumps(value)
-    return None
 
 
 def dumps(value: Any) -> bytes:

@@ -230,9 +230,10 @@ class Executor:
                 raise
             if isinstance(exc, ValueError) and "read-only" in str(exc):
                 exc.add_note(
-                    "Task inputs are shared with other tasks and large arrays among them are "
-                    "read-only views of the worker's shared memory: copy an input before "
-                    "changing it in place (x = x.copy())."
+                    "Task inputs are shared with other tasks, and the large arrays among them "
+                    "are read-only (the one copy, in the worker's shared memory or in the "
+                    "executor that made it): copy an input before changing it in place "
+                    "(x = x.copy())."
                 )
             reply.error.CopyFrom(self._error(task.key, exc))
         reply.duration_us = int((time.perf_counter() - start) * 1e6)
@@ -251,28 +252,26 @@ class Executor:
         # While a large result is pickled, its temporary file exists: if this process dies
         # then, the worker knows that the task's code had ended and runs it again.
         marker = os.path.join(self.store_dir, _objects.temporary_name(name))
-        prepared = None
         try:
             prepared = _objects.prepare(result, marker)
-            if isinstance(prepared, bytes):
-                self.values.keep(task, len(prepared), result)
-                reply.value = prepared
-            elif prepared.readonly and not wanted:
-                self.live[task] = (result, prepared)
-                reply.live = True
-                reply.size = prepared.layout()[2]
-            else:
-                try:
-                    _objects.write_prepared(prepared, self.store_dir, name)
-                    reply.in_store = True
-                except OSError:
-                    reply.value = prepared.to_bytes()
-        finally:
-            if prepared is None or (isinstance(prepared, _objects.Prepared) and not reply.in_store):
-                try:
-                    os.unlink(marker)
-                except FileNotFoundError:
-                    pass
+        except BaseException:
+            _discard(marker)
+            raise
+        if isinstance(prepared, bytes):
+            self.values.keep(task, len(prepared), result)
+            reply.value = prepared
+        elif prepared.readonly and not wanted:
+            _discard(marker)
+            self.live[task] = (result, prepared)
+            reply.live = True
+            reply.size = prepared.layout()[2]
+        else:
+            try:
+                _objects.write_prepared(prepared, self.store_dir, name)
+                reply.in_store = True
+            except OSError:
+                # /dev/shm full or gone: the value travels as bytes.
+                reply.value = prepared.to_bytes()
 
     def publish(self, tasks) -> list[executor_pb2.Published]:
         """Writes live results into the store for other processes, and lets them go (this
@@ -331,6 +330,13 @@ def _load_shared(data: bytes):
                 "cloudpickle.register_pickle_by_value(module)."
             )
         return _Unloadable(exc)
+
+
+def _discard(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 class _Replies:

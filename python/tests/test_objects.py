@@ -1,9 +1,11 @@
-"""The stored-object format (``shoal._objects``): values with large buffers written out of
-band into a sealed file and read back as views, everything else a plain pickle."""
+"""The stored-object format (``shoal._objects``): values with large buffers prepared (their
+buffers kept as views), written out of band into a sealed file and read back as views;
+everything else a plain pickle."""
 
 from __future__ import annotations
 
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -16,8 +18,17 @@ def folder(tmp_path):
     return str(tmp_path)
 
 
+def write(value, folder, name="v"):
+    """What an executor stores: a plain pickle, or ``None`` once the object is written."""
+    prepared = _objects.prepare(value)
+    if isinstance(prepared, bytes):
+        return prepared
+    _objects.write_prepared(prepared, folder, name)
+    return None
+
+
 def roundtrip(value, folder):
-    data = _objects.write_object(value, folder, "v")
+    data = write(value, folder)
     if data is not None:
         return _objects.loads(data), None
     return _objects.load_file(os.path.join(folder, "v"))[0], os.path.getsize(os.path.join(folder, "v"))
@@ -37,7 +48,7 @@ def test_a_large_array_is_written_out_of_band_and_read_as_a_read_only_view(folde
 def test_a_broadcast_array_goes_as_its_distinct_elements(folder):
     """numpy would pickle every element of a broadcast view; here it costs a few bytes."""
     value = np.broadcast_to(np.arange(3.0)[:, None], (3, 1_000_000))
-    data = _objects.write_object(value, folder, "v")
+    data = write(value, folder)
     assert data is not None and len(data) < 1024
     out = _objects.loads(data)
     np.testing.assert_array_equal(out, value)
@@ -51,33 +62,54 @@ def test_a_strided_array_goes_out_of_band_as_one_contiguous_copy(folder):
 
 
 def test_small_values_are_plain_pickles(folder):
-    data = _objects.write_object([1, np.ones(10)], folder, "v")
+    data = write([1, np.ones(10)], folder)
     assert data is not None and data[:1] == b"\x80" and os.listdir(folder) == []
 
 
-def test_a_value_that_fails_to_pickle_leaves_no_file(folder):
-    """The buffers written before the failure go with the temporary file."""
+def test_a_value_that_fails_to_pickle_raises_with_only_its_marker_made(folder):
+    """The marker says a large value was being stored (the executor removes it); nothing
+    else is written."""
 
     class Unpicklable:
         def __reduce__(self):
             raise RuntimeError("no")
 
+    marker = os.path.join(folder, _objects.temporary_name("v"))
     with pytest.raises(RuntimeError):
-        _objects.write_object((np.ones(100_000), Unpicklable()), folder, "v")
-    assert os.listdir(folder) == []
+        _objects.prepare((np.ones(100_000), Unpicklable()), marker)
+    assert os.listdir(folder) == [os.path.basename(marker)]
 
 
 def test_a_store_that_cannot_be_written_gives_the_value_as_bytes(tmp_path):
-    """A full or missing /dev/shm costs speed, never the value."""
+    """A full or missing /dev/shm costs speed, never the value: writing fails leaving
+    nothing, and the object travels as bytes, read back as views of them."""
     value = np.arange(100_000.0)
-    data = _objects.write_object(value, str(tmp_path / "gone"), "v")
-    assert data is not None
-    np.testing.assert_array_equal(_objects.loads(data), value)
+    prepared = _objects.prepare(value)
+    with pytest.raises(OSError):
+        _objects.write_prepared(prepared, str(tmp_path / "gone"), "v")
+    assert os.listdir(tmp_path) == []
+    np.testing.assert_array_equal(_objects.loads(prepared.to_bytes()), value)
+
+
+def test_a_stored_array_is_made_read_only_and_so_reported(folder):
+    """What goes out of band is read-only in the value too, so that the executor that made
+    it may hand the value itself to its next tasks; a writable buffer of another kind is
+    reported as such (that value is then written at once, never kept live)."""
+    array = np.arange(100_000, dtype=np.float64)
+    prepared = _objects.prepare({"a": array})
+    assert prepared.readonly and [v.nbytes for v in prepared.buffers] == [array.nbytes]
+    assert not array.flags.writeable
+    small = np.arange(10.0)
+    _objects.prepare([small, np.ones(100_000)])
+    assert small.flags.writeable, "arrays that stay in band are left alone"
+    buffer = bytearray(400_000)
+    prepared = _objects.prepare(pickle.PickleBuffer(buffer))
+    assert not prepared.readonly and [v.nbytes for v in prepared.buffers] == [len(buffer)]
 
 
 def test_writable_loads_copy_a_read_only_buffer(folder):
     value = np.arange(100_000.0)
-    _objects.write_object(value, folder, "v")
+    write(value, folder)
     with open(os.path.join(folder, "v"), "rb") as f:
         data = f.read()
     out = _objects.loads(data, writable=True)
