@@ -275,8 +275,9 @@ class Executor:
 
     def publish(self, tasks) -> list[executor_pb2.Published]:
         """Writes live results into the store for other processes, and lets them go (this
-        executor maps the file like any reader from now on). Runs beside the task thread:
-        it runs no code of the values'."""
+        executor maps the file like any reader from now on; one the store cannot take goes
+        as bytes and stays live here). Runs beside the task thread: it runs no code of the
+        values'."""
         out = []
         for task in tasks:
             entry = self.live.get(task)
@@ -285,9 +286,12 @@ class Executor:
                 continue
             try:
                 _objects.write_prepared(entry[1], self.store_dir, f"{task:016x}")
-                out.append(executor_pb2.Published(task=task, in_store=True))
             except OSError:
+                # /dev/shm full or gone: the bytes go to the worker, and the value stays
+                # live here for the tasks already sent to read it (no file to map).
                 out.append(executor_pb2.Published(task=task, value=entry[1].to_bytes()))
+                continue
+            out.append(executor_pb2.Published(task=task, in_store=True))
             self.live.pop(task, None)
         return out
 

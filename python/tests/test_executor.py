@@ -1,13 +1,15 @@
-"""The executor process's task runner, driven in this process (no worker): the value cache
-and grouped Dask nodes."""
+"""The executor process's task runner, driven in this process (no worker): the value cache,
+grouped Dask nodes, and large results kept live until another process asks for them."""
 
 from __future__ import annotations
 
+import os
 import pickle
 
+import numpy as np
 import pytest
 
-from shoal import _payload, executor
+from shoal import _objects, _payload, executor
 from shoal.v1 import executor_pb2
 
 
@@ -134,3 +136,70 @@ def test_cache_drops_least_recently_used_over_budget_and_skips_large_values():
 def test_cache_budget_follows_the_memory_limit(limit, budget):
     """At most a sixteenth of the executor's memory limit, and never over the default."""
     assert executor.cache_budget(limit) == budget
+
+
+def make_large():
+    SEEN.append(np.arange(100_000.0))
+    return SEEN[-1]
+
+
+def read_stored(ex: executor.Executor, task: int, input_task: int):
+    """Runs ``grab`` on a stored input (the worker sends no bytes, only where it is)."""
+    code = _payload.dumps_code(grab)
+    spec = executor_pb2.ExecTask(task=task, key=f"t{task}", inputs=[b""], input_tasks=[input_task], in_store=[True])
+    spec.payload.pickled = _payload.dumps(("call", (_payload.Dep(0),), {}))
+    spec.payload.shared = _payload.blob_id(code)
+    ex.shared[spec.payload.shared] = _payload.loads(code)
+    reply = ex.run(spec)
+    assert not reply.HasField("error"), reply.error.detail
+    return reply
+
+
+def test_a_large_result_stays_live_until_another_process_asks(tmp_path):
+    """A large result is kept, not written: the next task of this executor reads the
+    object itself, read-only. Asked to publish, the executor writes it once and lets its
+    own copy go; its next reader maps the file."""
+    SEEN.clear()
+    ex = executor.Executor("w", store_dir=str(tmp_path))
+    reply = run(ex, make_large, [], (), task=1)
+    assert reply.live and not reply.in_store and reply.size > 800_000
+    assert os.listdir(tmp_path) == [], "nothing written"
+    read_stored(ex, 2, 1)
+    assert SEEN[1] is SEEN[0] and not SEEN[1].flags.writeable
+    (published,) = ex.publish([1])
+    assert published.in_store and os.listdir(tmp_path) == [f"{1:016x}"]
+    assert os.path.getsize(tmp_path / f"{1:016x}") == reply.size
+    assert 1 not in ex.live
+    read_stored(ex, 3, 1)
+    assert SEEN[2] is not SEEN[0]
+    np.testing.assert_array_equal(SEEN[2], SEEN[0])
+    assert ex.publish([1])[0].gone, "written already: nothing live to write"
+
+
+def test_a_live_result_the_store_cannot_take_goes_as_bytes_and_stays_live(tmp_path):
+    """With /dev/shm full or gone the value travels as bytes, and the tasks already sent to
+    this executor to read it still find it live."""
+    SEEN.clear()
+    store = tmp_path / "store"
+    store.mkdir()
+    ex = executor.Executor("w", store_dir=str(store))
+    run(ex, make_large, [], (), task=1)
+    store.rmdir()
+    (published,) = ex.publish([1])
+    assert published.WhichOneof("place") == "value"
+    np.testing.assert_array_equal(_objects.loads(published.value), SEEN[0])
+    read_stored(ex, 2, 1)
+    assert SEEN[1] is SEEN[0]
+
+
+def test_a_result_a_client_wants_is_written_at_once(tmp_path):
+    """It will be gathered: written by its task, not kept live."""
+    ex = executor.Executor("w", store_dir=str(tmp_path))
+    code = _payload.dumps_code(make_large)
+    spec = executor_pb2.ExecTask(task=1, key="t1", wanted=True)
+    spec.payload.pickled = _payload.dumps(("call", (), {}))
+    spec.payload.shared = _payload.blob_id(code)
+    ex.shared[spec.payload.shared] = _payload.loads(code)
+    reply = ex.run(spec)
+    assert reply.in_store and not reply.live and not ex.live
+    assert os.listdir(tmp_path) == [f"{1:016x}"]

@@ -225,31 +225,65 @@ impl Pool {
         if self.live.get(&task).is_some_and(|k| k.at == from) {
             self.live.remove(&task);
         }
-        {
+        let mut sent = None;
+        let lost = {
             let mut store = lock(&self.store);
             let held = store.is_live(task);
             match answer.place {
-                Some(Place::InStore(_)) if held => {
-                    if let Err(e) = store.adopt(task) {
+                Some(Place::InStore(_)) if held => match store.adopt(task) {
+                    Ok(_) => false,
+                    Err(e) => {
                         tracing::warn!(worker = self.config.worker_name, error = %e, "a written live result cannot be taken in");
                         store.lose(task);
+                        true
                     }
+                },
+                Some(Place::InStore(_)) => {
+                    store.discard_file(task);
+                    false
                 }
-                Some(Place::InStore(_)) => store.discard_file(task),
                 Some(Place::Value(data)) if held => {
-                    if let Err(e) = store.put(task, Bytes::from(data)) {
+                    // The store could not take the file: jobs waiting for it get the bytes
+                    // (the process that made it keeps it live for its own).
+                    let data = Bytes::from(data);
+                    sent = Some(data.clone());
+                    if let Err(e) = store.put(task, data) {
                         tracing::warn!(worker = self.config.worker_name, error = %e, "cannot store a live result's bytes");
                     }
+                    false
                 }
-                Some(Place::Value(_)) => {}
+                Some(Place::Value(_)) => false,
                 Some(Place::Gone(_)) | None => {
                     if held {
                         store.lose(task);
                     }
+                    held
+                }
+            }
+        };
+        if lost {
+            self.lost.insert(task);
+        }
+        if let Some(data) = sent {
+            self.give_bytes(task, &data);
+        }
+        self.resolved(task);
+    }
+
+    /// Jobs waiting for `task` read it from these bytes, not from a file.
+    fn give_bytes(&mut self, task: u64, data: &Bytes) {
+        for (waiter, _) in &mut self.waiting {
+            let Waiter::Job(job) = waiter else {
+                continue;
+            };
+            let t = &mut job.task;
+            for i in 0..t.input_tasks.len() {
+                if t.input_tasks[i] == task && i < t.inputs.len() && i < t.in_store.len() {
+                    t.inputs[i] = data.clone();
+                    t.in_store[i] = false;
                 }
             }
         }
-        self.resolved(task);
     }
 
     /// The results a dead process kept live are lost: the store reports them, jobs
