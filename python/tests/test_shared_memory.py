@@ -1,10 +1,12 @@
-"""The worker's shared-memory store: results with large buffers are written once by the
-executor that made them into the worker's directory under /dev/shm and mapped read-only by
-the executors that read them; a crash mid-write leaves nothing visible; values go when
-nothing needs them; spilling moves them to disk and back intact; inputs are read-only.
+"""The worker's shared-memory store: results with large buffers stay live in the executor
+that made them (its tasks read the object itself) and are written once into the worker's
+directory under /dev/shm when another process reads them, mapped read-only there; a crash
+mid-write leaves nothing visible; a live result lost with its executor is computed again;
+values go when nothing needs them; spilling moves them to disk and back intact; inputs are
+read-only.
 
-Each test starts its own one-worker cluster (two executors), so that its figures and its
-store directory are its own."""
+Each test starts its own one-worker cluster, so that its figures and its store directory
+are its own."""
 
 from __future__ import annotations
 
