@@ -167,7 +167,7 @@ impl WorkerCore {
                 self.assign(a.tasks, store, fx);
             }
             Msg::Release(r) => {
-                let tasks = self.not_assigned_here(r.tasks);
+                let tasks = self.not_running(r.tasks);
                 for &id in &tasks {
                     store.remove(id);
                 }
@@ -399,14 +399,12 @@ impl WorkerCore {
         });
     }
 
-    /// The released tasks, less those assigned here again: a release can follow the
-    /// assignment that recomputes a lost result, and is about the old copy (the new one,
-    /// kept live by its executor, must stay).
-    fn not_assigned_here(&self, mut tasks: Vec<u64>) -> Vec<u64> {
-        let ready: HashSet<u64> = self.ready.iter().map(|a| a.task).collect();
-        tasks.retain(|id| {
-            !(self.running.contains_key(id) || self.waiting.contains_key(id) || ready.contains(id))
-        });
+    /// The released tasks, less those running here again: a release can follow the
+    /// assignment that recomputes a lost result, and is about the old copy; the executor
+    /// would take it after the task it was sent and drop the new value. (A task not yet
+    /// sent is safe: the release reaches the executor first.)
+    fn not_running(&self, mut tasks: Vec<u64>) -> Vec<u64> {
+        tasks.retain(|id| !self.running.contains_key(id));
         tasks
     }
 
@@ -446,7 +444,7 @@ impl WorkerCore {
             let Some(assignment) = self.ready.pop_front() else {
                 break;
             };
-            if !is_python(&assignment) {
+            if !is_python(&assignment) && store.has_live() {
                 let live: Vec<u64> = assignment
                     .inputs
                     .iter()

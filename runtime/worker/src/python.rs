@@ -397,18 +397,7 @@ impl Pool {
                 });
                 continue;
             }
-            let generation = self.slots[index].as_ref().map(|p| p.generation);
-            let elsewhere: Vec<u64> = job
-                .task
-                .input_tasks
-                .iter()
-                .copied()
-                .filter(|t| {
-                    self.live
-                        .get(t)
-                        .is_some_and(|k| Some(k.at.generation) != generation || k.at.index != index)
-                })
-                .collect();
+            let elsewhere = self.live_elsewhere(&job, index);
             if !elsewhere.is_empty() {
                 let pending = self.request_publish(elsewhere);
                 if !pending.is_empty() {

@@ -239,8 +239,17 @@ impl Store {
         matches!(self.objects.get(&id), Some(Object::Live(_)))
     }
 
+    /// Whether any result is live in an executor (every live result has large buffers,
+    /// so its size is never 0).
+    pub fn has_live(&self) -> bool {
+        self.live_bytes > 0
+    }
+
     /// Live results, for the memory policy to have them written (and then spilled).
     pub fn live_ids(&self) -> Vec<u64> {
+        if !self.has_live() {
+            return Vec::new();
+        }
         self.objects
             .iter()
             .filter_map(|(id, o)| matches!(o, Object::Live(_)).then_some(*id))

@@ -181,8 +181,9 @@ impl Pool {
             .map(|(.., i)| i)
     }
 
-    /// Whether `job` can run on process `index` with no input written first.
-    pub(super) fn runs_without_writing(&self, job: &Job, index: usize) -> bool {
+    /// The job's inputs that another process than the one at `index` keeps live: they
+    /// must be written before it can run there.
+    pub(super) fn live_elsewhere(&self, job: &Job, index: usize) -> Vec<u64> {
         let here = self.slots[index].as_ref().map(|p| LiveAt {
             index,
             generation: p.generation,
@@ -190,7 +191,9 @@ impl Pool {
         job.task
             .input_tasks
             .iter()
-            .all(|t| self.live.get(t).is_none_or(|k| Some(k.at) == here))
+            .copied()
+            .filter(|t| self.live.get(t).is_some_and(|k| Some(k.at) != here))
+            .collect()
     }
 
     /// Jobs waiting for inputs to be written that the process keeping those inputs can
@@ -202,7 +205,7 @@ impl Pool {
             let now_here = match &self.waiting[i].0 {
                 Waiter::Job(job) => self
                     .pick(job)
-                    .is_some_and(|index| self.runs_without_writing(job, index)),
+                    .is_some_and(|index| self.live_elsewhere(job, index).is_empty()),
                 Waiter::Caller(_) => false,
             };
             if now_here {
