@@ -172,18 +172,20 @@ class AssignTasks(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[TaskAssignment, _Mapping]]] = ..., blobs: _Optional[_Iterable[_Union[_common_pb2.SharedBlob, _Mapping]]] = ...) -> None: ...
 
 class TaskAssignment(_message.Message):
-    __slots__ = ("task", "key", "payload", "inputs", "wanted")
+    __slots__ = ("task", "key", "payload", "inputs", "wanted", "families")
     TASK_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     PAYLOAD_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     WANTED_FIELD_NUMBER: _ClassVar[int]
+    FAMILIES_FIELD_NUMBER: _ClassVar[int]
     task: int
     key: str
     payload: _common_pb2.TaskPayload
     inputs: _containers.RepeatedCompositeFieldContainer[DataLocation]
     wanted: bool
-    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[DataLocation, _Mapping]]] = ..., wanted: _Optional[bool] = ...) -> None: ...
+    families: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, task: _Optional[int] = ..., key: _Optional[str] = ..., payload: _Optional[_Union[_common_pb2.TaskPayload, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[DataLocation, _Mapping]]] = ..., wanted: _Optional[bool] = ..., families: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class DataLocation(_message.Message):
     __slots__ = ("task", "workers")

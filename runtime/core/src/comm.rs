@@ -22,6 +22,9 @@ pub struct Assignment<'a> {
     pub inputs: &'a [InputLocation],
     /// A client wants the result (it will be gathered, not only read by other tasks).
     pub wanted: bool,
+    /// For a task without dependencies: its dependents reading a few tasks each (see
+    /// `Core::families_of`).
+    pub families: &'a [TaskRef],
 }
 
 /// Messages out of the core. Calls happen during an event handler; an implementation may
@@ -53,6 +56,7 @@ pub enum Sent {
         task: TaskRef,
         key: String,
         inputs: Vec<InputLocation>,
+        families: Vec<TaskRef>,
     },
     ReleaseData(WorkerId, TaskRef),
     Cancel(WorkerId, TaskRef),
@@ -98,6 +102,7 @@ impl Comm for TestComm {
             task: a.task,
             key: a.key.to_string(),
             inputs: a.inputs.to_vec(),
+            families: a.families.to_vec(),
         });
     }
     fn release_data(&mut self, worker: WorkerId, task: TaskRef) {

@@ -14,6 +14,7 @@ pub mod graph;
 pub mod ids;
 pub mod loss;
 mod placement;
+pub use crate::placement::MAX_FAMILY;
 pub mod prefix;
 mod reactor;
 pub mod resources;

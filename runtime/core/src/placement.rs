@@ -4,14 +4,21 @@
 //! an estimate of how much work keeps its cores busy, so later tasks can still go where
 //! their data will be. A task asking for resources goes only to a worker offering at least
 //! each amount (a constraint on placement, not counted down per running task); it waits in
-//! the ready queue while no such worker has room.
+//! the ready queue while no such worker has room. A task without dependencies goes with
+//! its families (the dependents reading it and a few others), for the worker's own
+//! placement among its processes.
 
 use smallvec::SmallVec;
 
 use crate::comm::{Assignment, Comm, InputLocation};
 use crate::core::Core;
-use crate::ids::WorkerId;
+use crate::ids::{TaskId, TaskRef, WorkerId};
 use crate::task::TaskState;
+
+/// Most tasks a dependent reads for them to be a family (see `Core::families_of`): larger
+/// fan-ins (a rechunk reading every chunk) are all-to-all, and making them in one process
+/// would serialise them.
+pub const MAX_FAMILY: usize = 8;
 
 impl Core {
     /// Tasks one worker may have queued, per core, for the measured task duration.
@@ -34,7 +41,7 @@ impl Core {
         let mut inputs: SmallVec<[InputLocation; 8]> = SmallVec::new();
         while !room.is_empty() {
             let Some(entry) = self.ready.pop() else { break };
-            let Some(task) = self.resolve(crate::ids::TaskRef {
+            let Some(task) = self.resolve(TaskRef {
                 id: entry.task,
                 generation: entry.generation,
             }) else {
@@ -54,6 +61,7 @@ impl Core {
             }
             self.set_state(entry.task, TaskState::Assigned(worker), comm);
             inputs.clear();
+            let families = self.families_of(entry.task);
             let task = self.task(entry.task);
             for &d in task.deps.iter() {
                 if let TaskState::Memory(holder) = self.task(d).state {
@@ -77,6 +85,7 @@ impl Core {
                     payload: &task.payload,
                     inputs: &inputs,
                     wanted: task.is_wanted(),
+                    families: &families,
                 },
             );
             assigned += 1;
@@ -85,9 +94,28 @@ impl Core {
         assigned
     }
 
+    /// For a task without dependencies, its dependents that read at most [`MAX_FAMILY`]
+    /// tasks each: the tasks each reads are best made where it will read them (as Dask
+    /// co-assigns root tasks). Empty for other tasks.
+    pub fn families_of(&self, task: TaskId) -> SmallVec<[TaskRef; 4]> {
+        let t = self.task(task);
+        if !t.deps.is_empty() {
+            return SmallVec::new();
+        }
+        t.dependents
+            .as_slice()
+            .iter()
+            .filter(|r| {
+                self.resolve(**r)
+                    .is_some_and(|d| (2..=MAX_FAMILY).contains(&d.deps.len()))
+            })
+            .copied()
+            .collect()
+    }
+
     /// Index into `room` of the worker where the task would start soonest, among those
     /// offering the resources it asks (`None`: none of them does).
-    fn best_worker(&self, task: crate::ids::TaskId, room: &[(WorkerId, u32)]) -> Option<usize> {
+    fn best_worker(&self, task: TaskId, room: &[(WorkerId, u32)]) -> Option<usize> {
         let deps = &self.task(task).deps;
         let request = self.resources_of(task);
         let duration = self.task_duration_us.max(1.0);

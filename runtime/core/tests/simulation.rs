@@ -110,6 +110,7 @@ impl Sim {
                     task,
                     key,
                     inputs,
+                    ..
                 } => {
                     let add = match self.core.resolve(task).map(|t| &t.payload) {
                         Some(Payload::Builtin(BuiltinOp::Sum(a))) => *a,

@@ -158,6 +158,7 @@ impl Comm for GrpcComm {
             payload: Some(payload_to_wire(a.payload)),
             inputs: a.inputs.iter().map(location).collect(),
             wanted: a.wanted,
+            families: a.families.iter().map(|f| f.to_wire()).collect(),
         });
     }
 

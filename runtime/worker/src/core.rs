@@ -524,6 +524,7 @@ impl WorkerCore {
             in_store,
             input_tasks: assignment.inputs.iter().map(|i| i.task).collect(),
             wanted: assignment.wanted,
+            families: assignment.families,
         };
         fx.start(task, python);
     }

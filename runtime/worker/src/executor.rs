@@ -22,6 +22,9 @@ pub struct ExecTask {
     pub input_tasks: Vec<u64>,
     /// A client wants the result (an executor stores it at once).
     pub wanted: bool,
+    /// For a task without inputs: the tasks reading it and a few others (the Python pool
+    /// makes those others in the same process where it can).
+    pub families: Vec<u64>,
 }
 
 /// The outcome of a task: its result or why it failed, and how long it ran.

@@ -40,7 +40,7 @@ mod live;
 
 use crash::describe_exit;
 pub use live::Publisher;
-use live::{Kept, LiveAt, Waiter};
+use live::{Families, Kept, LiveAt, Waiter};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
@@ -224,6 +224,8 @@ struct Pool {
     waiting: Vec<(Waiter, HashSet<u64>)>,
     /// Live results lost with their process (until released or made again).
     lost: HashSet<u64>,
+    /// The process each family of sibling tasks goes to.
+    families: Families,
 }
 
 impl Pool {
@@ -250,6 +252,7 @@ impl Pool {
             publishing: HashMap::new(),
             waiting: Vec::new(),
             lost: HashSet::new(),
+            families: Families::default(),
         }
     }
 
@@ -380,7 +383,19 @@ impl Pool {
         let mut requests: Vec<v1::ExecutorRequest> =
             vec![v1::ExecutorRequest::default(); self.slots.len()];
         while let Some(front) = self.queue.front() {
-            let Some(index) = self.pick(front) else {
+            let index = if front.task.families.is_empty() {
+                self.pick(front)
+            } else {
+                let prefix = self.prefixes.intern_key(&front.task.key);
+                let expected_us = self.prefixes.duration_us(prefix).unwrap_or(UNKNOWN_TASK_US);
+                let index = self.pick_sibling(front, expected_us);
+                if let Some(i) = index {
+                    self.families
+                        .record(&front.task.families, i, self.slots.len());
+                }
+                index
+            };
+            let Some(index) = index else {
                 break;
             };
             let Some(job) = self.queue.pop_front() else {
@@ -401,7 +416,7 @@ impl Pool {
             if !elsewhere.is_empty() {
                 let pending = self.request_publish(elsewhere);
                 if !pending.is_empty() {
-                    self.waiting.push((Waiter::Job(job), pending));
+                    self.waiting.push((Waiter::Job(Box::new(job)), pending));
                     continue;
                 }
             }

@@ -174,6 +174,7 @@ fn python(task: u64, inputs: &[(u64, Option<u32>)]) -> v1::TaskAssignment {
             })
             .collect(),
         wanted: false,
+        families: vec![],
     }
 }
 
@@ -188,6 +189,7 @@ fn builtin(task: u64) -> v1::TaskAssignment {
         }),
         inputs: vec![],
         wanted: false,
+        families: vec![],
     }
 }
 

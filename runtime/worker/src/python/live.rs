@@ -13,6 +13,63 @@ use shoal_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Job, MAX_AHEAD, Pool, PoolMsg, frame};
+
+/// Families remembered at most (the map starts afresh beyond: a family is short-lived).
+const FAMILIES_KEPT: usize = 4096;
+
+/// How much longer (in tasks of its kind) a process's queue may be than the shortest for
+/// a task to still go there to join its siblings.
+const SIBLING_SLACK_TASKS: f64 = 8.0;
+
+/// Where the tasks of each family went. A family is the tasks without inputs that one
+/// dependent reads (`ExecTask::families`): made in one process, they are read there live,
+/// never written. A task goes where most of its families' tasks went, unless that
+/// process's queue is much longer than the shortest (a greedy streaming partition, as
+/// Dask co-assigns root tasks).
+#[derive(Default)]
+pub(super) struct Families {
+    placed: HashMap<u64, Vec<u32>>,
+}
+
+impl Families {
+    /// How many tasks of these families went to the process at `index`.
+    fn affinity(&self, families: &[u64], index: usize) -> u32 {
+        families
+            .iter()
+            .filter_map(|f| self.placed.get(f).and_then(|counts| counts.get(index)))
+            .sum()
+    }
+
+    /// The process for a task of `families` among `open` ones (index, expected run time
+    /// queued there): of those whose queue is at most [`SIBLING_SLACK_TASKS`] tasks of
+    /// `expected_us` longer than the shortest, the one its families' tasks went to most,
+    /// then the least busy.
+    pub(super) fn choose(
+        &self,
+        families: &[u64],
+        open: &[(usize, f64)],
+        expected_us: f64,
+    ) -> Option<usize> {
+        let shortest = open.iter().map(|&(_, q)| q).fold(f64::INFINITY, f64::min);
+        open.iter()
+            .filter(|&&(_, q)| q <= shortest + SIBLING_SLACK_TASKS * expected_us)
+            .min_by(|&&(a, qa), &&(b, qb)| {
+                let (fa, fb) = (self.affinity(families, a), self.affinity(families, b));
+                fb.cmp(&fa).then(qa.total_cmp(&qb))
+            })
+            .map(|&(i, _)| i)
+    }
+
+    /// A task of these families went to the process at `index` (of `slots`).
+    pub(super) fn record(&mut self, families: &[u64], index: usize, slots: usize) {
+        if self.placed.len() + families.len() > FAMILIES_KEPT {
+            self.placed.clear();
+        }
+        for f in families {
+            self.placed.entry(*f).or_insert_with(|| vec![0; slots])[index] += 1;
+        }
+    }
+}
 use crate::store::lock;
 
 /// The process (slot and generation) keeping a result live.
@@ -31,14 +88,17 @@ pub(super) struct Kept {
 
 /// Someone waiting for live results to be written: a job (it runs then), or a caller.
 pub(super) enum Waiter {
-    Job(Job),
+    Job(Box<Job>),
     Caller(oneshot::Sender<()>),
 }
 
-/// What writing a live result into the store costs, for the process that must then read
-/// it: fresh tmpfs pages written, mapped and read (bench/local_compare.py measures it at
-/// the start of each run: 0.32-0.42 s/GiB here).
-pub(super) const WRITE_SECONDS_PER_GIB: f64 = 0.35;
+/// What moving a live result to another process costs, as the pool weighs it against a
+/// shorter queue there: writing it into fresh tmpfs pages (bench/local_compare.py measures
+/// 0.32-0.44 s/GiB for writing, mapping and reading), the reader's page faults, and the
+/// memory traffic both processes then compete for. Set by measurement: on the elementwise
+/// row of bench/local_compare.py (2 processes) a run wrote 80 MiB at 0.35 s/GiB (0.139 s),
+/// 8-14 MiB at 1.05 (0.127 s) and none at 2.1 (0.117 s).
+pub(super) const MOVE_SECONDS_PER_GIB: f64 = 2.1;
 
 /// Asks the pool to write live results into the store (for the data plane: peers and the
 /// client read files or bytes, never an executor's memory).
@@ -123,7 +183,7 @@ impl Pool {
         self.waiting = still;
         for waiter in ready.into_iter().rev() {
             match waiter {
-                Waiter::Job(job) => self.queue.push_front(job),
+                Waiter::Job(job) => self.queue.push_front(*job),
                 Waiter::Caller(caller) => {
                     let _ = caller.send(());
                 }
@@ -131,9 +191,25 @@ impl Pool {
         }
     }
 
+    /// Whether the process at `index` takes another task now.
+    pub(super) fn has_room(&self, index: usize) -> bool {
+        self.slots[index]
+            .as_ref()
+            .is_none_or(|p| p.inflight.len() < MAX_AHEAD)
+    }
+
+    /// The process for a job with families (`Families::choose` among those with room).
+    pub(super) fn pick_sibling(&self, job: &Job, expected_us: f64) -> Option<usize> {
+        let open: Vec<(usize, f64)> = (0..self.slots.len())
+            .filter(|&i| self.has_room(i))
+            .map(|i| (i, self.slots[i].as_ref().map_or(0.0, |p| p.queued_us)))
+            .collect();
+        self.families.choose(&job.task.families, &open, expected_us)
+    }
+
     /// The process to send the job to: the one expected to start it first, counting the
-    /// expected run time of the tasks queued there and the writing, still to come, of the
-    /// job's inputs other processes keep live; among equals the one keeping most of them
+    /// expected run time of the tasks queued there and the moving, still to come, of the
+    /// job's inputs other processes keep live (one after another); among equals the one keeping most of them
     /// live, then the one holding most in its value cache. `None` when every process has
     /// `MAX_AHEAD` tasks.
     pub(super) fn pick(&self, job: &Job) -> Option<usize> {
@@ -159,12 +235,12 @@ impl Pool {
                         live += 1;
                         continue;
                     }
-                    let full = kept.size as f64 * WRITE_SECONDS_PER_GIB * 1e6 / (1u64 << 30) as f64;
+                    let full = kept.size as f64 * MOVE_SECONDS_PER_GIB * 1e6 / (1u64 << 30) as f64;
                     let done = self
                         .publishing
                         .get(task)
                         .map_or(0.0, |asked| now.duration_since(*asked).as_micros() as f64);
-                    writing_us = writing_us.max(full - done);
+                    writing_us += (full - done).max(0.0);
                 }
                 let held = process.map_or(0, |p| {
                     job.task
@@ -216,7 +292,7 @@ impl Pool {
         }
         for waiter in back.into_iter().rev() {
             if let Waiter::Job(job) = waiter {
-                self.queue.push_front(job);
+                self.queue.push_front(*job);
             }
         }
     }
@@ -317,5 +393,49 @@ impl Pool {
             self.lost.insert(task);
             self.resolved(task);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Siblings follow each other to one process while its queue stays within the slack;
+    /// new families go to the least busy one.
+    #[test]
+    fn siblings_go_together_within_the_slack() {
+        let mut families = Families::default();
+        let even = [(0, 0.0), (1, 0.0)];
+        assert_eq!(
+            families.choose(&[7], &even, 100.0),
+            Some(0),
+            "a tie goes to the first"
+        );
+        families.record(&[7], 0, 2);
+        // Process 0 is now busier, but within 8 tasks of 100 us: the sibling joins it.
+        assert_eq!(
+            families.choose(&[7, 9], &[(0, 700.0), (1, 0.0)], 100.0),
+            Some(0)
+        );
+        // Beyond the slack it goes to the shorter queue.
+        assert_eq!(
+            families.choose(&[7], &[(0, 900.0), (1, 0.0)], 100.0),
+            Some(1)
+        );
+        // A task of another family goes where the queue is shortest.
+        assert_eq!(
+            families.choose(&[8], &[(0, 300.0), (1, 200.0)], 100.0),
+            Some(1)
+        );
+        // Two of its families on process 1 outweigh one on process 0.
+        families.record(&[8, 9], 1, 2);
+        families.record(&[9], 1, 2);
+        assert_eq!(
+            families.choose(&[7, 9], &[(0, 0.0), (1, 0.0)], 100.0),
+            Some(1)
+        );
+        // Only processes with room are offered; none open, no choice.
+        assert_eq!(families.choose(&[7], &[(1, 500.0)], 100.0), Some(1));
+        assert_eq!(families.choose(&[7], &[], 100.0), None);
     }
 }
