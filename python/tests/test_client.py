@@ -41,12 +41,6 @@ def gated(path, value=None):
     return value
 
 
-def opens(path, value=None):
-    """Creates ``path`` (letting a ``gated`` task finish) and returns ``value``."""
-    open(path, "w").close()
-    return value
-
-
 class Unpicklable(Exception):
     def __reduce__(self):
         raise TypeError("this exception refuses to be pickled")
@@ -299,9 +293,12 @@ def test_done_callback_runs_once_finished(client):
 def test_as_completed_yields_in_completion_order(client, tmp_path):
     """as_completed yields futures as they finish, not in submission order."""
     gate = str(tmp_path / "gate")
-    first = client.submit(gated, gate, 0)  # finishes only after the second one
-    second = client.submit(opens, gate, 1)
-    order = [f.result() for f in shoal.as_completed([first, second])]
+    first = client.submit(gated, gate, 0)  # finishes only once the test opens the gate
+    second = client.submit(inc, 0)
+    completed = shoal.as_completed([first, second])
+    order = [next(completed).result()]
+    open(gate, "w").close()  # (after the second was yielded: no race between the two)
+    order.append(next(completed).result())
     assert order == [1, 0]
 
 

@@ -293,7 +293,9 @@ def owned_chunk(seed: int, pids: str) -> tuple[int, np.ndarray]:
     return os.getpid(), make_chunk(seed)
 
 
-def wait_for_gate(gate: str) -> int:
+def wait_for_gate(gate: str, started: str | None = None) -> int:
+    if started:
+        open(started, "w").close()
     while not os.path.exists(gate):
         time.sleep(0.01)
     return 0
@@ -309,11 +311,15 @@ def test_results_live_in_an_executor_that_dies_are_computed_again(tmp_path):
     task reading it gets the right value, from a new executor."""
     import dask
 
-    pids, gate = str(tmp_path / "pids"), str(tmp_path / "gate")
+    pids, gate, started = (str(tmp_path / name) for name in ("pids", "gate", "started"))
     owned = dask.delayed(owned_chunk)(3, pids, dask_key_name="owned")
-    opened = dask.delayed(wait_for_gate)(gate, dask_key_name="gate")
-    reader = dask.delayed(checksum_of_owned)(owned, opened, dask_key_name="reader")
     with local_cluster(n_workers=1, cores=2) as cluster, cluster.get_client() as c:
+        # The gate runs first, in one executor; the chunk is then made in the other (were
+        # they submitted together, the chunk and the gate would be one family of the
+        # reader, made in one executor, and the kill would fail the gate too).
+        opened = c.submit(wait_for_gate, gate, started, key="gate")
+        wait_for(lambda: os.path.exists(started), "the gate to run")
+        reader = dask.delayed(checksum_of_owned)(owned, opened, dask_key_name="reader")
         future = c.compute(reader)
         maker = int(wait_for(lambda: os.path.exists(pids) and open(pids).read().split(), "the chunk")[0])
         os.kill(maker, signal.SIGKILL)
