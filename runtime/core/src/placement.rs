@@ -94,12 +94,13 @@ impl Core {
         assigned
     }
 
-    /// For a task without dependencies, its dependents that read at most [`MAX_FAMILY`]
-    /// tasks each: the tasks each reads are best made where it will read them (as Dask
-    /// co-assigns root tasks). Empty for other tasks.
+    /// For a Python task without dependencies, its dependents that read at most
+    /// [`MAX_FAMILY`] tasks each: the tasks each reads are best made where it will read them
+    /// (as Dask co-assigns root tasks). Empty for other tasks (builtin tasks run in the
+    /// worker itself: it has no processes to choose among).
     pub fn families_of(&self, task: TaskId) -> SmallVec<[TaskRef; 4]> {
         let t = self.task(task);
-        if !t.deps.is_empty() {
+        if !t.deps.is_empty() || !matches!(t.payload, crate::task::Payload::Python(_)) {
             return SmallVec::new();
         }
         t.dependents

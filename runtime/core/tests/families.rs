@@ -1,8 +1,11 @@
 //! Families of root tasks: a task without dependencies is assigned with its dependents
 //! that read a few tasks each (so a worker can make those few in one process), never with
-//! a dependent reading one task or many (all-to-all), and a task with dependencies gets none.
+//! a dependent reading one task or many (all-to-all); a task with dependencies, or a builtin
+//! one, gets none.
 
-use shoal_core::{BuiltinOp, Core, CoreConfig, MAX_FAMILY, NewTask, Payload, Sent, TestComm};
+use shoal_core::{
+    BuiltinOp, Core, CoreConfig, MAX_FAMILY, NewTask, Payload, PythonPayload, Sent, TestComm,
+};
 use std::collections::HashMap;
 
 fn task(key: &str, deps: &[u32], priority: i32) -> NewTask {
@@ -10,7 +13,10 @@ fn task(key: &str, deps: &[u32], priority: i32) -> NewTask {
         key: key.into(),
         deps: deps.into(),
         existing_deps: None,
-        payload: Payload::Builtin(BuiltinOp::Noop),
+        payload: Payload::Python(Box::new(PythonPayload {
+            pickled: Box::new([1]),
+            shared: 0,
+        })),
         priority,
         wanted: false,
         max_retries: None,
@@ -74,4 +80,20 @@ fn roots_are_assigned_with_their_small_families() {
         core.families_of(part).is_empty(),
         "a task with dependencies has no family"
     );
+}
+
+/// Builtin tasks run in the worker itself (no processes to choose among): no families.
+#[test]
+fn builtin_roots_have_no_families() {
+    let mut core = Core::new(CoreConfig::default());
+    let client = core.on_client_connected("test");
+    let mut comm = TestComm::default();
+    let mut tasks: Vec<NewTask> = (0..2).map(|i| task(&format!("root-{i}"), &[], 0)).collect();
+    for root in &mut tasks {
+        root.payload = Payload::Builtin(BuiltinOp::Noop);
+    }
+    tasks.push(task("pair", &[0, 1], 1));
+    core.on_graph(client, tasks, &mut comm).expect("accepted");
+    let root = core.find_key("root-0").expect("submitted");
+    assert!(core.families_of(root).is_empty());
 }
