@@ -36,11 +36,13 @@ use crate::executor::{ExecOutcome, ExecTask, Executor};
 use crate::store::Store;
 
 mod crash;
+mod families;
 mod live;
 
 use crash::describe_exit;
+use families::Families;
 pub use live::Publisher;
-use live::{Families, Kept, LiveAt, Waiter};
+use live::{Kept, LiveAt, Waiter};
 
 /// Most tasks sent ahead to one executor process when many are waiting.
 const MAX_AHEAD: usize = 16;
@@ -224,7 +226,7 @@ struct Pool {
     waiting: Vec<(Waiter, HashSet<u64>)>,
     /// Live results lost with their process (until released or made again).
     lost: HashSet<u64>,
-    /// The process each family of sibling tasks goes to.
+    /// Where the tasks of each family of root tasks went.
     families: Families,
 }
 

@@ -1,7 +1,8 @@
 //! Results kept live by executor processes: where each is, having them written into the
 //! store when another process must read them (the tasks needing them wait, and callers
 //! such as the data plane are told when they are there), what a process's death loses, and
-//! choosing the process for a job by when it could start it, counting that writing.
+//! choosing the process for a job by when it could start it, counting that writing (for a
+//! root task, by its family: `families.rs`).
 //!
 //! Not here: the processes themselves and the frames (the parent module), the store.
 
@@ -13,63 +14,6 @@ use shoal_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Job, MAX_AHEAD, Pool, PoolMsg, frame};
-
-/// Families remembered at most (the map starts afresh beyond: a family is short-lived).
-const FAMILIES_KEPT: usize = 4096;
-
-/// How much longer (in tasks of its kind) a process's queue may be than the shortest for
-/// a task to still go there to join its siblings.
-const SIBLING_SLACK_TASKS: f64 = 8.0;
-
-/// Where the tasks of each family went. A family is the tasks without inputs that one
-/// dependent reads (`ExecTask::families`): made in one process, they are read there live,
-/// never written. A task goes where most of its families' tasks went, unless that
-/// process's queue is much longer than the shortest (a greedy streaming partition, as
-/// Dask co-assigns root tasks).
-#[derive(Default)]
-pub(super) struct Families {
-    placed: HashMap<u64, Vec<u32>>,
-}
-
-impl Families {
-    /// How many tasks of these families went to the process at `index`.
-    fn affinity(&self, families: &[u64], index: usize) -> u32 {
-        families
-            .iter()
-            .filter_map(|f| self.placed.get(f).and_then(|counts| counts.get(index)))
-            .sum()
-    }
-
-    /// The process for a task of `families` among `open` ones (index, expected run time
-    /// queued there): of those whose queue is at most [`SIBLING_SLACK_TASKS`] tasks of
-    /// `expected_us` longer than the shortest, the one its families' tasks went to most,
-    /// then the least busy.
-    pub(super) fn choose(
-        &self,
-        families: &[u64],
-        open: &[(usize, f64)],
-        expected_us: f64,
-    ) -> Option<usize> {
-        let shortest = open.iter().map(|&(_, q)| q).fold(f64::INFINITY, f64::min);
-        open.iter()
-            .filter(|&&(_, q)| q <= shortest + SIBLING_SLACK_TASKS * expected_us)
-            .min_by(|&&(a, qa), &&(b, qb)| {
-                let (fa, fb) = (self.affinity(families, a), self.affinity(families, b));
-                fb.cmp(&fa).then(qa.total_cmp(&qb))
-            })
-            .map(|&(i, _)| i)
-    }
-
-    /// A task of these families went to the process at `index` (of `slots`).
-    pub(super) fn record(&mut self, families: &[u64], index: usize, slots: usize) {
-        if self.placed.len() + families.len() > FAMILIES_KEPT {
-            self.placed.clear();
-        }
-        for f in families {
-            self.placed.entry(*f).or_insert_with(|| vec![0; slots])[index] += 1;
-        }
-    }
-}
 use crate::store::lock;
 
 /// The process (slot and generation) keeping a result live.
@@ -393,49 +337,5 @@ impl Pool {
             self.lost.insert(task);
             self.resolved(task);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Siblings follow each other to one process while its queue stays within the slack;
-    /// new families go to the least busy one.
-    #[test]
-    fn siblings_go_together_within_the_slack() {
-        let mut families = Families::default();
-        let even = [(0, 0.0), (1, 0.0)];
-        assert_eq!(
-            families.choose(&[7], &even, 100.0),
-            Some(0),
-            "a tie goes to the first"
-        );
-        families.record(&[7], 0, 2);
-        // Process 0 is now busier, but within 8 tasks of 100 us: the sibling joins it.
-        assert_eq!(
-            families.choose(&[7, 9], &[(0, 700.0), (1, 0.0)], 100.0),
-            Some(0)
-        );
-        // Beyond the slack it goes to the shorter queue.
-        assert_eq!(
-            families.choose(&[7], &[(0, 900.0), (1, 0.0)], 100.0),
-            Some(1)
-        );
-        // A task of another family goes where the queue is shortest.
-        assert_eq!(
-            families.choose(&[8], &[(0, 300.0), (1, 200.0)], 100.0),
-            Some(1)
-        );
-        // Two of its families on process 1 outweigh one on process 0.
-        families.record(&[8, 9], 1, 2);
-        families.record(&[9], 1, 2);
-        assert_eq!(
-            families.choose(&[7, 9], &[(0, 0.0), (1, 0.0)], 100.0),
-            Some(1)
-        );
-        // Only processes with room are offered; none open, no choice.
-        assert_eq!(families.choose(&[7], &[(1, 500.0)], 100.0), Some(1));
-        assert_eq!(families.choose(&[7], &[], 100.0), None);
     }
 }
