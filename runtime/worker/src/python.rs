@@ -385,11 +385,11 @@ impl Pool {
         let mut requests: Vec<v1::ExecutorRequest> =
             vec![v1::ExecutorRequest::default(); self.slots.len()];
         while let Some(front) = self.queue.front() {
+            let prefix = self.prefixes.intern_key(&front.task.key);
+            let expected_us = self.prefixes.duration_us(prefix).unwrap_or(UNKNOWN_TASK_US);
             let index = if front.task.families.is_empty() {
                 self.pick(front)
             } else {
-                let prefix = self.prefixes.intern_key(&front.task.key);
-                let expected_us = self.prefixes.duration_us(prefix).unwrap_or(UNKNOWN_TASK_US);
                 let index = self.pick_sibling(front, expected_us);
                 if let Some(i) = index {
                     self.families
@@ -447,8 +447,6 @@ impl Pool {
             };
             process.holds.extend(job.task.input_tasks.iter().copied());
             process.holds.insert(job.task.task);
-            let prefix = self.prefixes.intern_key(&job.task.key);
-            let expected_us = self.prefixes.duration_us(prefix).unwrap_or(UNKNOWN_TASK_US);
             process.queued_us += expected_us;
             request.tasks.push(v1::ExecTask {
                 task: job.task.task,

@@ -153,17 +153,17 @@ impl Pool {
 
     /// The process to send the job to: the one expected to start it first, counting the
     /// expected run time of the tasks queued there and the moving, still to come, of the
-    /// job's inputs other processes keep live (one after another); among equals the one keeping most of them
-    /// live, then the one holding most in its value cache. `None` when every process has
-    /// `MAX_AHEAD` tasks.
+    /// job's inputs other processes keep live (one after another); among equals the one
+    /// keeping most of them live, then the one holding most in its value cache. `None` when
+    /// every process has `MAX_AHEAD` tasks.
     pub(super) fn pick(&self, job: &Job) -> Option<usize> {
         let now = Instant::now();
         (0..self.slots.len())
             .filter_map(|i| {
-                let process = self.slots[i].as_ref();
-                if process.is_some_and(|p| p.inflight.len() >= MAX_AHEAD) {
+                if !self.has_room(i) {
                     return None;
                 }
+                let process = self.slots[i].as_ref();
                 let here = process.map(|p| LiveAt {
                     index: i,
                     generation: p.generation,
