@@ -30,10 +30,11 @@ several tasks read, such as a shuffle's pieces, is unpickled once per executor r
 once per task. As in Dask's own workers, the tasks reading the *same key* share one object;
 two keys never share one, even when their values pickle to equal bytes.
 
-Freed memory: the worker starts executors with glibc's mmap and trim thresholds at 64 MiB,
-so that a freed chunk-sized array is reused by the next task instead of being handed back
-and faulted in again (the allele-counts graph of ``bench/local_compare.py``, run in one
-process: 1.13 s and 42,000 page faults with glibc's defaults, 0.98 s and 8 with these),
+Freed memory: the worker starts executors with glibc's mmap threshold at 64 MiB and its
+trim threshold at an eighth of the executor's share of memory (64 MiB to 1 GiB), so that a
+freed chunk-sized array is reused by the next task instead of being handed back and faulted
+in again (the allele-counts graph of ``bench/local_compare.py``, run in one process: 1.13 s
+and 42,000 page faults with glibc's defaults, 0.98 s and 8 with 64 MiB thresholds),
 and an executor idle for ``IDLE_TRIM_AFTER`` seconds hands its free heap back
 (``malloc_trim``), so the worker's memory figures count only memory in use.
 
