@@ -42,8 +42,12 @@ MAGIC = b"SHOALOB1"
 _HEADER = struct.Struct("<8sQQQ")
 _ENTRY = struct.Struct("<QQ")
 ALIGN = 64
-# Maps a read-only file's pages in one call (Linux only; elsewhere pages fault in as read).
+# Maps a read-only file's pages in one call (Linux only; elsewhere pages fault in as read),
+# for files up to POPULATE_LIMIT bytes: a larger value may be read in part only (a slice of
+# a large array), and mapping all of it would cost more than the pages read (about 80 ms a
+# GiB here).
 _POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+POPULATE_LIMIT = 64 * 2**20
 # Buffers at least this large go out of band (smaller ones stay in the pickle stream): below
 # it a file costs more than the pipe. The dataframe row of bench/dask_compare.py --quick
 # (2 workers, best of 5) ran 1.91 s at 64 KiB, 1.66 at 256 KiB, 1.73 at 1 MiB, 1.74 with no
@@ -264,10 +268,11 @@ def load_file(path: str, writable: bool = False) -> tuple[Any, int]:
             # Not populated: that would write-fault, so copy, every page at once.
             mapping = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
         else:
-            # Read-only, every page mapped at once (Linux): one call instead of a page
-            # fault per 4 KiB as the task reads it (the local_compare rechunk row reads
-            # 64 MiB so, 0.17-0.18 s instead of 0.19-0.20).
-            mapping = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | _POPULATE, prot=mmap.PROT_READ)
+            # Read-only, every page mapped at once (up to POPULATE_LIMIT): one call
+            # instead of a page fault per 4 KiB as the task reads it (the local_compare
+            # rechunk row reads 64 MiB of 4 MiB files so, 0.17-0.18 s instead of 0.19-0.20).
+            populate = _POPULATE if size <= POPULATE_LIMIT else 0
+            mapping = mmap.mmap(f.fileno(), 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
     if mapping[:8] != MAGIC:
         try:
             return pickle.loads(mapping), size
