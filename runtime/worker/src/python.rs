@@ -76,6 +76,7 @@ fn malloc_tuning(memory_limit: u64, processes: usize) -> [(&'static str, u64); 2
         ("MALLOC_TRIM_THRESHOLD_", (share / 8).clamp(low, high)),
     ]
 }
+
 /// How often the list of processes and their running tasks is published.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
