@@ -2,7 +2,9 @@
 
 Dask runs on its ``LocalCluster`` (2 worker processes, 1 thread each) twice: with its
 defaults, and tuned for throughput (``distributed.scheduler.worker-saturation: inf``);
-Shoal runs on ``shoal.LocalCluster`` (2 workers). Each workload runs once on each cluster,
+Shoal runs on ``shoal.LocalCluster()`` with its defaults (one worker with an executor process
+per core: on 2 cores, 2 processes run tasks, as Dask's 2 workers do; ``--shoal-workers N
+--shoal-cores C`` for another topology). Each workload runs once on each cluster,
 or ``--repeat N`` times with the best time kept (the same for every scheduler; single runs
 of the sub-second Shoal rows vary by up to 2x on a noisy machine, and ``--quick --repeat 2``
 takes nearly 3 minutes here). Each row prints both throughputs and the ratio Shoal / faster
@@ -14,6 +16,7 @@ smallest ratio over the workloads.
     python bench/dask_compare.py            # full sizes (long: Dask needs many minutes)
     python bench/dask_compare.py --quick    # smaller sizes, a few minutes at most
     python bench/dask_compare.py --quick --repeat 2   # best of two runs everywhere
+    python bench/dask_compare.py --quick --shoal-workers 2 --shoal-cores 1   # another topology
 """
 
 from __future__ import annotations
@@ -205,8 +208,8 @@ def run_dask(work: list[Workload], tuned: bool, repeat: int) -> list[tuple[float
                 return [timed(w.run, client, repeat) for w in work]
 
 
-def run_shoal(work: list[Workload], repeat: int) -> list[tuple[float, Any]]:
-    with shoal.LocalCluster(n_workers=2) as cluster:
+def run_shoal(work: list[Workload], repeat: int, topology: dict) -> list[tuple[float, Any]]:
+    with shoal.LocalCluster(**topology) as cluster:
         with cluster.get_client() as client:
             warm_up(client)
             return [timed(w.run, client, repeat) for w in work]
@@ -218,11 +221,14 @@ def main() -> None:
     parser.add_argument(
         "--repeat", type=int, default=1, help="runs of each workload on each cluster, the best one kept"
     )
+    parser.add_argument("--shoal-workers", type=int, help="Shoal's workers (default: LocalCluster's)")
+    parser.add_argument("--shoal-cores", type=int, help="cores per Shoal worker (default: LocalCluster's)")
     args = parser.parse_args()
+    topology = {k: v for k, v in (("n_workers", args.shoal_workers), ("cores", args.shoal_cores)) if v}
     work = workloads(args.quick)
     # Before any cluster runs: threads they leave behind in this process slow it down.
     floors = [min(w.floor(), w.floor()) for w in work]
-    shoal_runs = run_shoal(work, args.repeat)
+    shoal_runs = run_shoal(work, args.repeat, topology)
     dask_default = run_dask(work, tuned=False, repeat=args.repeat)
     dask_tuned = run_dask(work, tuned=True, repeat=args.repeat)
     header = (

@@ -406,7 +406,7 @@ impl Pool {
             let index = if front.task.families.is_empty() {
                 self.pick(front)
             } else {
-                let index = self.pick_sibling(front, expected_us);
+                let index = self.pick_sibling(front, prefix, expected_us);
                 if let Some(i) = index {
                     self.families
                         .record(&front.task.families, i, self.slots.len());
@@ -545,6 +545,10 @@ impl Pool {
                 }
                 self.prefixes
                     .observe(front.prefix, reply.duration_us as f64);
+                if reply.error.is_none() {
+                    self.families
+                        .observe(front.prefix, live.is_some() || reply.in_store);
+                }
                 let result = match reply.error {
                     Some(error) => Err(error),
                     None => Ok(reply.value),

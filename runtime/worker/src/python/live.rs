@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use bytes::Bytes;
+use shoal_core::PrefixId;
 use shoal_proto::v1;
 use tokio::sync::{mpsc, oneshot};
 
@@ -143,12 +144,18 @@ impl Pool {
     }
 
     /// The process for a job with families (`Families::choose` among those with room).
-    pub(super) fn pick_sibling(&self, job: &Job, expected_us: f64) -> Option<usize> {
+    pub(super) fn pick_sibling(
+        &self,
+        job: &Job,
+        prefix: PrefixId,
+        expected_us: f64,
+    ) -> Option<usize> {
         let open: Vec<(usize, f64)> = (0..self.slots.len())
             .filter(|&i| self.has_room(i))
             .map(|i| (i, self.slots[i].as_ref().map_or(0.0, |p| p.queued_us)))
             .collect();
-        self.families.choose(&job.task.families, &open, expected_us)
+        self.families
+            .choose(prefix, &job.task.families, &open, expected_us)
     }
 
     /// The process to send the job to: the one expected to start it first, counting the
