@@ -3,7 +3,7 @@
 //! (`ExecTask::families`, from the scheduler): made in one process, they are read there
 //! live and never written. Only results kept live gain from that: a task of a prefix whose
 //! last result was small (it travels as bytes anyway) or that has not finished yet goes
-//! to the least busy process, and never waits behind its siblings while another is idle.
+//! to the least busy process: it never waits behind its siblings while another is less busy.
 //!
 //! Not here: the processes, live results and the choice for other jobs (`live.rs`).
 
