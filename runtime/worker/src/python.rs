@@ -50,11 +50,11 @@ use live::{Kept, LiveAt, Waiter};
 const MAX_AHEAD: usize = 16;
 /// The run time assumed for a task of a prefix none of whose tasks ended yet.
 const UNKNOWN_TASK_US: f64 = 1000.0;
-/// Capacity asked for each executor pipe on Linux (Linux allows up to 1 MiB unprivileged; the
-/// default is 64 KiB). A task of a shuffle reads several 30-300 KiB pieces: through a
-/// 64 KiB pipe its frame goes in several writes, and the executor's reading thread takes
-/// the interpreter from the running task after each one. On bench/dask_compare.py's
-/// dataframe row, 4 rounds x 3 runs alternating: median 1.63 s against 1.67 s.
+/// Capacity asked for each executor pipe (64 KiB by default; up to 1 MiB unprivileged,
+/// `/proc/sys/fs/pipe-max-size`). A shuffle task's frame carries its 8 pieces of 30-40 KiB:
+/// through a 64 KiB pipe it goes in several writes, and after each the executor's reading
+/// thread takes the interpreter from the running task. On bench/dask_compare.py's dataframe
+/// row, 4 rounds x 3 runs alternating: median 1.63 s against 1.67 s.
 #[cfg(target_os = "linux")]
 const PIPE_BYTES: usize = 1 << 20;
 /// Thread-count variables of numeric libraries, set to 1 for executors unless set.
