@@ -174,6 +174,68 @@ async fn worker_waits_for_a_scheduler_that_drops_connections() {
     cluster.wait_for_workers(&client, 1).await;
 }
 
+/// A worker whose scheduler address first answers HTTP 404 with no gRPC status (a Service
+/// still routing to an old endpoint) keeps trying, then joins the scheduler started there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_past_an_answer_that_is_not_grpc() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address").to_string();
+    let mut worker = std::process::Command::new(exe())
+        .args([
+            "worker",
+            "--scheduler",
+            &address,
+            "--name",
+            "early",
+            "--cores",
+            "1",
+        ])
+        .env("SHOAL_TOKEN", TOKEN)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("worker starts");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut answered = 0;
+    while answered < 3 {
+        if let Some(status) = worker.try_wait().expect("worker state") {
+            panic!("the worker gave up after an answer that was not gRPC: {status}");
+        }
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (socket, _) = tokio::time::timeout(left, listener.accept())
+            .await
+            .expect("the worker did not retry within 30 s")
+            .expect("accept");
+        let Ok(mut connection) = h2::server::handshake(socket).await else {
+            continue;
+        };
+        if let Some(Ok((_, mut respond))) = connection.accept().await {
+            let not_found = http::Response::builder()
+                .status(404)
+                .body(())
+                .expect("response");
+            if respond.send_response(not_found, true).is_ok() {
+                answered += 1;
+            }
+        }
+        // Drive the connection until the worker drops it (or a second passes).
+        let _ = tokio::time::timeout(
+            Duration::from_secs(1),
+            std::future::poll_fn(|cx| connection.poll_closed(cx)),
+        )
+        .await;
+    }
+    drop(listener);
+    if let Some(status) = worker.try_wait().expect("worker state") {
+        panic!("the worker gave up after an answer that was not gRPC: {status}");
+    }
+    let mut cluster = TestCluster::start_at(&address, 0, &[]);
+    cluster.workers.push(("early".into(), worker));
+    let client = cluster.client().await;
+    cluster.wait_for_workers(&client, 1).await;
+}
+
 /// Clients and workers of another version are refused with both versions and the fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn other_versions_refused() {

@@ -138,7 +138,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         group: config.group.clone(),
         resources: config.resources.iter().cloned().collect(),
     };
-    let (out_tx, inbound) = open_session(&config, register).await?;
+    let (out_tx, inbound, first) = open_session(&config, register).await?;
     tracing::info!(
         worker = config.name,
         data_address,
@@ -185,7 +185,7 @@ pub async fn run(config: WorkerConfig) -> Result<(), WorkerError> {
         cpu,
         cpu_cores: 0.0,
     };
-    let result = state.run(inbound, done_rx, fetch_rx, &config).await;
+    let result = state.run(first, inbound, done_rx, fetch_rx, &config).await;
     let _ = stop_tx.send(());
     let _ = server.await;
     result
@@ -280,6 +280,7 @@ struct Session {
 impl Session {
     async fn run(
         &mut self,
+        first: v1::SchedulerMessage,
         mut inbound: tonic::Streaming<v1::SchedulerMessage>,
         mut done_rx: mpsc::UnboundedReceiver<ExecOutcome>,
         mut fetch_rx: mpsc::UnboundedReceiver<Fetched>,
@@ -288,6 +289,11 @@ impl Session {
         let mut heartbeat = tokio::time::interval(Duration::from_secs(2));
         let mut memory = tokio::time::interval(MEMORY_SAMPLE_EVERY);
         memory.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        if let Some(msg) = first.msg
+            && self.on_scheduler_message(msg, &mut heartbeat, config)
+        {
+            return Ok(());
+        }
         loop {
             tokio::select! {
                 msg = inbound.message() => {
@@ -303,19 +309,8 @@ impl Session {
                             cause: s.message().to_string(),
                         }),
                     };
-                    match msg {
-                        Msg::Registered(r) => {
-                            heartbeat = tokio::time::interval(Duration::from_millis(u64::from(r.heartbeat_interval_ms.max(100))));
-                            tracing::info!(worker = config.name, id = r.worker_id, "registered");
-                        }
-                        Msg::Shutdown(s) => {
-                            tracing::info!(worker = config.name, reason = s.reason, "shutting down as asked by the scheduler");
-                            return Ok(());
-                        }
-                        msg => {
-                            let mut store = lock(&self.store);
-                            self.core.on_message(msg, &mut store, &mut self.world);
-                        }
+                    if self.on_scheduler_message(msg, &mut heartbeat, config) {
+                        return Ok(());
                     }
                 }
                 Some(outcome) = done_rx.recv() => {
@@ -337,6 +332,36 @@ impl Session {
             self.drain_outcomes(&mut done_rx);
             self.flush().await;
         }
+    }
+
+    /// Applies a message of the scheduler; true when it asks this worker to shut down.
+    fn on_scheduler_message(
+        &mut self,
+        msg: Msg,
+        heartbeat: &mut tokio::time::Interval,
+        config: &WorkerConfig,
+    ) -> bool {
+        match msg {
+            Msg::Registered(r) => {
+                *heartbeat = tokio::time::interval(Duration::from_millis(u64::from(
+                    r.heartbeat_interval_ms.max(100),
+                )));
+                tracing::info!(worker = config.name, id = r.worker_id, "registered");
+            }
+            Msg::Shutdown(s) => {
+                tracing::info!(
+                    worker = config.name,
+                    reason = s.reason,
+                    "shutting down as asked by the scheduler"
+                );
+                return true;
+            }
+            msg => {
+                let mut store = lock(&self.store);
+                self.core.on_message(msg, &mut store, &mut self.world);
+            }
+        }
+        false
     }
 
     /// Takes the outcomes already there and starts what they free room for, until none
@@ -456,7 +481,11 @@ const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120
 
 /// Opens the session and registers, retrying with backoff for up to [`CONNECT_PATIENCE`]
 /// while the scheduler cannot be reached or answers `Unavailable` (a scheduler pod that
-/// is still starting behind its Service). A refusal (wrong token, other version) is final.
+/// is still starting behind its Service) or `Unimplemented`. A refusal (wrong token, other
+/// version) is final.
+/// Returns the scheduler's first message too: until it arrives, whatever answered may not
+/// be a Shoal scheduler (a Service still routing to an old endpoint answered HTTP 404,
+/// with no gRPC status, in an e2e run), and that is retried as well.
 async fn open_session(
     config: &WorkerConfig,
     register: v1::Register,
@@ -464,6 +493,7 @@ async fn open_session(
     (
         mpsc::Sender<v1::WorkerMessage>,
         tonic::Streaming<v1::SchedulerMessage>,
+        v1::SchedulerMessage,
     ),
     WorkerError,
 > {
@@ -484,22 +514,32 @@ async fn open_session(
                         msg: Some(Out::Register(register.clone())),
                     })
                     .await;
-                match client.session(ReceiverStream::new(out_rx)).await {
-                    Ok(inbound) => return Ok((out_tx, inbound.into_inner())),
-                    Err(status)
-                        if matches!(
-                            status.code(),
-                            tonic::Code::Unavailable | tonic::Code::Unknown
-                        ) && start.elapsed() < CONNECT_PATIENCE =>
-                    {
-                        status.message().to_string()
+                let failure = match client.session(ReceiverStream::new(out_rx)).await {
+                    Ok(response) => {
+                        let mut inbound = response.into_inner();
+                        match inbound.message().await {
+                            Ok(Some(first)) => return Ok((out_tx, inbound, first)),
+                            Ok(None) => tonic::Status::unavailable(
+                                "the session closed before the scheduler answered",
+                            ),
+                            Err(status) => status,
+                        }
                     }
-                    Err(status) => {
-                        return Err(WorkerError::Refused {
-                            address: address.to_owned(),
-                            message: status.message().to_string(),
-                        });
-                    }
+                    Err(status) => status,
+                };
+                // Unimplemented: no WorkerSession here (yet), or an answer without a gRPC
+                // status (tonic maps an HTTP 404 to it).
+                if matches!(
+                    failure.code(),
+                    tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Unimplemented
+                ) && start.elapsed() < CONNECT_PATIENCE
+                {
+                    failure.message().to_string()
+                } else {
+                    return Err(WorkerError::Refused {
+                        address: address.to_owned(),
+                        message: failure.message().to_string(),
+                    });
                 }
             }
             Err(error) if start.elapsed() < CONNECT_PATIENCE => error.to_string(),
