@@ -125,17 +125,13 @@ async fn wrong_token_refused() {
     assert!(log.contains("wrong auth token"), "{log}");
 }
 
-/// A worker started before its scheduler keeps trying while the address accepts and drops
-/// connections (a Service in front of a scheduler pod still starting), then joins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn worker_waits_for_a_scheduler_that_drops_connections() {
-    let flaky = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let address = flaky.local_addr().expect("address").to_string();
-    let mut worker = std::process::Command::new(exe())
+/// A one-core worker named "early", started against `address` before any scheduler is there.
+fn early_worker(address: &str) -> std::process::Child {
+    std::process::Command::new(exe())
         .args([
             "worker",
             "--scheduler",
-            &address,
+            address,
             "--name",
             "early",
             "--cores",
@@ -144,7 +140,16 @@ async fn worker_waits_for_a_scheduler_that_drops_connections() {
         .env("SHOAL_TOKEN", TOKEN)
         .stderr(std::process::Stdio::null())
         .spawn()
-        .expect("worker starts");
+        .expect("worker starts")
+}
+
+/// A worker started before its scheduler keeps trying while the address accepts and drops
+/// connections (a Service in front of a scheduler pod still starting), then joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_waits_for_a_scheduler_that_drops_connections() {
+    let flaky = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = flaky.local_addr().expect("address").to_string();
+    let mut worker = early_worker(&address);
     flaky.set_nonblocking(true).expect("nonblocking");
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut dropped = 0;
@@ -182,20 +187,7 @@ async fn worker_waits_past_an_answer_that_is_not_grpc() {
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address").to_string();
-    let mut worker = std::process::Command::new(exe())
-        .args([
-            "worker",
-            "--scheduler",
-            &address,
-            "--name",
-            "early",
-            "--cores",
-            "1",
-        ])
-        .env("SHOAL_TOKEN", TOKEN)
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("worker starts");
+    let mut worker = early_worker(&address);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     let mut answered = 0;
     while answered < 3 {
